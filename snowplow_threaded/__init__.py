@@ -1,0 +1,46 @@
+"""snowplow_threaded: a Snowplow tracker for Python server processes.
+
+The API of the Snowplow Python tracker (``snowplow-tracker`` 1.1.0), with an emitter whose
+``track()`` never blocks, that batches over kept-alive connections from worker threads,
+and that survives fork and exit. See README.md.
+"""
+
+import logging
+
+from ._version import __version__
+from .emitter_configuration import EmitterConfiguration
+from .emitters import AsyncEmitter, Emitter
+from .event_store import BatchStore, EventStore, InMemoryEventStore
+from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
+from .self_describing_json import SelfDescribingJson
+from .snowplow import DuplicateNamespaceError, Snowplow
+from .stats import EmitterStats
+from .subject import Subject
+from .tracker import Tracker
+from .tracker_configuration import TrackerConfiguration
+
+logger = logging.getLogger("snowplow_threaded")
+logger.addHandler(logging.NullHandler())
+
+__all__ = [
+    "AsyncEmitter",
+    "BatchStore",
+    "DuplicateNamespaceError",
+    "Emitter",
+    "EmitterConfiguration",
+    "EmitterStats",
+    "Event",
+    "EventStore",
+    "InMemoryEventStore",
+    "PagePing",
+    "PageView",
+    "ScreenView",
+    "SelfDescribing",
+    "SelfDescribingJson",
+    "Snowplow",
+    "StructuredEvent",
+    "Subject",
+    "Tracker",
+    "TrackerConfiguration",
+    "__version__",
+]

@@ -1,0 +1,361 @@
+"""The dispatcher: one object owns an emitter's admission -> drain -> pause -> stop.
+
+Data path: ``admit()`` (caller thread) puts an encoded event in the store; worker threads
+lease batches (``_next_lease``), send them (:func:`worker.deliver`, no lock held) and
+settle them (``_finish``). ``flush()`` and ``close()`` wait on the same condition.
+
+Locking (one lock per dispatcher, plus the store's own):
+
+* ``_cond`` (a ``Condition`` over a plain ``Lock``) guards the state, counters, backoff
+  and worker list. It is never held during network I/O or user callbacks. The hot path
+  takes it only when a worker must be woken (the 1st pending event, the batch-size-th, the
+  byte limit crossed) or on a rare path (closed, first event).
+* The store's lock guards the buffer. Order: ``_cond`` then store lock, never the reverse.
+
+Nothing here waits without a deadline except an idle worker with an empty buffer, which
+sleeps until an event arrives (no polling, no busy loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from .event_store import BatchStore, Lease
+from .retry import Backoff
+from .stats import EmitterStats
+from .transport import Transport
+from .typing import PayloadDict
+from .worker import Outcome, deliver
+
+logger = logging.getLogger("snowplow_threaded.engine")
+
+OPEN, CLOSING, CLOSED = "open", "closing", "closed"
+#: Least time between two attempts that a flush()/close() may force during a backoff.
+PROBE_INTERVAL = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: BatchStore,
+        transport_factory: Callable[[], Transport],
+        *,
+        thread_count: int,
+        batch_size: int,
+        byte_limit: int | None,
+        flush_interval: float,
+        max_events_per_request: int,
+        backoff: Backoff,
+        custom_retry_codes: dict[int, bool],
+        max_retries: int | None,
+        callbacks: Callable[[], tuple[object, object]],
+        name: str,
+        shutdown_timeout: float,
+    ) -> None:
+        self.store = store
+        self._transport_factory = transport_factory
+        self.thread_count = thread_count
+        self.batch_size = batch_size
+        self.byte_limit = byte_limit
+        self.flush_interval = flush_interval
+        self.max_events_per_request = max(max_events_per_request, batch_size)
+        self.custom_retry_codes = custom_retry_codes
+        self.max_retries = max_retries
+        self._callbacks = callbacks
+        self._name = name
+        self.shutdown_timeout = shutdown_timeout
+        self._backoff = backoff
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        """(Re)create every lock, thread handle and counter: at init and in a fork child."""
+        self._pid = os.getpid()
+        self._cond = threading.Condition(threading.Lock())
+        self._state = OPEN
+        self._workers: list[threading.Thread] = []
+        self._started = False
+        self._resume_at = 0.0  # monotonic time before which nothing is sent (backoff)
+        self._last_attempt = 0.0
+        self._due_at: float | None = None  # when pending events are due by flush_interval
+        self._urgent_until = 0  # events with seq below this are due now (flush requested)
+        self._close_deadline = 0.0
+        self._in_flight = 0
+        self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
+        self._dropped: dict[str, int] = {}
+        self._last_error: str | None = None
+        # byte_limit is checked by count: events of the average size seen so far
+        self._byte_due_count = self.batch_size
+        self._backoff.reset()
+
+    # -- caller side (hot path) -----------------------------------------------------------------
+    def admit(self, record: PayloadDict) -> bool:
+        """Buffer one event (a dict of strings, not copied: the caller must not change it).
+        O(1), never blocks on I/O. False if it was dropped (full or closed)."""
+        if self._pid != os.getpid():
+            self.reinit_after_fork()
+        if self._state is not OPEN:
+            with self._cond:
+                self._dropped["closed"] = self._dropped.get("closed", 0) + 1
+            return False
+        pending = self.store.put(record)
+        if pending < 0:
+            return False
+        if not self._started:
+            self._start_workers()
+        if pending == 1 or pending == self.batch_size or pending == self._byte_due_count:
+            with self._cond:
+                self._cond.notify()
+        return True
+
+    def _start_workers(self) -> None:
+        with self._cond:
+            if self._started or self._state is not OPEN:
+                return
+            self._started = True
+            for index in range(self.thread_count):
+                thread = threading.Thread(
+                    target=self._run, name=f"snowplow-{self._name}-{index}", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:  # interpreter shutting down: close() drains inline
+                    logger.debug("cannot start a worker thread now", exc_info=True)
+                    break
+                self._workers.append(thread)
+
+    # -- worker side ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        transport = self._transport_factory()
+        try:
+            while True:
+                lease = self._next_lease(until=None)
+                if lease is None:
+                    return
+                self._attempt(lease, transport)
+        except BaseException:  # pragma: no cover - a bug; keep the process alive, say so
+            logger.exception("snowplow worker died")
+            raise
+        finally:
+            transport.close()
+
+    def _attempt(self, lease: Lease, transport: Transport) -> None:
+        on_success, on_failure = self._callbacks()
+        outcome = deliver(lease, transport, self.custom_retry_codes, self.max_retries,
+                          on_success, on_failure)  # type: ignore[arg-type]
+        self._finish(lease, outcome)
+
+    def _is_due(self, now: float) -> bool:
+        store = self.store
+        pending = store.pending()
+        if pending == 0:
+            self._due_at = None
+            return False
+        if self._due_at is None:
+            self._due_at = now + self.flush_interval
+        return (
+            pending >= self.batch_size
+            or self._state is not OPEN
+            or now >= self._due_at
+            or pending >= self._byte_due_count
+            or self._urgent_until > store.next_seq() - pending
+        )
+
+    def _next_lease(self, until: float | None) -> Lease | None:
+        """Block until a batch is due and lease it; None when the worker should stop (or,
+        with *until*, when that monotonic deadline passes)."""
+        with self._cond:
+            while True:
+                if self._pid != os.getpid() or self._state is CLOSED:
+                    return None
+                now = time.monotonic()
+                deadline = until if self._state is OPEN else self._close_deadline
+                if deadline is not None and now >= deadline:
+                    return None
+                if until is not None and self.store.pending() == 0:
+                    return None  # inline drain: nothing left to send
+                if now < self._resume_at:
+                    wait: float | None = self._resume_at - now
+                elif self._is_due(now):
+                    lease = self.store.take(self.max_events_per_request)
+                    if lease is not None:
+                        self._due_at = None
+                        self._in_flight += len(lease)
+                        self._last_attempt = now
+                        if self.store.pending() >= self.batch_size:
+                            self._cond.notify()  # a backlog: wake another worker
+                        return lease
+                    wait = self.flush_interval  # a store that said pending but gave nothing
+                elif self._state is CLOSING and self.store.pending() == 0:
+                    return None
+                else:
+                    wait = None if self._due_at is None else self._due_at - now
+                if deadline is not None:
+                    wait = deadline - now if wait is None else min(wait, deadline - now)
+                self._cond.wait(wait)
+
+    def _finish(self, lease: Lease, outcome: Outcome) -> None:
+        result = outcome.result
+        with self._cond:
+            counts = self._counts
+            counts["requests"] += result.requests
+            counts["bytes"] += result.nbytes
+            if self.byte_limit is not None and result.nbytes and result.requests:
+                average = max(1, result.nbytes // max(1, len(lease)))
+                self._byte_due_count = max(1, min(self.batch_size, self.byte_limit // average))
+            counts["sent"] += outcome.delivered
+            self._in_flight -= len(lease)
+            rest = len(lease) - outcome.delivered
+            if result.error is not None:
+                self._last_error = result.error
+            retry = outcome.retry and self._state is not CLOSED and self._pid == os.getpid()
+            if rest and retry:
+                counts["retried"] += rest
+                delay = self._backoff.next_delay(result.retry_after)
+                self._resume_at = max(self._resume_at, time.monotonic() + delay)
+            elif rest and outcome.retry:
+                self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + rest
+            else:
+                counts["failed"] += rest
+                self._backoff.reset()
+            self.store.settle(lease, retry, outcome.delivered)
+            self._cond.notify_all()
+
+    # -- flush / close ------------------------------------------------------------------------
+    def _probe_if_blocked(self, deadline: float) -> None:
+        """During a backoff longer than the caller will wait, allow one early attempt (at
+        most one per PROBE_INTERVAL, so a flush() loop cannot hammer a dead collector)."""
+        now = time.monotonic()
+        if self._resume_at > deadline and now - self._last_attempt >= PROBE_INTERVAL:
+            self._resume_at = now
+
+    def flush(self, timeout: float, wait: bool = True) -> bool:
+        """Send everything buffered now; with *wait*, block until all events tracked before
+        the call are delivered or failed for good (True) or *timeout* passes (False)."""
+        if self._pid != os.getpid():
+            self.reinit_after_fork()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            target = self.store.next_seq()
+            self._urgent_until = max(self._urgent_until, target)
+            self._probe_if_blocked(deadline)
+            self._cond.notify_all()
+            if not wait or threading.current_thread() in self._workers:
+                return self._settled_before(target)
+        if not self._workers_alive():
+            self._drain_inline(deadline)
+        return self._wait_settled(target, deadline)
+
+    def _settled_before(self, target: int) -> bool:
+        oldest = self.store.oldest_seq()
+        return oldest is None or oldest >= target
+
+    def _wait_settled(self, target: int, deadline: float) -> bool:
+        with self._cond:
+            while not self._settled_before(target):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def _workers_alive(self) -> bool:
+        return any(t.is_alive() for t in self._workers)
+
+    def _drain_inline(self, deadline: float) -> None:
+        """Send on the calling thread: used when no worker runs (e.g. at interpreter
+        shutdown, where new threads cannot start)."""
+        transport = self._transport_factory()
+        try:
+            while True:
+                lease = self._next_lease(until=deadline)
+                if lease is None:
+                    return
+                self._attempt(lease, transport)
+        finally:
+            transport.close()
+
+    def begin_close(self, deadline: float) -> None:
+        """Stop admission and tell the workers to drain until *deadline* (monotonic)."""
+        with self._cond:
+            if self._state is not OPEN:
+                return
+            self._state = CLOSING
+            self._close_deadline = deadline
+            self._probe_if_blocked(deadline)
+            self._cond.notify_all()
+
+    def finish_close(self, deadline: float) -> bool:
+        """Wait for the drain until *deadline*, then drop what is left and stop the
+        workers. True if nothing was lost. Idempotent."""
+        if self._state is OPEN:
+            self.begin_close(deadline)
+        if self._state is CLOSED:
+            return self.store.oldest_seq() is None
+        if not self._workers_alive() and self._pid == os.getpid():
+            self._drain_inline(deadline)
+        delivered = self._wait_settled(self.store.next_seq(), deadline)
+        with self._cond:
+            self._state = CLOSED
+            lost = self.store.discard_pending()
+            if lost:
+                self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + lost
+            self._cond.notify_all()
+            workers = list(self._workers)
+        for thread in workers:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if not delivered:
+            stats = self.stats()
+            logger.warning(
+                "emitter %s closed with %d event(s) undelivered (collector unreachable or "
+                "too slow within the deadline; last error: %s)",
+                self._name, stats.in_flight + lost, stats.last_error,
+            )
+        return delivered and not lost
+
+    def close(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self.begin_close(deadline)
+        return self.finish_close(deadline)
+
+    @property
+    def closed(self) -> bool:
+        return self._state is not OPEN
+
+    # -- fork ------------------------------------------------------------------------------
+    def reinit_after_fork(self) -> None:
+        """In a forked child: forget the parent's threads, locks, buffer and counters
+        without acquiring anything the parent's threads may have held at fork time. The
+        parent still owns (and sends) the inherited events. Workers restart lazily."""
+        if self._pid == os.getpid():
+            return
+        was_closed = self._state is CLOSED
+        self.store.reset_after_fork()
+        self._init_runtime()
+        if was_closed:
+            self._state = CLOSED
+
+    # -- stats -----------------------------------------------------------------------------
+    def stats(self) -> EmitterStats:
+        dropped_store = self.store.drop_counts()
+        with self._cond:
+            dropped = dict(self._dropped)
+            for reason, count in dropped_store.items():
+                dropped[reason] = dropped.get(reason, 0) + count
+            counts = self._counts
+            return EmitterStats(
+                tracked=self.store.next_seq(),
+                queued=self.store.pending() + self._in_flight,
+                in_flight=self._in_flight,
+                sent=counts["sent"],
+                failed=counts["failed"],
+                retried=counts["retried"],
+                dropped=dropped,
+                requests=counts["requests"],
+                bytes_sent=counts["bytes"],
+                last_error=self._last_error,
+            )

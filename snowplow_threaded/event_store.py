@@ -1,0 +1,336 @@
+"""Event stores: where tracked events wait until a worker sends them.
+
+Two interfaces live here:
+
+* :class:`EventStore` — the reference tracker's 4-method protocol (``add_event``,
+  ``get_events_batch``, ``cleanup``, ``size``). A user store implementing only that still
+  works: the emitter wraps it in :class:`LegacyStoreAdapter`.
+* :class:`BatchStore` — what the engine uses. Records are event payload dicts whose values
+  are all strings; the worker encodes them at send time. Batches are *leased* (``take``)
+  and later *settled* (``settle``: delivered/failed for good, or back for a retry ahead of
+  newer events). Every admitted record gets a sequence number, so ``flush()`` can wait for
+  exactly the events tracked before it. A durable store (SQLite: rowid as seq, a leased
+  flag) implements the same methods.
+
+:class:`InMemoryEventStore` is the default: a bounded ring buffer, thread-safe on its own
+(one internal lock, never held while calling out).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Protocol, runtime_checkable
+
+from .typing import PayloadDict, PayloadDictList
+
+logger = logging.getLogger("snowplow_threaded.event_store")
+
+DROP_NEWEST = "drop_newest"
+DROP_OLDEST = "drop_oldest"
+DROP_POLICIES = (DROP_NEWEST, DROP_OLDEST)
+DEFAULT_BUFFER_CAPACITY = 10_000
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """The reference tracker's event store protocol (payload dicts of strings)."""
+
+    def add_event(self, payload: PayloadDict) -> bool: ...
+
+    def get_events_batch(self) -> PayloadDictList: ...
+
+    def cleanup(self, batch: PayloadDictList, need_retry: bool) -> None: ...
+
+    def size(self) -> int: ...
+
+
+class Lease:
+    """A batch of records handed to one worker; settle it exactly once."""
+
+    __slots__ = ("attempts", "oldest_seq", "records")
+
+    def __init__(self, records: PayloadDictList, oldest_seq: int) -> None:
+        self.records = records
+        self.oldest_seq = oldest_seq
+        self.attempts = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class BatchStore(Protocol):
+    """The engine's store interface. All methods are thread-safe and never block on I/O
+    of the engine; ``put`` is on the caller's hot path and must be O(1)."""
+
+    def put(self, record: PayloadDict) -> int:
+        """Admit *record*; return the pending count after it, or -1 if it was rejected."""
+        ...
+
+    def take(self, max_events: int) -> Lease | None:
+        """Lease the oldest unleased records (retries first, each retried batch as it was),
+        at most *max_events*; ``None`` when nothing is pending."""
+        ...
+
+    def settle(self, lease: Lease, retry: bool, done: int = 0) -> None:
+        """End a lease: its first *done* records are finished; the rest are forgotten too,
+        or (``retry``) put back ahead of newer records."""
+        ...
+
+    def pending(self) -> int:
+        """Records admitted and not leased."""
+        ...
+
+    def oldest_seq(self) -> int | None:
+        """Sequence number of the oldest unsettled record (pending or leased), or None."""
+        ...
+
+    def next_seq(self) -> int:
+        """The sequence number the next admitted record will get."""
+        ...
+
+    def drop_counts(self) -> dict[str, int]:
+        """Records dropped by the store, by reason (e.g. ``buffer_full``)."""
+        ...
+
+    def discard_pending(self) -> int:
+        """Drop every pending (unleased) record, including retries; return how many."""
+        ...
+
+    def reset_after_fork(self) -> int:
+        """In a forked child: new lock, inherited records dropped (the parent sends them);
+        must not acquire any lock. Return how many were dropped."""
+        ...
+
+
+class InMemoryEventStore:
+    """A bounded, thread-safe ring buffer of encoded events.
+
+    :param buffer_capacity: most unsettled events held (pending + leased). When full,
+        ``drop_policy`` ``"drop_newest"`` (default) rejects the new event and
+        ``"drop_oldest"`` evicts the oldest pending one; both are counted.
+
+    Lock: ``_lock`` guards every field; held only for O(1) deque work (``take`` is
+    O(batch)). The first positional argument may be a ``logging.Logger`` as in the
+    reference (``InMemoryEventStore(logger, buffer_capacity)``); it is ignored.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        buffer_capacity: int = DEFAULT_BUFFER_CAPACITY,
+        drop_policy: str = DROP_NEWEST,
+    ) -> None:
+        if isinstance(buffer_capacity, bool) or not isinstance(buffer_capacity, int):
+            raise TypeError("buffer_capacity must be an int")
+        if buffer_capacity <= 0:
+            raise ValueError(f"buffer_capacity must be greater than 0, got {buffer_capacity}")
+        if drop_policy not in DROP_POLICIES:
+            raise ValueError(f"drop_policy must be one of {DROP_POLICIES}, got {drop_policy!r}")
+        self.buffer_capacity = buffer_capacity
+        self.drop_policy = drop_policy
+        self._lock = threading.Lock()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._pending: deque[PayloadDict] = deque()
+        self._retry: deque[Lease] = deque()
+        self._leased: set[Lease] = set()
+        self._held = 0  # records in _retry and _leased
+        self._next_seq = 0
+        self._drops = {"buffer_full": 0, "evicted_oldest": 0}
+
+    # -- hot path ------------------------------------------------------------------------
+    def put(self, record: PayloadDict) -> int:
+        with self._lock:
+            pending = self._pending
+            if len(pending) + self._held >= self.buffer_capacity:
+                if self.drop_policy == DROP_OLDEST and pending:
+                    pending.popleft()
+                    self._drops["evicted_oldest"] += 1
+                else:
+                    self._drops["buffer_full"] += 1
+                    return -1
+            pending.append(record)
+            self._next_seq += 1
+            return len(pending)
+
+    # -- worker side -----------------------------------------------------------------------
+    def take(self, max_events: int) -> Lease | None:
+        with self._lock:
+            if self._retry:
+                lease = self._retry.popleft()
+            else:
+                pending = self._pending
+                if not pending:
+                    return None
+                first_seq = self._next_seq - len(pending)
+                count = min(max_events, len(pending))
+                popleft = pending.popleft
+                lease = Lease([popleft() for _ in range(count)], first_seq)
+                self._held += count
+            self._leased.add(lease)
+            return lease
+
+    def settle(self, lease: Lease, retry: bool, done: int = 0) -> None:
+        with self._lock:
+            self._leased.discard(lease)
+            if retry and done < len(lease.records):
+                if done:
+                    self._held -= done
+                    del lease.records[:done]
+                    lease.oldest_seq += done
+                self._retry.append(lease)
+                # keep retries in age order: several workers may fail out of order
+                if len(self._retry) > 1 and self._retry[-2].oldest_seq > lease.oldest_seq:
+                    self._retry = deque(sorted(self._retry, key=lambda item: item.oldest_seq))
+            else:
+                self._held -= len(lease.records)
+
+    # -- observation -------------------------------------------------------------------------
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending) + sum(len(lease) for lease in self._retry)
+
+    def size(self) -> int:
+        """All unsettled records (pending, retrying and in flight)."""
+        with self._lock:
+            return len(self._pending) + self._held
+
+    def oldest_seq(self) -> int | None:
+        with self._lock:
+            candidates = [lease.oldest_seq for lease in self._leased]
+            candidates.extend(lease.oldest_seq for lease in self._retry)
+            if self._pending:
+                candidates.append(self._next_seq - len(self._pending))
+            return min(candidates) if candidates else None
+
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def drop_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {k: v for k, v in self._drops.items() if v}
+
+    def discard_pending(self) -> int:
+        with self._lock:
+            dropped = len(self._pending) + sum(len(lease) for lease in self._retry)
+            self._held -= sum(len(lease) for lease in self._retry)
+            self._pending.clear()
+            self._retry.clear()
+            return dropped
+
+    def reset_after_fork(self) -> int:
+        dropped = len(self._pending) + self._held
+        self._lock = threading.Lock()
+        self._init_state()
+        return dropped
+
+    # -- the reference's protocol, for code that uses the store directly -------------------
+    def add_event(self, payload: PayloadDict) -> bool:
+        """Add a payload dict (reference API); values are sent as strings."""
+        return self.put(stringify(payload)) >= 0
+
+
+def stringify(payload: PayloadDict) -> PayloadDict:
+    """A copy of *payload* with every value a string (as the protocol sends them)."""
+    return {k: v if type(v) is str else str(v) for k, v in payload.items()}
+
+
+class LegacyStoreAdapter:
+    """Runs a user store that implements only the reference's :class:`EventStore`.
+
+    Such a store hands out *all* its events at once, so the adapter keeps what does not fit
+    in one request in an overflow queue it owns. ``oldest_seq`` is derived from counts
+    (``next_seq - unsettled``), exact as long as the user store is first-in first-out.
+    ``_lock`` guards the adapter and serialises every call into the user store.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._overflow: deque[PayloadDict] = deque()
+        self._retry: deque[Lease] = deque()
+        self._leased: set[Lease] = set()
+        self._next_seq = 0
+        self._settled = 0
+        self._rejected = 0
+
+    def put(self, record: PayloadDict) -> int:
+        with self._lock:
+            if not self.store.add_event(record):
+                self._rejected += 1
+                return -1
+            self._next_seq += 1
+            return self.store.size() + len(self._overflow)
+
+    def take(self, max_events: int) -> Lease | None:
+        with self._lock:
+            if self._retry:
+                lease = self._retry.popleft()
+                self._leased.add(lease)
+                return lease
+            if not self._overflow:
+                self._overflow.extend(stringify(p) for p in self.store.get_events_batch())
+            if not self._overflow:
+                return None
+            count = min(max_events, len(self._overflow))
+            records = [self._overflow.popleft() for _ in range(count)]
+            lease = Lease(records, self._next_seq - self._unsettled_locked())
+            self._leased.add(lease)
+            return lease
+
+    def _unsettled_locked(self) -> int:
+        return self._next_seq - self._settled
+
+    def settle(self, lease: Lease, retry: bool, done: int = 0) -> None:
+        payloads = lease.records if not retry else lease.records[:done]
+        with self._lock:
+            self._leased.discard(lease)
+            if retry and done < len(lease.records):
+                del lease.records[:done]
+                self._retry.append(lease)
+            self._settled += len(payloads)
+            if payloads:
+                try:
+                    self.store.cleanup(payloads, False)
+                except Exception:
+                    logger.exception("event store cleanup() raised")
+
+    def pending(self) -> int:
+        with self._lock:
+            return (self.store.size() + len(self._overflow)
+                    + sum(len(lease) for lease in self._retry))
+
+    def oldest_seq(self) -> int | None:
+        with self._lock:
+            unsettled = self._unsettled_locked()
+            return None if unsettled <= 0 else self._next_seq - unsettled
+
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def drop_counts(self) -> dict[str, int]:
+        return {"buffer_full": self._rejected} if self._rejected else {}
+
+    def discard_pending(self) -> int:
+        with self._lock:
+            dropped = list(self.store.get_events_batch())
+            count = len(dropped) + len(self._overflow) + sum(len(x) for x in self._retry)
+            self._overflow.clear()
+            self._retry.clear()
+            self._settled += count
+            return count
+
+    def reset_after_fork(self) -> int:
+        self._lock = threading.Lock()
+        self._overflow = deque()
+        self._retry = deque()
+        self._leased = set()
+        try:
+            dropped = len(self.store.get_events_batch())
+        except Exception:  # pragma: no cover - a user store's own fork trouble
+            dropped = 0
+        self._settled = self._next_seq
+        return dropped

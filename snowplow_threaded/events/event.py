@@ -1,0 +1,135 @@
+"""Event: the fields every event type shares (context, true timestamp, event subject)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..contracts import optional_timestamp
+from ..payload import Payload, b64encode_text, encode_json
+from ..self_describing_json import SelfDescribingJson
+from ..subject import Subject
+from ..typing import JsonEncoderFunction, PayloadDict
+
+CONTEXT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
+UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+
+
+class Event:
+    """Base of all events; ``Event(dict_=...)`` tracks raw tracker-protocol fields.
+
+    :param dict_: extra name/value pairs (tracker-protocol keys) for the payload
+    :param event_subject: a :class:`Subject` whose *set* fields override the tracker's
+    :param context: context entities (:class:`SelfDescribingJson`) sent in ``co``/``cx``
+    :param true_timestamp: the event's true time, in milliseconds since the epoch (``ttm``)
+
+    Tracking never changes the event object: every ``track()`` builds a fresh payload, so
+    one event object can be tracked many times and each gets its own ``eid``.
+    """
+
+    def __init__(
+        self,
+        dict_: PayloadDict | None = None,
+        event_subject: Subject | None = None,
+        context: list[SelfDescribingJson] | None = None,
+        true_timestamp: float | None = None,
+    ) -> None:
+        self.payload = Payload(dict_=dict_)
+        self.event_subject = event_subject
+        self.context = context
+        self.true_timestamp = true_timestamp
+
+    @property
+    def context(self) -> list[SelfDescribingJson]:
+        return self._context
+
+    @context.setter
+    def context(self, value: Sequence[SelfDescribingJson] | None) -> None:
+        if value is None:
+            self._context: list[SelfDescribingJson] = []
+            return
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
+            raise TypeError(f"context must be a list of SelfDescribingJson, got {value!r}")
+        for entity in value:
+            if not isinstance(entity, SelfDescribingJson):
+                raise TypeError(
+                    f"context entities must be SelfDescribingJson, got {type(entity).__name__}"
+                )
+        self._context = list(value)
+
+    @property
+    def true_timestamp(self) -> float | None:
+        return self._true_timestamp
+
+    @true_timestamp.setter
+    def true_timestamp(self, value: float | None) -> None:
+        optional_timestamp(value, "true_timestamp")
+        self._true_timestamp = value
+
+    @property
+    def event_subject(self) -> Subject | None:
+        return self._event_subject
+
+    @event_subject.setter
+    def event_subject(self, value: Subject | None) -> None:
+        if value is not None and not isinstance(value, Subject):
+            raise TypeError(f"event_subject must be a Subject, got {type(value).__name__}")
+        self._event_subject = value
+
+    def self_describing_json(self) -> SelfDescribingJson | None:
+        """The self-describing JSON sent in ``ue_pr``/``ue_px``; ``None`` for other events."""
+        return None
+
+    def build_payload(
+        self,
+        encode_base64: bool,
+        json_encoder: JsonEncoderFunction | None,
+        subject: Subject | None = None,
+    ) -> Payload:
+        """A new :class:`Payload` of this event's fields (the event is not modified).
+
+        Raises ``TypeError`` if a JSON part is not serialisable, ``ValueError`` for NaN.
+        """
+        result = Payload()
+        result.nv_pairs = self._build(encode_base64, json_encoder, subject)
+        return result
+
+    def _build(
+        self,
+        encode_base64: bool,
+        json_encoder: JsonEncoderFunction | None,
+        subject: Subject | None,
+    ) -> dict[str, Any]:
+        # every value a string, as sent; a fresh dict, so the event is never modified
+        nv = {k: v if type(v) is str else str(v) for k, v in self.payload.nv_pairs.items()}
+        sdj = self.self_describing_json()
+        if sdj is not None:
+            nv["e"] = "ue"
+            envelope = {"schema": UNSTRUCT_EVENT_SCHEMA, "data": sdj.to_json()}
+            text = encode_json(envelope, "self-describing event data", json_encoder)
+            if encode_base64:
+                nv["ue_px"] = b64encode_text(text)
+            else:
+                nv["ue_pr"] = text
+        if self._context:
+            contexts = {"schema": CONTEXT_SCHEMA, "data": [c.to_json() for c in self._context]}
+            text = encode_json(contexts, "context", json_encoder)
+            if encode_base64:
+                nv["cx"] = b64encode_text(text)
+            else:
+                nv["co"] = text
+        if self._true_timestamp is not None:
+            nv["ttm"] = str(int(self._true_timestamp))
+        if self._event_subject is not None:
+            pairs = self._event_subject.combine_subject(subject)
+        elif subject is not None:
+            pairs = subject.standard_nv_pairs
+        else:
+            return nv
+        for name, value in pairs.items():
+            if type(value) is str:
+                if value:
+                    nv[name] = value
+            elif value is not None:
+                nv[name] = str(value)
+        return nv

@@ -1,0 +1,80 @@
+"""StructuredEvent (``e=se``): category, action, label, property, value."""
+
+from __future__ import annotations
+
+from ..contracts import non_empty_string
+from ..self_describing_json import SelfDescribingJson
+from ..subject import Subject
+from .event import Event
+
+
+class StructuredEvent(Event):
+    """A structured event: ``se_ca`` and ``se_ac`` required; ``se_la``, ``se_pr``, ``se_va``."""
+
+    def __init__(
+        self,
+        category: str,
+        action: str,
+        label: str | None = None,
+        property_: str | None = None,
+        value: int | float | None = None,
+        event_subject: Subject | None = None,
+        context: list[SelfDescribingJson] | None = None,
+        true_timestamp: float | None = None,
+    ) -> None:
+        super().__init__(event_subject=event_subject, context=context,
+                         true_timestamp=true_timestamp)
+        self.payload.add("e", "se")
+        self.category = category
+        self.action = action
+        self.label = label
+        self.property_ = property_
+        self.value = value
+
+    def _set(self, key: str, value: object) -> None:
+        if value is None or value == "":
+            self.payload.nv_pairs.pop(key, None)
+        else:
+            self.payload.nv_pairs[key] = value
+
+    @property
+    def category(self) -> str:
+        return str(self.payload.nv_pairs["se_ca"])
+
+    @category.setter
+    def category(self, value: str) -> None:
+        self.payload.nv_pairs["se_ca"] = non_empty_string(value, "category")
+
+    @property
+    def action(self) -> str:
+        return str(self.payload.nv_pairs["se_ac"])
+
+    @action.setter
+    def action(self, value: str) -> None:
+        self.payload.nv_pairs["se_ac"] = non_empty_string(value, "action")
+
+    @property
+    def label(self) -> str | None:
+        return self.payload.nv_pairs.get("se_la")
+
+    @label.setter
+    def label(self, value: str | None) -> None:
+        self._set("se_la", value)
+
+    @property
+    def property_(self) -> str | None:
+        return self.payload.nv_pairs.get("se_pr")
+
+    @property_.setter
+    def property_(self, value: str | None) -> None:
+        self._set("se_pr", value)
+
+    @property
+    def value(self) -> int | float | None:
+        return self.payload.nv_pairs.get("se_va")
+
+    @value.setter
+    def value(self, value: int | float | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"value must be a number or None, got {value!r}")
+        self._set("se_va", value)

@@ -1,0 +1,95 @@
+"""Process lifecycle: fork and exit hooks for every live emitter.
+
+* Fork: one ``os.register_at_fork(after_in_child=...)`` hook, installed the first time an
+  emitter is created, re-initialises every live dispatcher in the child (fresh locks and
+  sessions, inherited buffer dropped: the parent sends those events). A fork that bypasses
+  Python's hooks is caught by the pid check on the enqueue path (``Dispatcher.admit``).
+* Exit: one ``atexit`` handler closes every live emitter within one shared deadline (the
+  largest ``shutdown_timeout`` among them); it starts no thread (a dispatcher whose
+  workers are gone drains on the exiting thread).
+
+The registry holds dispatchers weakly: a garbage-collected emitter costs nothing at fork
+or exit. ``_lock`` guards registration; the child replaces it without acquiring it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Protocol
+
+logger = logging.getLogger("snowplow_threaded.lifecycle")
+
+
+class Managed(Protocol):
+    shutdown_timeout: float
+
+    def reinit_after_fork(self) -> None: ...
+
+    def begin_close(self, deadline: float) -> None: ...
+
+    def finish_close(self, deadline: float) -> bool: ...
+
+
+_live: weakref.WeakSet[Managed] = weakref.WeakSet()
+_lock = threading.Lock()
+_installed = False
+
+
+def register(obj: Managed) -> None:
+    """Track *obj* for fork and exit handling (installs the hooks once)."""
+    global _installed
+    with _lock:
+        _live.add(obj)
+        if not _installed:
+            _installed = True
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_after_fork_in_child)
+            atexit.register(_at_exit)
+
+
+def unregister(obj: Managed) -> None:
+    with _lock:
+        _live.discard(obj)
+
+
+def live() -> list[Managed]:
+    return list(_live)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for obj in list(_live):
+        try:
+            obj.reinit_after_fork()
+        except Exception:  # pragma: no cover - must never break the user's fork
+            logger.exception("re-initialising an emitter after fork failed")
+
+
+def close_all(timeout: float | None = None) -> bool:
+    """Close every live emitter within one deadline; True if nothing was lost."""
+    objs = live()
+    if not objs:
+        return True
+    if timeout is None:
+        timeout = max(obj.shutdown_timeout for obj in objs)
+    deadline = time.monotonic() + timeout
+    for obj in objs:
+        obj.begin_close(deadline)
+    ok = True
+    for obj in objs:
+        try:
+            ok = obj.finish_close(deadline) and ok
+        except Exception:  # pragma: no cover - keep closing the others
+            logger.exception("closing an emitter failed")
+            ok = False
+    return ok
+
+
+def _at_exit() -> None:
+    close_all()

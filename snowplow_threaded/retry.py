@@ -1,0 +1,83 @@
+"""Retry policy: which responses are retried, and how long to wait before the next try.
+
+Pure functions of their inputs (the random source and the clock are parameters), so the
+backoff maths is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+
+#: Status codes that are never retried unless ``custom_retry_codes`` says otherwise.
+NO_RETRY_CODES = frozenset({400, 401, 403, 410, 422})
+#: Status code used for a request that got no HTTP response (connection error, timeout).
+NO_RESPONSE = -1
+
+
+def is_success(status: int) -> bool:
+    return 200 <= status < 300
+
+
+def should_retry(status: int, custom_retry_codes: Mapping[int, bool]) -> bool:
+    """Whether a batch answered with *status* is sent again.
+
+    2xx: no. A code in *custom_retry_codes*: as it says. 400/401/403/410/422: no.
+    Everything else, including no response, 3xx, 429 and 5xx: yes.
+    """
+    if is_success(status):
+        return False
+    if status in custom_retry_codes:
+        return bool(custom_retry_codes[status])
+    return status not in NO_RETRY_CODES
+
+
+class Backoff:
+    """Capped exponential backoff with jitter.
+
+    The n-th consecutive failure (n >= 1) waits a uniformly random time in
+    ``[d/2, d]`` where ``d = min(cap, base * 2 ** (n - 1))``: never zero (no hot loop),
+    never more than *cap*, and spread so that many processes recovering together do not
+    hit the collector in step. ``Retry-After`` from the server replaces ``d`` (capped).
+
+    Not thread-safe on its own: its owner (the emitter's dispatcher) calls it under its lock.
+    """
+
+    def __init__(
+        self,
+        base: float = 0.5,
+        cap: float = 60.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self._rand = rand
+        self.failures = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """Record one more failure and return the delay before the next attempt."""
+        self.failures += 1
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.cap)
+        ceiling: float = min(self.cap, self.base * (2 ** min(self.failures - 1, 32)))
+        return ceiling / 2 + float(self._rand()) * ceiling / 2
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent
+    or unparsable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now())

@@ -1,0 +1,58 @@
+"""Emitter statistics: a snapshot value object (the counters live in the dispatcher)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class EmitterStats:
+    """A consistent snapshot of one emitter's counters (or the sum of a tracker's).
+
+    * ``tracked``: events admitted to the buffer.
+    * ``queued``: events waiting, retrying or in flight right now.
+    * ``in_flight``: events in requests under way.
+    * ``sent``: events the collector acknowledged (2xx).
+    * ``failed``: events given up for good (non-retryable status, ``max_retries`` reached).
+    * ``retried``: events put back for another attempt (counted each time).
+    * ``dropped``: events lost before any send, by reason: ``buffer_full``,
+      ``evicted_oldest``, ``closed`` (tracked after close), ``shutdown_timeout``.
+    * ``requests``, ``bytes_sent``: HTTP requests made and request body bytes.
+    * ``last_error``: the most recent failure (``"HTTP 503"``, ``"ConnectionError: ..."``).
+    """
+
+    tracked: int = 0
+    queued: int = 0
+    in_flight: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    bytes_sent: int = 0
+    last_error: str | None = None
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __add__(self, other: EmitterStats) -> EmitterStats:
+        dropped = dict(self.dropped)
+        for reason, count in other.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        return EmitterStats(
+            tracked=self.tracked + other.tracked,
+            queued=self.queued + other.queued,
+            in_flight=self.in_flight + other.in_flight,
+            sent=self.sent + other.sent,
+            failed=self.failed + other.failed,
+            retried=self.retried + other.retried,
+            dropped=dropped,
+            requests=self.requests + other.requests,
+            bytes_sent=self.bytes_sent + other.bytes_sent,
+            last_error=other.last_error or self.last_error,
+        )

@@ -1,0 +1,61 @@
+"""Delivery of one leased batch: the request, the verdict, and the user callbacks.
+
+Runs on a worker thread with no lock held. Callback exceptions are logged, never raised:
+a broken ``on_success``/``on_failure`` must not kill the worker or lose events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .event_store import Lease
+from .retry import NO_RESPONSE, should_retry
+from .transport import SendResult, Transport, sent_timestamp
+from .typing import FailureCallback, SuccessCallback
+
+logger = logging.getLogger("snowplow_threaded.worker")
+
+
+@dataclass
+class Outcome:
+    """What the dispatcher must do with a lease after one attempt."""
+
+    result: SendResult
+    delivered: int  # the first `delivered` records were accepted
+    retry: bool  # the rest go back for another attempt (else they failed for good)
+
+
+def deliver(
+    lease: Lease,
+    transport: Transport,
+    custom_retry_codes: dict[int, bool],
+    max_retries: int | None,
+    on_success: SuccessCallback | None,
+    on_failure: FailureCallback | None,
+) -> Outcome:
+    """Send *lease* once and run the callbacks. Never raises."""
+    stm = sent_timestamp()
+    lease.attempts += 1
+    result = transport.send(lease.records, stm)
+    failed = result.failed or []
+    delivered = len(lease.records) - len(failed)
+    retry = bool(failed) and should_retry(result.status, custom_retry_codes)
+    if retry and max_retries is not None and lease.attempts > max_retries:
+        retry = False
+    if failed:
+        level = logging.WARNING if result.status == NO_RESPONSE or not retry else logging.INFO
+        logger.log(level, "%d event(s) not delivered to %s (%s); %s", len(failed),
+                   transport.uri, result.error, "will retry" if retry else "giving up")
+    if on_success is not None and delivered:
+        _call("on_success", on_success, [dict(r) for r in lease.records[:delivered]])
+    if on_failure is not None and failed:
+        _call("on_failure", on_failure, delivered, [dict(lease.records[i]) for i in failed])
+    return Outcome(result, delivered, retry)
+
+
+def _call(name: str, callback: object, *args: object) -> None:
+    try:
+        callback(*args)  # type: ignore[operator]
+    except Exception:
+        logger.exception("%s callback raised; the emitter goes on", name)
