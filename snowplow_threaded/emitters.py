@@ -147,6 +147,9 @@ class Emitter:
             name=self.endpoint,
             shutdown_timeout=shutdown_timeout,
         )
+        if session is not None:
+            user_session = session
+            self._dispatcher.after_fork = lambda: lifecycle.reset_session_pools(user_session)
         lifecycle.register(self._dispatcher)
         # an emitter dropped without close(): drain in the background, then let go
         dispatcher = self._dispatcher

@@ -68,6 +68,8 @@ class Dispatcher:
         self._callbacks = callbacks
         self._name = name
         self.shutdown_timeout = shutdown_timeout
+        #: called in a forked child after re-initialisation (e.g. fresh user-session pools)
+        self.after_fork: Callable[[], None] | None = None
         self._backoff = backoff
         self._init_runtime()
 
@@ -280,6 +282,8 @@ class Dispatcher:
 
     def begin_close(self, deadline: float) -> None:
         """Stop admission and tell the workers to drain until *deadline* (monotonic)."""
+        if self._pid != os.getpid():
+            self.reinit_after_fork()
         with self._cond:
             if self._state is not OPEN:
                 return
@@ -338,6 +342,8 @@ class Dispatcher:
         self._init_runtime()
         if was_closed:
             self._state = CLOSED
+        if self.after_fork is not None:
+            self.after_fork()
 
     # -- stats -----------------------------------------------------------------------------
     def stats(self) -> EmitterStats:

@@ -7,6 +7,10 @@
 * Exit: one ``atexit`` handler closes every live emitter within one shared deadline (the
   largest ``shutdown_timeout`` among them); it starts no thread (a dispatcher whose
   workers are gone drains on the exiting thread).
+* Children of ``multiprocessing`` and ``billiard`` (Celery's prefork pool) leave through
+  ``os._exit`` and skip ``atexit``; their exit path runs ``multiprocessing.util``'s
+  finalizers, so the same close is registered there: in the child's after-fork step for
+  fork children, and at registration in spawn/forkserver children.
 
 The registry holds dispatchers weakly: a garbage-collected emitter costs nothing at fork
 or exit. ``_lock`` guards registration; the child replaces it without acquiring it.
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.process
+import multiprocessing.util
 import os
 import threading
 import time
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 logger = logging.getLogger("snowplow_threaded.lifecycle")
 
@@ -38,6 +44,14 @@ class Managed(Protocol):
 _live: weakref.WeakSet[Managed] = weakref.WeakSet()
 _lock = threading.Lock()
 _installed = False
+_mp_finalizer_pid = 0  # the pid whose multiprocessing finalizer is registered
+
+
+class _Anchor:
+    """A weak-referenceable key for ``multiprocessing.util.register_after_fork``."""
+
+
+_anchor = _Anchor()
 
 
 def register(obj: Managed) -> None:
@@ -50,6 +64,18 @@ def register(obj: Managed) -> None:
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=_after_fork_in_child)
             atexit.register(_at_exit)
+            multiprocessing.util.register_after_fork(_anchor, _in_mp_child)
+    if multiprocessing.process.parent_process() is not None:
+        _in_mp_child(None)
+
+
+def _in_mp_child(_: Any) -> None:
+    """In a multiprocessing/billiard child: close every emitter on its exit path."""
+    global _mp_finalizer_pid
+    if _mp_finalizer_pid == os.getpid():
+        return
+    _mp_finalizer_pid = os.getpid()
+    multiprocessing.util.Finalize(None, _at_exit, exitpriority=100)
 
 
 def unregister(obj: Managed) -> None:
@@ -93,3 +119,18 @@ def close_all(timeout: float | None = None) -> bool:
 
 def _at_exit() -> None:
     close_all()
+
+
+def reset_session_pools(session: Any) -> None:
+    """Give a user's ``requests.Session`` fresh connection pools in a forked child, so the
+    child never writes on a keep-alive socket it shares with its parent (the old pools are
+    dropped unclosed: closing could disturb the parent's connections)."""
+    from requests.adapters import HTTPAdapter
+
+    for adapter in list(getattr(session, "adapters", {}).values()):
+        if isinstance(adapter, HTTPAdapter):
+            adapter.proxy_manager = {}
+            settings: Any = adapter  # private settings, stable since requests 2.0
+            adapter.init_poolmanager(
+                settings._pool_connections, settings._pool_maxsize, block=settings._pool_block
+            )

@@ -6,6 +6,7 @@ backoff maths is tested without sleeping.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import random
 import time
@@ -40,7 +41,7 @@ class Backoff:
     The n-th consecutive failure (n >= 1) waits a uniformly random time in
     ``[d/2, d]`` where ``d = min(cap, base * 2 ** (n - 1))``: never zero (no hot loop),
     never more than *cap*, and spread so that many processes recovering together do not
-    hit the collector in step. ``Retry-After`` from the server replaces ``d`` (capped).
+    hit the collector in step. ``Retry-After`` from the server replaces ``d`` (capped, and at least ``base / 2``).
 
     Not thread-safe on its own: its owner (the emitter's dispatcher) calls it under its lock.
     """
@@ -60,7 +61,8 @@ class Backoff:
         """Record one more failure and return the delay before the next attempt."""
         self.failures += 1
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap)
+            # floored (a "Retry-After: 0" answered on every try must not be a hot loop)
+            return min(max(retry_after, self.base / 2), self.cap)
         ceiling: float = min(self.cap, self.base * (2 ** min(self.failures - 1, 32)))
         return ceiling / 2 + float(self._rand()) * ceiling / 2
 
@@ -74,10 +76,12 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is true, float("²") raises
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:  # "-0000": a UTC time (not the local time of this host)
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return max(0.0, when.timestamp() - now())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now())

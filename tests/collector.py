@@ -41,6 +41,7 @@ from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
+    "GET_SUFFIX",
     "POST_SUFFIX",
     "Behavior",
     "Collector",
@@ -288,12 +289,12 @@ class _Handler(BaseHTTPRequestHandler):
         readline = self.rfile.readline
         while True:
             line = readline(_MAX_HEADER_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                break
             if len(line) > _MAX_HEADER_LINE or len(pairs) >= _MAX_HEADERS:
                 self.close_connection = True
                 self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                 return False
-            if line in (b"\r\n", b"\n", b""):
-                break
             if line[:1] in (b" ", b"\t") and pairs:  # obsolete line folding
                 name, value = pairs[-1]
                 pairs[-1] = (name, value + " " + line.decode("iso-8859-1").strip())
@@ -402,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
                     raise TypeError("data is not a list of objects")
                 events = data
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError, RecursionError):
                 malformed = True
         elif route == "i" and query:
             events = [query]

@@ -1,0 +1,274 @@
+"""Fork and exit behaviour in real processes: os.fork, multiprocessing, script exit.
+
+The collector runs in this (the test) process; the tracked code runs in subprocesses so
+that each scenario forks and exits for real, through the interpreter's normal exit path
+or ``os._exit``. Every scenario checks exactly-once delivery by event id.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.collector import Collector, slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(code: str, endpoint: str, timeout: float = 60.0,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "SNOWPLOW_TEST_ENDPOINT": endpoint,
+                **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), endpoint],
+        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def assert_exactly_once(collector: Collector, expected: dict[str, int]) -> None:
+    """*expected* maps a structured-event action to its count; eids must be unique."""
+    assert collector.wait_for_events(sum(expected.values()), timeout=20)
+    events = collector.events()
+    eids = [e["eid"] for e in events]
+    dupes = [eid for eid, n in collections.Counter(eids).items() if n > 1]
+    assert not dupes, f"{len(dupes)} event ids delivered more than once"
+    counts = collections.Counter(e.get("se_ac") for e in events)
+    assert dict(counts) == expected
+
+
+PRELUDE = """
+import os, sys, gc, threading, time
+from snowplow_threaded import Emitter, Tracker, StructuredEvent
+endpoint = sys.argv[1]
+emitter = Emitter(endpoint, batch_size=1000, flush_interval=60.0, shutdown_timeout=10.0)
+tracker = Tracker("fork", emitter)
+def track(action, n):
+    for i in range(n):
+        tracker.track(StructuredEvent("fork", action, value=i))
+def wait_children(pids):
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+"""
+
+
+def test_children_exit_normally_and_parent_buffer_is_not_resent(collector: Collector) -> None:
+    # The parent's 30 events are still buffered at fork (batch 1000, interval 60 s): if a
+    # child re-sent its inherited copy they would arrive 5 times.
+    code = PRELUDE + """
+track("parent", 30)
+pids = []
+for n in range(4):
+    pid = os.fork()
+    if pid == 0:
+        track("child", 25)
+        sys.exit(0)          # normal interpreter exit: atexit flushes the child's events
+    pids.append(pid)
+wait_children(pids)
+"""
+    proc = run_script(code, collector.endpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 30, "child": 100})
+
+
+def test_children_os_exit_after_explicit_flush(collector: Collector) -> None:
+    code = PRELUDE + """
+track("parent", 10)
+pids = []
+for n in range(3):
+    pid = os.fork()
+    if pid == 0:
+        track("child", 20)
+        ok = tracker.flush(timeout=10)
+        os._exit(0 if ok else 3)
+    pids.append(pid)
+wait_children(pids)
+assert tracker.flush(timeout=10)
+"""
+    proc = run_script(code, collector.endpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 10, "child": 60})
+
+
+def test_fork_while_another_thread_holds_the_store_lock(collector: Collector) -> None:
+    code = PRELUDE + """
+track("parent", 5)
+store = emitter.event_store
+held = threading.Event(); release = threading.Event()
+def hog():
+    with store._lock:
+        held.set()
+        release.wait(5)
+threading.Thread(target=hog, daemon=True).start()
+held.wait(5)
+pid = os.fork()
+if pid == 0:
+    track("child", 7)                    # must not deadlock on the inherited lock
+    os._exit(0 if tracker.flush(timeout=10) else 3)
+release.set()
+wait_children([pid])
+"""
+    proc = run_script(code, collector.endpoint, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 5, "child": 7})
+
+
+def test_fork_while_a_request_is_in_flight(collector: Collector) -> None:
+    collector.behavior = slow(1.0)
+    code = PRELUDE + """
+emitter2 = Emitter(endpoint, batch_size=5, shutdown_timeout=10.0)
+t2 = Tracker("fork2", emitter2)
+for i in range(5):
+    t2.track(StructuredEvent("fork", "inflight", value=i))
+time.sleep(0.3)                          # the worker is now inside the slow request
+assert emitter2.stats().in_flight == 5
+pid = os.fork()
+if pid == 0:
+    assert emitter2.stats().in_flight == 0
+    for i in range(3):
+        t2.track(StructuredEvent("fork", "child", value=i))
+    os._exit(0 if t2.flush(timeout=10) else 3)
+wait_children([pid])
+assert t2.flush(timeout=10)
+"""
+    proc = run_script(code, collector.endpoint, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"inflight": 5, "child": 3})
+
+
+def test_double_fork(collector: Collector) -> None:
+    code = PRELUDE + """
+track("parent", 4)
+pid = os.fork()
+if pid == 0:
+    track("child", 6)
+    pid2 = os.fork()
+    if pid2 == 0:
+        track("grandchild", 8)
+        sys.exit(0)
+    wait_children([pid2])
+    sys.exit(0)
+wait_children([pid])
+"""
+    proc = run_script(code, collector.endpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 4, "child": 6, "grandchild": 8})
+
+
+def test_one_hundred_forks_in_a_loop(collector: Collector) -> None:
+    code = PRELUDE + """
+track("parent", 1)
+pids = []
+for n in range(100):
+    track("parent", 1)
+    pid = os.fork()
+    if pid == 0:
+        track("child", 1)
+        sys.exit(0)
+    pids.append(pid)
+    if len(pids) >= 10:                  # keep at most 10 alive: 2 small cores
+        wait_children(pids); pids = []
+wait_children(pids)
+"""
+    proc = run_script(code, collector.endpoint, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 101, "child": 100})
+
+
+def test_garbage_collected_emitter_is_forgotten(collector: Collector) -> None:
+    code = PRELUDE + """
+from snowplow_threaded import lifecycle
+before = len(lifecycle.live())
+e = Emitter(endpoint)
+assert len(lifecycle.live()) == before + 1
+del e; gc.collect()
+assert len(lifecycle.live()) == before
+track("parent", 2)
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+wait_children([pid])
+"""
+    proc = run_script(code, collector.endpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 2})
+
+
+def test_script_that_just_ends_delivers_everything(collector: Collector) -> None:
+    code = """
+import sys
+from snowplow_threaded import Snowplow, StructuredEvent
+t = Snowplow.create_tracker("script", sys.argv[1])
+for i in range(5000):
+    t.track(StructuredEvent("script", "end", value=i))
+"""
+    proc = run_script(code, collector.endpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"end": 5000})
+
+
+def test_script_exit_with_collector_down_respects_the_deadline(collector: Collector) -> None:
+    collector.down()
+    code = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING)
+from snowplow_threaded import Emitter, Tracker, StructuredEvent
+t = Tracker("script", Emitter(sys.argv[1], shutdown_timeout=2.0, request_timeout=0.5))
+for i in range(500):
+    t.track(StructuredEvent("script", "lost", value=i))
+"""
+    start = time.monotonic()
+    proc = run_script(code, collector.endpoint)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 2.0 + 3.0, f"exit took {elapsed:.1f}s with a 2 s shutdown_timeout"
+    assert "undelivered" in proc.stderr
+    assert "500" in proc.stderr or "event(s)" in proc.stderr
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_children_flush_on_exit(collector: Collector, method: str) -> None:
+    code = """
+import multiprocessing, sys
+from tests.apps import mp_app
+if __name__ == "__main__":
+    mp_app.track_many(("parent", 3))
+    ctx = multiprocessing.get_context(sys.argv[2])
+    procs = [ctx.Process(target=mp_app.track_many, args=(("child", 40),)) for _ in range(3)]
+    for p in procs: p.start()
+    for p in procs: p.join(30)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+"""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "SNOWPLOW_TEST_ENDPOINT":
+                collector.endpoint}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), collector.endpoint,
+                           method], cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 3, "child": 120})
+
+
+def test_multiprocessing_pool(collector: Collector) -> None:
+    code = """
+import multiprocessing, sys
+from tests.apps import mp_app
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2, maxtasksperchild=3) as pool:
+        done = pool.map(mp_app.track_many, [("pool", 10)] * 8)
+        pool.close(); pool.join()
+    assert sum(done) == 80
+"""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "SNOWPLOW_TEST_ENDPOINT":
+                collector.endpoint}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"pool": 80})
