@@ -6,6 +6,7 @@ reads ``ValueError: page_url must be a non-empty string, got ''``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sized
 from typing import Any
 
@@ -54,12 +55,19 @@ def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> None:
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+def finite(value: Any, name: str) -> None:
+    """Raise ``ValueError`` if *value* is a float NaN or infinity (not sendable as a number)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 def optional_timestamp(value: Any, name: str) -> None:
     """Accept ``None`` or a number of milliseconds since the epoch."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of milliseconds or None, got {value!r}")
+    finite(value, name)
 
 
 def form_element(element: Any, name: str = "elements") -> None:

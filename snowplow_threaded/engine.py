@@ -36,6 +36,8 @@ logger = logging.getLogger("snowplow_threaded.engine")
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 #: Least time between two attempts that a flush()/close() may force during a backoff.
 PROBE_INTERVAL = 1.0
+#: Most time close() spends past its deadline waiting for idle workers to exit.
+JOIN_GRACE = 0.1
 
 
 class Dispatcher:
@@ -85,6 +87,8 @@ class Dispatcher:
         self._due_at: float | None = None  # when pending events are due by flush_interval
         self._urgent_until = 0  # events with seq below this are due now (flush requested)
         self._close_deadline = 0.0
+        self._lost_on_close = False
+        self._flush_deadline = 0.0  # the latest deadline of a waiting flush()
         self._in_flight = 0
         self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
         self._dropped: dict[str, int] = {}
@@ -107,11 +111,19 @@ class Dispatcher:
         if pending < 0:
             return False
         if not self._started:
+            if self.byte_limit is not None:
+                self._estimate_byte_due(record)
             self._start_workers()
         if pending == 1 or pending == self.batch_size or pending == self._byte_due_count:
             with self._cond:
                 self._cond.notify()
         return True
+
+    def _estimate_byte_due(self, record: PayloadDict) -> None:
+        """Before any send, size the byte trigger from the first event's encoded size
+        (about ``"k":"v",`` per field, plus ``stm``); sends refine it (``_finish``)."""
+        size = 30 + sum(len(k) + len(v) + 6 for k, v in record.items())
+        self._byte_due_count = max(1, min(self.batch_size, (self.byte_limit or size) // size))
 
     def _start_workers(self) -> None:
         with self._cond:
@@ -217,7 +229,13 @@ class Dispatcher:
             if rest and retry:
                 counts["retried"] += rest
                 delay = self._backoff.next_delay(result.retry_after)
-                self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                now = time.monotonic()
+                self._resume_at = max(self._resume_at, now + delay)
+                # a flush()/close() that began while this attempt was in flight waits too
+                waiting = max(self._flush_deadline,
+                              self._close_deadline if self._state is CLOSING else 0.0)
+                if waiting > now:
+                    self._probe_if_blocked(waiting)
             elif rest and outcome.retry:
                 self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + rest
             else:
@@ -230,9 +248,9 @@ class Dispatcher:
     def _probe_if_blocked(self, deadline: float) -> None:
         """During a backoff longer than the caller will wait, allow one early attempt (at
         most one per PROBE_INTERVAL, so a flush() loop cannot hammer a dead collector)."""
-        now = time.monotonic()
-        if self._resume_at > deadline and now - self._last_attempt >= PROBE_INTERVAL:
-            self._resume_at = now
+        probe_at = max(time.monotonic(), self._last_attempt + PROBE_INTERVAL)
+        if self._resume_at > deadline and probe_at < deadline:
+            self._resume_at = probe_at
 
     def flush(self, timeout: float, wait: bool = True) -> bool:
         """Send everything buffered now; with *wait*, block until all events tracked before
@@ -243,6 +261,8 @@ class Dispatcher:
         with self._cond:
             target = self.store.next_seq()
             self._urgent_until = max(self._urgent_until, target)
+            if wait:
+                self._flush_deadline = max(self._flush_deadline, deadline)
             self._probe_if_blocked(deadline)
             self._cond.notify_all()
             if not wait or threading.current_thread() in self._workers:
@@ -298,20 +318,24 @@ class Dispatcher:
         if self._state is OPEN:
             self.begin_close(deadline)
         if self._state is CLOSED:
-            return self.store.oldest_seq() is None
+            return not self._lost_on_close and self.store.oldest_seq() is None
         if not self._workers_alive() and self._pid == os.getpid():
             self._drain_inline(deadline)
         delivered = self._wait_settled(self.store.next_seq(), deadline)
         with self._cond:
             self._state = CLOSED
             lost = self.store.discard_pending()
+            self._lost_on_close = not delivered or lost > 0
             if lost:
                 self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + lost
             self._cond.notify_all()
             workers = list(self._workers)
+        # idle workers exit as soon as they see CLOSED: give them a moment even when the
+        # deadline has passed (one in a request ends with it, up to request_timeout later)
+        join_until = max(deadline, time.monotonic() + JOIN_GRACE)
         for thread in workers:
             if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+                thread.join(max(0.0, join_until - time.monotonic()))
         if not delivered:
             stats = self.stats()
             logger.warning(

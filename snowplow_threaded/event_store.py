@@ -109,7 +109,8 @@ class InMemoryEventStore:
 
     :param buffer_capacity: most unsettled events held (pending + leased). When full,
         ``drop_policy`` ``"drop_newest"`` (default) rejects the new event and
-        ``"drop_oldest"`` evicts the oldest pending one; both are counted.
+        ``"drop_oldest"`` evicts the oldest one not in flight (a record waiting for a
+        retry before a pending one); both are counted.
 
     Lock: ``_lock`` guards every field; held only for O(1) deque work (``take`` is
     O(batch)). The first positional argument may be a ``logging.Logger`` as in the
@@ -146,8 +147,8 @@ class InMemoryEventStore:
         with self._lock:
             pending = self._pending
             if len(pending) + self._held >= self.buffer_capacity:
-                if self.drop_policy == DROP_OLDEST and pending:
-                    pending.popleft()
+                if self.drop_policy == DROP_OLDEST and (self._retry or pending):
+                    self._evict_oldest_locked()
                     self._drops["evicted_oldest"] += 1
                 else:
                     self._drops["buffer_full"] += 1
@@ -155,6 +156,19 @@ class InMemoryEventStore:
             pending.append(record)
             self._next_seq += 1
             return len(pending)
+
+    def _evict_oldest_locked(self) -> None:
+        """Drop the oldest record not in flight: records waiting for a retry are older
+        than every pending one (leased records cannot be evicted)."""
+        if self._retry:
+            lease = self._retry[0]
+            del lease.records[0]
+            lease.oldest_seq += 1
+            self._held -= 1
+            if not lease.records:
+                self._retry.popleft()
+        else:
+            self._pending.popleft()
 
     # -- worker side -----------------------------------------------------------------------
     def take(self, max_events: int) -> Lease | None:

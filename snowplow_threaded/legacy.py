@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from .contracts import form_element, non_empty, non_empty_string, one_of
+from .contracts import finite, form_element, non_empty, non_empty_string, one_of
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
 from .self_describing_json import SelfDescribingJson
 from .subject import Subject
@@ -170,6 +170,7 @@ class LegacyTracking:
         for key, value in (("e", "ti"), ("ti_id", order_id), ("ti_sk", sku), ("ti_nm", name),
                            ("ti_ca", category), ("ti_pr", price), ("ti_qu", quantity),
                            ("ti_cu", currency)):
+            finite(value, key)
             event.payload.add(key, value)
         self.track(event)
         return self
@@ -191,6 +192,7 @@ class LegacyTracking:
                            ("tr_af", affiliation), ("tr_tx", tax_value), ("tr_sh", shipping),
                            ("tr_ci", city), ("tr_st", state), ("tr_co", country),
                            ("tr_cu", currency)):
+            finite(value, key)
             event.payload.add(key, value)
         item_time = self.get_timestamp(tstamp)  # type: ignore[attr-defined]
         self.track(event)

@@ -10,7 +10,9 @@
 * Children of ``multiprocessing`` and ``billiard`` (Celery's prefork pool) leave through
   ``os._exit`` and skip ``atexit``; their exit path runs ``multiprocessing.util``'s
   finalizers, so the same close is registered there: in the child's after-fork step for
-  fork children, and at registration in spawn/forkserver children.
+  fork children, and at registration in spawn/forkserver children. Celery's prefork
+  children call ``os._exit`` straight after the ``worker_process_shutdown`` signal, so
+  when Celery is loaded the same close is connected to that signal.
 
 The registry holds dispatchers weakly: a garbage-collected emitter costs nothing at fork
 or exit. ``_lock`` guards registration; the child replaces it without acquiring it.
@@ -23,6 +25,7 @@ import logging
 import multiprocessing.process
 import multiprocessing.util
 import os
+import sys
 import threading
 import time
 import weakref
@@ -67,6 +70,28 @@ def register(obj: Managed) -> None:
             multiprocessing.util.register_after_fork(_anchor, _in_mp_child)
     if multiprocessing.process.parent_process() is not None:
         _in_mp_child(None)
+    _wire_celery()
+
+
+_celery_wired = False
+
+
+def _wire_celery() -> None:
+    """Close every emitter in a Celery pool child before it ``os._exit``s (no-op unless
+    Celery is already imported: this never imports it)."""
+    global _celery_wired
+    if _celery_wired or "celery" not in sys.modules:
+        return
+    try:
+        from celery import signals  # type: ignore[import-untyped]
+    except Exception:  # pragma: no cover - a broken Celery install
+        return
+    signals.worker_process_shutdown.connect(_on_celery_child_exit, weak=False)
+    _celery_wired = True
+
+
+def _on_celery_child_exit(**_: Any) -> None:
+    _at_exit()
 
 
 def _in_mp_child(_: Any) -> None:
@@ -90,6 +115,7 @@ def live() -> list[Managed]:
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
+    _wire_celery()
     for obj in list(_live):
         try:
             obj.reinit_after_fork()

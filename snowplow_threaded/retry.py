@@ -41,7 +41,8 @@ class Backoff:
     The n-th consecutive failure (n >= 1) waits a uniformly random time in
     ``[d/2, d]`` where ``d = min(cap, base * 2 ** (n - 1))``: never zero (no hot loop),
     never more than *cap*, and spread so that many processes recovering together do not
-    hit the collector in step. ``Retry-After`` from the server replaces ``d`` (capped, and at least ``base / 2``).
+    hit the collector in step. ``Retry-After`` from the server replaces the delay (capped
+    by *cap*, and at least ``base / 2``).
 
     Not thread-safe on its own: its owner (the emitter's dispatcher) calls it under its lock.
     """

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from . import lifecycle
+from .contracts import non_empty_string
 from .emitter_configuration import EmitterConfiguration
 from .emitters import Emitter
 from .subject import Subject
@@ -69,6 +70,7 @@ class Snowplow:
         """
         if endpoint is None:
             raise TypeError("endpoint (the collector URL) must be provided")
+        non_empty_string(namespace, "namespace")
         slots = _sort_by_type((emitter_config, app_id, subject, tracker_config))
         emitter_cfg = slots.get("emitter_config") or EmitterConfiguration()
         tracker_cfg = slots.get("tracker_config") or TrackerConfiguration()
@@ -76,10 +78,16 @@ class Snowplow:
             if namespace in Snowplow._trackers:
                 raise DuplicateNamespaceError(f"a tracker with namespace {namespace!r} exists")
         emitter = Emitter(endpoint, method=method, **emitter_cfg.as_kwargs())
-        tracker = Tracker(namespace, emitter, subject=slots.get("subject"),
-                          app_id=slots.get("app_id"), encode_base64=tracker_cfg.encode_base64,
-                          json_encoder=tracker_cfg.json_encoder)
-        return Snowplow.add_tracker(tracker)
+        try:
+            tracker = Tracker(namespace, emitter, subject=slots.get("subject"),
+                              app_id=slots.get("app_id"),
+                              encode_base64=tracker_cfg.encode_base64,
+                              json_encoder=tracker_cfg.json_encoder)
+            return Snowplow.add_tracker(tracker)
+        except BaseException:
+            # e.g. the namespace was taken by another thread meanwhile: keep nothing
+            emitter.close(0.0)
+            raise
 
     @classmethod
     def add_tracker(cls, tracker: Tracker) -> Tracker:

@@ -8,6 +8,13 @@ from .typing import SUPPORTED_PLATFORMS, PayloadDict, SupportedPlatform
 DEFAULT_PLATFORM = "pc"
 
 
+def _check_text(value: object, name: str) -> None:
+    """Text fields take a string, an int (sent as its digits: numeric user ids from code
+    written for the reference keep working) or None (unset)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
+
+
 class Subject:
     """The user/device fields added to every event (``p``, ``uid``, ``ip``, ``ua``, ...).
 
@@ -45,7 +52,8 @@ class Subject:
         return self
 
     def set_user_id(self, user_id: str) -> Subject:
-        self._pairs["uid"] = user_id
+        _check_text(user_id, "user_id")
+        self._set_text("uid", user_id)
         return self
 
     def set_screen_resolution(self, width: int, height: int) -> Subject:
@@ -60,40 +68,56 @@ class Subject:
         self._pairs["vp"] = f"{width}x{height}"
         return self
 
+    def _set_text(self, key: str, value: str | int | None) -> None:
+        # None unsets the field (the reference stores None, which is then not sent)
+        if value is None:
+            self._pairs.pop(key, None)
+        else:
+            self._pairs[key] = value if isinstance(value, str) else str(value)
+
     def set_color_depth(self, depth: int) -> Subject:
+        positive_int(depth, "depth")
         self._pairs["cd"] = depth
         return self
 
     def set_timezone(self, timezone: str) -> Subject:
-        self._pairs["tz"] = timezone
+        _check_text(timezone, "timezone")
+        self._set_text("tz", timezone)
         return self
 
     def set_lang(self, lang: str) -> Subject:
-        self._pairs["lang"] = lang
+        _check_text(lang, "lang")
+        self._set_text("lang", lang)
         return self
 
     def set_domain_user_id(self, duid: str) -> Subject:
-        self._pairs["duid"] = duid
+        _check_text(duid, "duid")
+        self._set_text("duid", duid)
         return self
 
     def set_domain_session_id(self, sid: str) -> Subject:
-        self._pairs["sid"] = sid
+        _check_text(sid, "sid")
+        self._set_text("sid", sid)
         return self
 
     def set_domain_session_index(self, vid: int) -> Subject:
+        positive_int(vid, "vid")
         self._pairs["vid"] = vid
         return self
 
     def set_ip_address(self, ip: str) -> Subject:
-        self._pairs["ip"] = ip
+        _check_text(ip, "ip")
+        self._set_text("ip", ip)
         return self
 
     def set_useragent(self, ua: str) -> Subject:
-        self._pairs["ua"] = ua
+        _check_text(ua, "ua")
+        self._set_text("ua", ua)
         return self
 
     def set_network_user_id(self, nuid: str) -> Subject:
-        self._pairs["tnuid"] = nuid
+        _check_text(nuid, "nuid")
+        self._set_text("tnuid", nuid)
         return self
 
     def combine_subject(self, subject: Subject | None) -> PayloadDict:

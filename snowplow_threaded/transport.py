@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from ._version import __version__
@@ -43,6 +44,9 @@ class SendResult:
     error: str | None = None
     nbytes: int = 0
     requests: int = 1
+    # no response, but the request may have reached the collector (timeout or reset after
+    # it was sent): a retry may deliver those events twice
+    maybe_received: bool = False
 
 
 def new_session() -> requests.Session:
@@ -126,6 +130,7 @@ class Transport:
                 resp = self.session.post(self.uri, data=body, headers=headers,
                                          timeout=self.timeout, allow_redirects=False)
             except Exception as exc:  # requests.RequestException, or a user session's own
+                result.maybe_received = _maybe_received(exc)
                 return self._failed(result, records, NO_RESPONSE, _describe(exc), None)
             status = resp.status_code
             resp.close()
@@ -160,6 +165,7 @@ class Transport:
             except Exception as exc:
                 status = NO_RESPONSE
                 result.error = _describe(exc)
+                result.maybe_received = _maybe_received(exc)
             if 200 <= status < 300:
                 result.sent += 1
             else:
@@ -176,6 +182,16 @@ class Transport:
         if failed:
             result.failed = failed
         return result
+
+
+def _maybe_received(exc: BaseException) -> bool:
+    """False when the request surely never reached the collector (the connection could not
+    be made: refused, unresolvable, connect timeout)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # requests wraps urllib3's MaxRetryError
+    return not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # + NewConnection
 
 
 def _describe(exc: BaseException) -> str:

@@ -45,8 +45,11 @@ def deliver(
         retry = False
     if failed:
         level = logging.WARNING if result.status == NO_RESPONSE or not retry else logging.INFO
+        verdict = "will retry" if retry else "giving up"
+        if result.maybe_received:
+            verdict += " (the collector may have received them: a retry may duplicate them)"
         logger.log(level, "%d event(s) not delivered to %s (%s); %s", len(failed),
-                   transport.uri, result.error, "will retry" if retry else "giving up")
+                   transport.uri, result.error, verdict)
     if on_success is not None and delivered:
         _call("on_success", on_success, [dict(r) for r in lease.records[:delivered]])
     if on_failure is not None and failed:

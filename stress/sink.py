@@ -11,7 +11,8 @@ Routes:
   events and remember their ``eid`` s.
 * ``GET .../i?...`` — one event (the ``eid`` query field).
 * ``POST /_reset?expect=N`` — forget everything; note when the N-th event arrives.
-* ``GET /_wait?timeout=S`` — block until the expected count is reached (or *S* seconds),
+* ``GET /_wait?timeout=S[&expect=M]`` — block until the expected count (revised to *M*,
+  e.g. when the tracker dropped events) is reached (or *S* seconds),
   then answer JSON: ``events``, ``unique``, ``requests``, ``bad``, ``done_ns`` (the
   ``time.monotonic_ns()`` at which the N-th event was counted: the clock is system-wide
   on Linux, so a tracker process can subtract its own start time), ``sink_cpu_s``.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -47,6 +49,7 @@ class SinkState:
         self.eids: set[str] = set()
         self.expect = expect
         self.done_ns: int | None = None
+        self.timeline: list[tuple[int, int]] = []  # (events so far, monotonic ns) per request
         self.cpu_start = time.process_time()
         self.done = asyncio.Event()
         if expect <= 0:
@@ -56,9 +59,21 @@ class SinkState:
         self.requests += 1
         self.events += len(eids)
         self.eids.update(eids)
+        now = time.monotonic_ns()
+        self.timeline.append((self.events, now))
         if self.done_ns is None and self.expect and self.events >= self.expect:
-            self.done_ns = time.monotonic_ns()
+            self.done_ns = now
             self.done.set()
+
+    def revise(self, expect: int) -> None:
+        """Expect *expect* events instead (e.g. the tracker dropped some); if they are here
+        already, ``done_ns`` is when the *expect*-th arrived."""
+        self.expect = expect
+        self.done_ns = next((ns for count, ns in self.timeline if count >= expect), None)
+        if self.done_ns is not None or expect <= 0:
+            self.done.set()
+        else:
+            self.done.clear()
 
     def report(self) -> dict[str, Any]:
         return {
@@ -73,6 +88,7 @@ class SinkState:
 
 
 STATE: SinkState
+_TASKS: set[asyncio.Future[None]] = set()  # pending /_wait replies (kept referenced)
 
 
 class SinkProtocol(asyncio.Protocol):
@@ -121,8 +137,13 @@ class SinkProtocol(asyncio.Protocol):
         elif url.path == "/_stats":
             self.reply(json.dumps(STATE.report()).encode(), close)
         elif url.path == "/_wait":
-            timeout = float(parse_qs(url.query).get("timeout", ["60"])[0])
-            asyncio.ensure_future(self.wait_and_reply(timeout, close))
+            query = parse_qs(url.query)
+            timeout = float(query.get("timeout", ["60"])[0])
+            if "expect" in query:
+                STATE.revise(int(query["expect"][0]))
+            task = asyncio.ensure_future(self.wait_and_reply(timeout, close))
+            _TASKS.add(task)
+            task.add_done_callback(_TASKS.discard)
         elif method == "POST":
             try:
                 data = json.loads(body)["data"]
@@ -139,10 +160,8 @@ class SinkProtocol(asyncio.Protocol):
 
     async def wait_and_reply(self, timeout: float, close: bool) -> None:
         state = STATE
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(state.done.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
         self.reply(json.dumps(state.report()).encode(), close)
 
     def reply(self, body: bytes, close: bool) -> None:

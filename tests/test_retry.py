@@ -129,4 +129,5 @@ def test_parse_retry_after_http_date_with_a_fake_clock() -> None:
 @pytest.mark.parametrize("value", ["\u00b2", "1\u00b2", "\u0663", "Wed, 99 Foo 2024 nonsense"])
 def test_parse_retry_after_never_raises_on_garbage(value: str) -> None:
     # header values are latin-1 decoded: a superscript digit passes str.isdigit()
-    assert parse_retry_after(value) is None or parse_retry_after(value) >= 0
+    parsed = parse_retry_after(value)
+    assert parsed is None or parsed >= 0

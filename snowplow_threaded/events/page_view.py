@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..contracts import non_empty_string
+from ..contracts import finite, non_empty_string
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from .event import Event
@@ -52,6 +52,7 @@ class PageView(Event):
         self._set_optional("refr", value)
 
     def _set_optional(self, key: str, value: object) -> None:
+        finite(value, key)
         if value is None or value == "":
             self.payload.nv_pairs.pop(key, None)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..contracts import non_empty_string
+from ..contracts import finite, non_empty_string
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from .event import Event
@@ -77,4 +77,5 @@ class StructuredEvent(Event):
     def value(self, value: int | float | None) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"value must be a number or None, got {value!r}")
+        finite(value, "value")
         self._set("se_va", value)

@@ -1,0 +1,1 @@
+"""Benchmarks and stress tools for snowplow_threaded (not part of the package)."""

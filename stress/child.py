@@ -1,0 +1,353 @@
+"""One benchmark measurement, run in a fresh child process by :mod:`stress.bench`.
+
+``python -m stress.child '<json spec>'`` imports exactly one library (ours or the
+reference), runs the spec'd scenario, writes a JSON result to ``spec["result_file"]`` and
+leaves with ``os._exit`` (no exit-time flush, no waiting for daemon threads).
+
+Scenarios (``spec["mode"]``):
+
+* ``run`` — ``threads`` threads track ``events`` events at once against the sink; per-call
+  ``track()`` latency, end-to-end delivery time (first track → the sink has the N-th
+  event), process CPU, tracking-thread CPU.
+* ``down`` — the collector is unreachable (a closed port): track ``events`` events, report
+  RSS growth and how many events the emitter holds.
+* ``profile`` — ``run`` for our library under cProfile (every thread), stats dumped.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import http.client
+import importlib
+import json
+import logging
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+Spec = dict[str, Any]
+EventFactory = Callable[[], Any]
+
+WARMUP_EVENTS = 200
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def rss_bytes() -> int:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def sink_call(port: int, method: str, path: str, timeout: float = 120.0) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        body = conn.getresponse().read()
+    finally:
+        conn.close()
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def percentiles(samples: list[int]) -> dict[str, float]:
+    """Nearest-rank p50/p99/p99.9/max (and mean) of nanosecond samples, in µs."""
+    if not samples:
+        return {}
+    data = sorted(samples)
+    n = len(data)
+
+    def rank(q: float) -> float:
+        return data[min(n - 1, max(0, int(q * n + 0.999999) - 1))] / 1000.0
+
+    return {"p50": rank(0.50), "p99": rank(0.99), "p999": rank(0.999),
+            "max": data[-1] / 1000.0, "mean": sum(data) / n / 1000.0, "n": n}
+
+
+# -- building the trackers and events -----------------------------------------------------------
+def library(lib: str) -> Any:
+    """The library under test, imported on demand (a child imports only one of them)."""
+    ours = lib.startswith("ours")
+    return importlib.import_module("snowplow_threaded" if ours else "snowplow_tracker")
+
+
+def event_factory(lib: str, workload: str) -> EventFactory:
+    """A function returning a *new* event of *workload* each call (the reference mutates
+    tracked events, so none is reused)."""
+    mod = library(lib)
+    SelfDescribing, SelfDescribingJson, StructuredEvent = (
+        mod.SelfDescribing, mod.SelfDescribingJson, mod.StructuredEvent)
+    if workload == "se":
+        def make_se() -> Any:
+            return StructuredEvent(category="shop", action="add-to-basket", label="sku-1234",
+                                   property_="size:M", value=2)
+        return make_se
+
+    def make_sd() -> Any:
+        return SelfDescribing(
+            SelfDescribingJson("iglu:com.acme/checkout/jsonschema/1-0-0",
+                               {"total": 42.5, "currency": "EUR", "items": 3,
+                                "coupon": None, "basket_id": "b-0001-2222"}),
+            context=[
+                SelfDescribingJson("iglu:com.acme/user/jsonschema/1-0-0",
+                                   {"tier": "gold", "id": 123456, "beta": True}),
+                SelfDescribingJson("iglu:com.acme/page/jsonschema/1-0-0",
+                                   {"path": "/checkout", "lang": "en-GB"}),
+            ],
+        )
+    return make_sd
+
+
+def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
+    """(tracker, emitter) for the spec'd library. Silences the reference's logging."""
+    lib = spec["lib"]
+    b64 = spec["workload"] != "sd_raw"
+    endpoint = f"http://127.0.0.1:{port}"
+    if lib in ("ours", "ours_nodrop"):
+        ours = library("ours")
+        emitter_cfg = (ours.EmitterConfiguration(buffer_capacity=spec["capacity"])
+                       if spec.get("capacity") else None)
+        tracker = ours.Snowplow.create_tracker(
+            "bench", endpoint, app_id="bench", emitter_config=emitter_cfg,
+            tracker_config=ours.TrackerConfiguration(encode_base64=b64))
+        return tracker, tracker.emitters[0]
+    import requests
+    ref = library(lib)
+    # The reference calls logging.basicConfig() on import and logs INFO per request; at
+    # WARNING its per-request logging is off. With the sink down it logs a WARNING per
+    # failed request and an ERROR per dropped event, so that mode raises it to CRITICAL.
+    level = logging.CRITICAL if spec["mode"] == "down" else logging.WARNING
+    logging.getLogger("snowplow_tracker").setLevel(level)
+    if lib == "ref_async":
+        emitter = ref.AsyncEmitter("127.0.0.1", protocol="http", port=port,
+                                   session=requests.Session())
+        tracker = ref.Tracker("bench", emitters=emitter, app_id="bench", encode_base64=b64)
+        return tracker, emitter
+    tracker = ref.Snowplow.create_tracker(
+        "bench", endpoint, app_id="bench",
+        tracker_config=ref.TrackerConfiguration(encode_base64=b64))
+    return tracker, tracker.emitters[0]
+
+
+def blocking_flush(spec: Spec, tracker: Any) -> None:
+    if spec["lib"].startswith("ours"):
+        tracker.flush(timeout=30)
+    else:
+        tracker.flush()  # reference: sync_flush() of each emitter
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+def run_load(spec: Spec) -> dict[str, Any]:
+    port = spec["port"]
+    tracker, _emitter = make_tracker(spec, port)
+    make = event_factory(spec["lib"], spec["workload"])
+
+    # warm-up: imports, worker threads, first connection; then a clean sink
+    for _ in range(WARMUP_EVENTS):
+        tracker.track(make())
+    blocking_flush(spec, tracker)
+    sink_call(port, "GET", "/_wait?timeout=10")
+
+    threads = int(spec["threads"])
+    per_thread = int(spec["events"]) // threads
+    total = per_thread * threads
+    sink_call(port, "POST", f"/_reset?expect={total}")
+    gc.collect()
+
+    latencies: list[list[int]] = [[] for _ in range(threads)]
+    thread_cpu: list[float] = [0.0] * threads
+    errors: list[str] = []
+    barrier = threading.Barrier(threads + 1)
+    track = tracker.track
+
+    def body(index: int) -> None:
+        samples = latencies[index]
+        append = samples.append
+        clock = time.perf_counter_ns
+        barrier.wait()
+        cpu0 = time.thread_time()
+        try:
+            for _ in range(per_thread):
+                event = make()
+                t = clock()
+                track(event)
+                append(clock() - t)
+        except Exception as exc:  # pragma: no cover - reported, not raised
+            errors.append(repr(exc))
+        thread_cpu[index] = time.thread_time() - cpu0
+
+    workers = [threading.Thread(target=body, args=(i,), name=f"bench-track-{i}", daemon=True)
+               for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    cpu_start = time.process_time()
+    t0 = time.monotonic_ns()
+    barrier.wait()
+    for worker in workers:
+        worker.join()
+    t_tracked = time.monotonic_ns()
+    tracker.flush(is_async=True)  # both: send the tail now (ours would within 1 s anyway)
+    dropped = 0
+    if spec["lib"].startswith("ours"):  # a full buffer drops events (the reference never drops)
+        dropped = sum(tracker.stats().dropped.values())
+    sink = sink_call(port, "GET",
+                     f"/_wait?timeout={spec.get('timeout', 120)}&expect={total - dropped}")
+    cpu_end = time.process_time()
+    t_wait = time.monotonic_ns()
+    all_lat = [x for samples in latencies for x in samples]
+    done_ns = sink.get("done_ns")
+    e2e = (done_ns - t0) / 1e9 if done_ns else None
+    delivered = int(sink["events"])
+    cpu = cpu_end - cpu_start
+    result: dict[str, Any] = {
+        "events": total,
+        "delivered": delivered,
+        "dropped": dropped,
+        "unique": sink["unique"],
+        "requests": sink["requests"],
+        "complete": bool(done_ns) and sink["unique"] == total,
+        "all_accounted": bool(done_ns) and sink["unique"] == delivered == total - dropped,
+        "latency_us": percentiles(all_lat),
+        "track_wall_s": (t_tracked - t0) / 1e9,
+        "e2e_s": e2e,
+        "events_per_s": (delivered / e2e) if e2e else None,
+        "cpu_s": cpu,
+        "wait_wall_s": (t_wait - t0) / 1e9,
+        "cpu_us_per_event": cpu / max(delivered, 1) * 1e6,
+        "tracking_cpu_us_per_event": sum(thread_cpu) / max(total, 1) * 1e6,
+        "other_cpu_us_per_event": (cpu - sum(thread_cpu)) / max(delivered, 1) * 1e6,
+        "sink_cpu_s": sink["sink_cpu_s"],
+        "peak_rss_mb": peak_rss_bytes() / 2**20,
+        "errors": errors[:5],
+    }
+    if spec["lib"].startswith("ours"):
+        result["stats"] = repr(tracker.stats())
+    if spec["mode"] == "profile":
+        tracker.close(5)  # let the worker threads leave so their profiles are complete
+    return result
+
+
+def run_down(spec: Spec) -> dict[str, Any]:
+    """Track ``events`` events with the collector unreachable: memory must stay bounded."""
+    tracker, emitter = make_tracker(spec, spec["port"])
+    make = event_factory(spec["lib"], spec["workload"])
+    events = int(spec["events"])
+    budget = float(spec.get("time_budget", 120.0))
+    gc.collect()
+    rss0 = rss_bytes()
+    peak0 = peak_rss_bytes()
+    start = time.monotonic()
+    tracked = 0
+    lat: list[int] = []
+    clock = time.perf_counter_ns
+    for i in range(events):
+        event = make()
+        t = clock()
+        tracker.track(event)
+        lat.append(clock() - t)
+        tracked += 1
+        if (i & 1023) == 0 and time.monotonic() - start > budget:
+            break
+    elapsed = time.monotonic() - start
+    time.sleep(0.5)
+    del lat[:]  # the samples are not part of the tracker's memory
+    gc.collect()
+    rss1 = rss_bytes()
+    peak1 = peak_rss_bytes()
+    if spec["lib"] == "ours":
+        stats = tracker.stats()
+        held = int(stats.queued)
+        dropped = dict(stats.dropped)
+    else:
+        queue = list(emitter.queue.queue)
+        held = emitter.event_store.size() + sum(len(batch) for batch in queue)
+        dropped = {}
+    growth = rss1 - rss0
+    return {
+        "events": events,
+        "tracked": tracked,
+        "track_s": elapsed,
+        "completed": tracked == events,
+        "held": held,
+        "dropped": dropped,
+        "rss_growth_mb": growth / 2**20,
+        "peak_rss_growth_mb": max(peak1 - rss0, growth) / 2**20,
+        "peak_rss_before_mb": peak0 / 2**20,
+        "bytes_per_held_event": (growth / held) if held else None,
+        "capacity": spec.get("capacity") or 10_000,
+    }
+
+
+def run_profile(spec: Spec) -> dict[str, Any]:
+    """``run`` under cProfile: the tracking thread(s) and every thread the library starts
+    (``threading.Thread.run`` is wrapped before the tracker exists)."""
+    profilers: list[tuple[str, cProfile.Profile]] = []
+    original_run = threading.Thread.run
+
+    # "wall": the default timer (cheap; blocked time counts). "cpu": per-thread CPU time
+    # (time.thread_time: blocked time does not count, but each call costs a syscall)
+    clock = spec.get("profile_clock", "wall")
+
+    def profiled_run(self: threading.Thread) -> None:
+        prof = cProfile.Profile(time.thread_time) if clock == "cpu" else cProfile.Profile()
+        profilers.append((self.name, prof))
+        prof.enable()
+        try:
+            original_run(self)
+        finally:
+            prof.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    try:
+        result = run_load(spec)
+    finally:
+        threading.Thread.run = original_run  # type: ignore[method-assign]
+    import pstats
+    groups: dict[str, pstats.Stats] = {}
+    for name, prof in profilers:
+        group = "caller" if name.startswith("bench-track-") else "worker"
+        try:
+            if group in groups:
+                groups[group].add(prof)
+            else:
+                groups[group] = pstats.Stats(prof)
+        except TypeError:  # a profiler that saw no call
+            continue
+    for group, stats in groups.items():
+        stats.dump_stats(f"{spec['profile_prefix']}.{group}.prof")
+    result["profiled_threads"] = [name for name, _ in profilers]
+    return result
+
+
+def main(argv: list[str]) -> None:
+    spec: Spec = json.loads(argv[0])
+    result: dict[str, Any]
+    try:
+        if spec["mode"] == "run":
+            result = run_load(spec)
+        elif spec["mode"] == "down":
+            result = run_down(spec)
+        else:
+            result = run_profile(spec)
+        result["ok"] = True
+    except Exception as exc:  # reported to the parent, which prints it
+        import traceback
+        result = {"ok": False, "error": repr(exc), "traceback": traceback.format_exc()}
+    with open(spec["result_file"], "w") as fh:
+        json.dump(result, fh)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # daemon threads, a dead collector: do not wait for anything
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

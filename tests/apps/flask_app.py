@@ -1,0 +1,37 @@
+"""A Flask app that builds its tracker at import time, as real applications do.
+
+Under ``gunicorn --preload`` (or a uWSGI master without ``--lazy-apps``) this module is
+imported once in the master and the workers are forked from it; without preloading each
+worker imports it. The import-time event must reach the collector exactly once per import;
+each request tracks one event. Endpoint from ``SNOWPLOW_TEST_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, request
+
+from snowplow_threaded import Snowplow, StructuredEvent, Subject
+from snowplow_threaded.emitter_configuration import EmitterConfiguration
+
+tracker = Snowplow.create_tracker(
+    namespace="flask-app",
+    endpoint=os.environ["SNOWPLOW_TEST_ENDPOINT"],
+    app_id="test-app",
+    subject=Subject().set_platform("srv"),
+    emitter_config=EmitterConfiguration(batch_size=10, flush_interval=0.5, shutdown_timeout=10),
+)
+tracker.track(StructuredEvent("app", "import", property_=str(os.getpid())))
+
+app = Flask(__name__)
+
+
+@app.route("/track")
+def track() -> str:
+    n = request.args.get("n", "")
+    tracker.track(StructuredEvent("app", "request", label=n, property_=str(os.getpid())))
+    return f"ok {os.getpid()}\n"
+
+
+application = app  # uWSGI's default callable name

@@ -1,0 +1,731 @@
+"""The emitter engine (Dispatcher + worker + transport) end to end against the real test
+collector: batching, coalescing, retry, ordering, flush/close, callbacks, stats, buffer,
+legacy stores, GET, thread safety and thread lifecycle."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded.typing import PayloadDict, PayloadDictList
+from tests.collector import (
+    POST_SUFFIX,
+    Collector,
+    Event,
+    Reply,
+    always,
+    every_nth,
+    healthy,
+    retry_after,
+    sequence,
+    slow,
+)
+
+Make = Callable[..., tuple[Tracker, Emitter]]
+
+FAST = {"flush_interval": 0.2, "max_retry_delay_seconds": 0.5, "request_timeout": 0.5}
+
+
+@pytest.fixture
+def make(collector: Collector) -> Iterator[Make]:
+    """Build (tracker, emitter) pairs on the test collector; every one is closed after."""
+    made: list[Emitter] = []
+
+    def build(**kwargs: Any) -> tuple[Tracker, Emitter]:
+        settings = {**FAST, **kwargs}
+        emitter = Emitter(collector.endpoint, **settings)
+        made.append(emitter)
+        return Tracker("ns", emitters=emitter, encode_base64=False), emitter
+
+    yield build
+    for emitter in made:
+        emitter.close(timeout=1.0)
+
+
+def track(tracker: Tracker, n: int, start: int = 0) -> list[str]:
+    return [tracker.track(StructuredEvent("c", "a", label=str(start + i))) for i in range(n)]
+
+
+def labels(events: list[Event]) -> list[int]:
+    return [int(e["se_la"]) for e in events]
+
+
+def eids(events: list[Event]) -> list[str]:
+    return [e["eid"] for e in events]
+
+
+def snowplow_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("snowplow-") and t.is_alive()]
+
+
+# -- healthy path ------------------------------------------------------------------------------
+
+
+def test_batches_of_batch_size(collector: Collector, make: Make) -> None:
+    tracker, emitter = make(batch_size=5, flush_interval=30)
+    sent: list[str] = []
+    for round_ in range(4):
+        sent += track(tracker, 4, start=5 * round_)
+        assert len(collector.requests) == round_
+        sent += track(tracker, 1, start=5 * round_ + 4)  # the 5th: a batch is due
+        assert collector.wait_for_events(5 * (round_ + 1), timeout=5)
+    assert [len(r.events) for r in collector.requests] == [5, 5, 5, 5]
+    assert eids(collector.events()) == sent
+    assert all(r.path == POST_SUFFIX and r.method == "POST" for r in collector.requests)
+    assert emitter.flush(timeout=5) is True
+
+
+def test_low_traffic_sends_after_flush_interval(collector: Collector, make: Make) -> None:
+    tracker, _ = make(batch_size=10, flush_interval=0.2)
+    start = time.monotonic()
+    sent = track(tracker, 3)
+    assert collector.wait_for_events(3, timeout=5)  # no flush() call
+    assert time.monotonic() - start >= 0.15
+    assert eids(collector.events()) == sent
+    assert len(collector.requests) == 1
+
+
+def test_backlog_is_coalesced_up_to_max_events_per_request(collector: Collector,
+                                                          make: Make) -> None:
+    collector.behavior = sequence([Reply(delay=0.5)])
+    tracker, emitter = make(batch_size=5, max_events_per_request=40, request_timeout=5)
+    sent = track(tracker, 5)
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    sent += track(tracker, 200, start=5)
+    assert emitter.flush(timeout=10) is True
+    sizes = [len(r.events) for r in collector.requests]
+    assert sizes[0] == 5
+    assert max(sizes[1:]) == 40 and all(s <= 40 for s in sizes)
+    assert eids(collector.events()) == sent
+
+
+def test_backlog_is_coalesced_up_to_max_request_bytes(collector: Collector, make: Make) -> None:
+    collector.behavior = sequence([Reply(delay=0.5)])
+    tracker, emitter = make(batch_size=2, max_request_bytes=3000, request_timeout=5)
+    sent = track(tracker, 2)
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    sent += track(tracker, 100, start=2)
+    assert emitter.flush(timeout=10) is True
+    reqs = collector.requests
+    assert all(len(r.body) <= 3000 for r in reqs)
+    assert max(len(r.events) for r in reqs) > 2  # coalesced beyond batch_size
+    assert eids(collector.events()) == sent
+
+
+def test_byte_limit_triggers_a_send_and_caps_the_body(collector: Collector, make: Make) -> None:
+    tracker, _ = make(batch_size=1000, byte_limit=2000, flush_interval=30)
+    sent = track(tracker, 40)  # ~300 bytes each: far over byte_limit, far under batch_size
+    assert collector.wait_for_events(30, timeout=3), "byte_limit did not trigger a send"
+    assert all(len(r.body) <= 2000 for r in collector.requests)
+    got = eids(collector.events())
+    assert got == sent[: len(got)]
+
+
+# -- track() never blocks ------------------------------------------------------------------
+
+
+def test_track_never_blocks_on_a_slow_collector(collector: Collector, make: Make) -> None:
+    collector.behavior = slow(2)
+    tracker, emitter = make(batch_size=10, request_timeout=5)
+    start = time.monotonic()
+    for i in range(1000):
+        tracker.track(StructuredEvent("c", "a", label=str(i)))
+    elapsed = time.monotonic() - start
+    assert collector.requests == []  # every track() returned before a request completed
+    assert elapsed < 1.9  # sanity bound only
+    assert emitter.stats().tracked == 1000
+
+
+def test_track_never_blocks_nor_raises_with_the_collector_down(collector: Collector,
+                                                              make: Make) -> None:
+    collector.down()
+    tracker, emitter = make(batch_size=10, max_retry_delay_seconds=5)
+    start = time.monotonic()
+    track(tracker, 1000)
+    assert time.monotonic() - start < 5  # sanity bound only
+    stats = emitter.stats()
+    assert stats.tracked == 1000 and stats.sent == 0
+
+
+# -- retry -----------------------------------------------------------------------------------
+
+
+def test_500_is_retried_then_delivered_once(collector: Collector, make: Make) -> None:
+    collector.behavior = sequence([Reply(500)])
+    tracker, emitter = make(batch_size=3)
+    sent = track(tracker, 3)
+    assert emitter.flush(timeout=10) is True
+    assert [r.status for r in collector.requests] == [500, 200]
+    assert eids(collector.events()) == sent
+    stats = emitter.stats()
+    assert stats.sent == 3 and stats.retried == 3 and stats.failed == 0
+    assert stats.requests == 2 and stats.last_error == "HTTP 500"
+
+
+def test_every_third_503_everything_delivered_once(collector: Collector, make: Make) -> None:
+    collector.behavior = every_nth(3, 503)
+    tracker, emitter = make(batch_size=5, max_events_per_request=5,
+                            max_retry_delay_seconds=0.2)
+    sent = track(tracker, 100)
+    assert emitter.flush(timeout=20) is True
+    got = eids(collector.events())
+    assert sorted(got) == sorted(sent) and len(set(got)) == len(got)
+    stats = emitter.stats()
+    assert stats.retried > 0 and stats.sent == 100 and stats.failed == 0
+    assert stats.dropped == {}
+
+
+def test_retry_after_is_honoured(collector: Collector, make: Make) -> None:
+    collector.behavior = retry_after(1)
+    tracker, emitter = make(batch_size=1, max_retry_delay_seconds=5)
+    track(tracker, 1)
+    assert emitter.flush(timeout=10) is True
+    first, second = collector.requests
+    assert first.status == 429 and second.status == 200
+    assert first.answered_at is not None
+    assert second.received_at - first.answered_at >= 0.9
+
+
+def test_retry_after_is_capped_by_max_retry_delay(collector: Collector, make: Make) -> None:
+    collector.behavior = retry_after(30)
+    tracker, _emitter = make(batch_size=1, max_retry_delay_seconds=0.4)
+    track(tracker, 1)
+    assert collector.wait_for_events(1, timeout=5)
+    first, second = collector.requests
+    assert first.answered_at is not None
+    assert 0.3 <= second.received_at - first.answered_at < 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 410, 422])
+def test_non_retryable_status_fails_for_good(collector: Collector, make: Make,
+                                            status: int) -> None:
+    failures: list[tuple[int, PayloadDictList]] = []
+    collector.behavior = sequence([Reply(status)])
+    tracker, emitter = make(batch_size=4, on_failure=lambda n, p: failures.append((n, p)))
+    sent = track(tracker, 4)
+    assert emitter.flush(timeout=5) is True  # settled: failed for good
+    assert len(collector.requests) == 1
+    assert len(failures) == 1
+    count, payloads = failures[0]
+    assert count == 0 and [p["eid"] for p in payloads] == sent
+    stats = emitter.stats()
+    assert stats.failed == 4 and stats.retried == 0 and stats.sent == 0
+    assert stats.last_error == f"HTTP {status}" and stats.queued == 0
+
+
+def test_custom_retry_codes(collector: Collector, make: Make) -> None:
+    collector.behavior = sequence([Reply(400)])
+    tracker, emitter = make(batch_size=1, custom_retry_codes={400: True})
+    sent = track(tracker, 1)
+    assert emitter.flush(timeout=5) is True
+    assert [r.status for r in collector.requests] == [400, 200]
+    assert eids(collector.events()) == sent
+
+
+def test_custom_retry_codes_can_disable_a_retry(collector: Collector, make: Make) -> None:
+    collector.behavior = sequence([Reply(503)])
+    tracker, emitter = make(batch_size=1, custom_retry_codes={503: False})
+    track(tracker, 1)
+    assert emitter.flush(timeout=5) is True
+    assert [r.status for r in collector.requests] == [503]
+    assert emitter.stats().failed == 1
+
+
+def test_connection_refused_then_up_delivers_once(collector: Collector, make: Make) -> None:
+    collector.down()
+    tracker, emitter = make(batch_size=5, max_retry_delay_seconds=0.3)
+    sent = track(tracker, 10)
+    assert emitter.flush(timeout=0.5) is False
+    stats = emitter.stats()
+    assert stats.retried > 0 and stats.last_error and "ConnectionError" in stats.last_error
+    collector.up()
+    assert emitter.flush(timeout=10) is True
+    got = eids(collector.events())
+    assert got == sent
+
+
+def test_slow_response_beyond_request_timeout_is_retried(collector: Collector,
+                                                        make: Make) -> None:
+    collector.behavior = sequence([Reply(delay=1.0)])
+    tracker, emitter = make(batch_size=2, request_timeout=0.3)
+    sent = track(tracker, 2)
+    assert emitter.flush(timeout=10) is True
+    stats = emitter.stats()
+    assert stats.retried == 2 and stats.sent == 2
+    assert stats.last_error is not None and "Timeout" in stats.last_error
+    # the collector kept the timed-out request too: a duplicate is expected, never more
+    assert collector.wait_for_requests(2, timeout=3)
+    counts = collections.Counter(eids(collector.all_events()))
+    assert set(counts) == set(sent) and max(counts.values()) <= 2
+
+
+def test_reset_before_response_is_retried_without_duplicates(collector: Collector,
+                                                            make: Make) -> None:
+    collector.behavior = sequence([Reply(reset=True)])
+    tracker, emitter = make(batch_size=3)
+    sent = track(tracker, 3)
+    assert emitter.flush(timeout=10) is True
+    assert [r.fault for r in collector.requests] == ["reset", None]
+    assert eids(collector.events()) == sent  # accepted exactly once
+    assert emitter.stats().retried == 3
+
+
+def test_reset_mid_response_is_retried_and_the_duplicate_is_reported(
+    collector: Collector, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector.behavior = sequence([Reply(partial=True)])
+    tracker, emitter = make(batch_size=3)
+    sent = track(tracker, 3)
+    with caplog.at_level(logging.WARNING, logger="snowplow_threaded"):
+        assert emitter.flush(timeout=10) is True
+    assert [r.fault for r in collector.requests] == ["partial", None]
+    counts = collections.Counter(eids(collector.all_events()))
+    assert set(counts) == set(sent) and max(counts.values()) <= 2
+    stats = emitter.stats()
+    assert stats.retried == 3 and stats.sent == 3 and stats.last_error
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("will retry" in m and "duplicate" in m for m in warnings), warnings
+
+
+def test_redirect_is_retried_not_followed(collector: Collector, make: Make) -> None:
+    elsewhere = "/elsewhere" + POST_SUFFIX
+    collector.behavior = sequence(
+        [Reply(301, headers={"Location": collector.endpoint + elsewhere})]
+    )
+    tracker, emitter = make(batch_size=2)
+    sent = track(tracker, 2)
+    assert emitter.flush(timeout=10) is True
+    assert [r.path for r in collector.requests] == [POST_SUFFIX, POST_SUFFIX]
+    assert eids(collector.events()) == sent
+
+
+def test_no_hot_loop_while_the_collector_fails(collector: Collector, make: Make) -> None:
+    collector.behavior = always(503)
+    tracker, emitter = make(batch_size=1, max_retry_delay_seconds=1.0)
+    track(tracker, 5)
+    time.sleep(2.0)  # the scenario: two seconds of failures
+    assert 2 <= len(collector.requests) <= 6
+    assert emitter.stats().sent == 0
+
+
+def test_retry_after_zero_is_not_a_hot_loop(collector: Collector, make: Make) -> None:
+    collector.behavior = always(503, {"Retry-After": "0"})
+    tracker, _ = make(batch_size=1, max_retry_delay_seconds=1.0)
+    track(tracker, 1)
+    time.sleep(1.0)
+    assert len(collector.requests) <= 6
+
+
+# -- ordering ----------------------------------------------------------------------------------
+
+
+def test_failed_batch_goes_back_ahead_of_newer_events(collector: Collector, make: Make) -> None:
+    collector.behavior = every_nth(2, 503)
+    tracker, emitter = make(batch_size=5, thread_count=1, max_retry_delay_seconds=0.05)
+    n = 60
+    for i in range(n):
+        tracker.track(StructuredEvent("c", "a", label=str(i)))
+        if i % 7 == 0:
+            time.sleep(0.01)  # let batches of several sizes form
+    assert emitter.flush(timeout=20) is True
+    # accepted order is exactly the tracked order: nothing lost, duplicated or reordered
+    assert labels(collector.events()) == list(range(n))
+    reqs = collector.requests
+    for failed, nxt in itertools.pairwise(reqs):
+        if failed.status == 503:
+            # the retry is the next request, and it starts with the same events
+            assert labels(nxt.events)[: len(failed.events)] == labels(failed.events)
+    # per round, the values sent are non-decreasing and start where the previous round ended
+    # (or re-send exactly the failed batch)
+    accepted_up_to = 0
+    for req in reqs:
+        got = labels(req.events)
+        assert got == list(range(accepted_up_to, accepted_up_to + len(got)))
+        if req.accepted:
+            accepted_up_to += len(got)
+
+
+# -- flush -----------------------------------------------------------------------------------
+
+
+def test_flush_true_when_delivered(collector: Collector, make: Make) -> None:
+    tracker, emitter = make(batch_size=100, flush_interval=30)
+    sent = track(tracker, 7)
+    assert emitter.flush(timeout=5) is True
+    assert eids(collector.events()) == sent
+    assert emitter.flush(timeout=5) is True  # nothing pending: at once
+
+
+def test_flush_false_at_the_timeout_when_down(collector: Collector, make: Make) -> None:
+    collector.down()
+    tracker, emitter = make(batch_size=100)
+    track(tracker, 3)
+    start = time.monotonic()
+    assert emitter.flush(timeout=0.7) is False
+    elapsed = time.monotonic() - start
+    assert 0.6 <= elapsed < 3
+
+
+def test_flush_works_through_the_backoff(collector: Collector, make: Make) -> None:
+    collector.behavior = sequence([Reply(503), Reply(503)])
+    tracker, emitter = make(batch_size=100, max_retry_delay_seconds=1.0)
+    sent = track(tracker, 5)
+    assert emitter.flush(timeout=10) is True
+    assert eids(collector.events()) == sent
+    assert [r.status for r in collector.requests] == [503, 503, 200]
+
+
+def test_flush_during_a_long_backoff_makes_an_early_attempt(collector: Collector,
+                                                           make: Make) -> None:
+    collector.behavior = sequence([Reply(503, headers={"Retry-After": "60"})])
+    tracker, emitter = make(batch_size=1, max_retry_delay_seconds=60)
+    sent = track(tracker, 1)
+    assert collector.wait_for_requests(1, timeout=5)
+    assert emitter.flush(timeout=5) is True
+    assert eids(collector.events()) == sent
+
+
+def test_flush_from_on_success_does_not_deadlock(collector: Collector, make: Make) -> None:
+    results: list[bool] = []
+    holder: list[Emitter] = []
+
+    def on_success(payloads: PayloadDictList) -> None:
+        results.append(holder[0].flush(timeout=5))
+
+    tracker, emitter = make(batch_size=2, max_events_per_request=2, on_success=on_success)
+    holder.append(emitter)
+    track(tracker, 4)
+    start = time.monotonic()
+    assert emitter.flush(timeout=10) is True
+    assert time.monotonic() - start < 4
+    assert len(results) == 2
+
+
+def test_async_tracker_flush_returns_at_once(collector: Collector, make: Make) -> None:
+    collector.behavior = slow(1.0)
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=5)
+    track(tracker, 3)
+    start = time.monotonic()
+    tracker.flush(is_async=True)
+    assert time.monotonic() - start < 0.5
+    assert collector.wait_for_events(3, timeout=5)  # ... and it did trigger the send
+
+
+def test_flush_before_any_event(collector: Collector, make: Make) -> None:
+    _, emitter = make()
+    assert emitter.flush(timeout=1) is True
+    assert snowplow_threads() == [] or all(
+        not t.name.startswith(f"snowplow-{emitter.endpoint}") for t in snowplow_threads()
+    )
+
+
+# -- close -----------------------------------------------------------------------------------
+
+
+def test_close_drains_and_is_idempotent(collector: Collector, make: Make) -> None:
+    tracker, emitter = make(batch_size=100, flush_interval=30)
+    sent = track(tracker, 25)
+    assert emitter.close(timeout=5) is True
+    assert eids(collector.events()) == sent
+    assert emitter.closed
+    assert emitter.close(timeout=5) is True
+    assert tracker.close() is True
+    assert not [t for t in snowplow_threads() if emitter.endpoint in t.name]
+
+
+def test_close_with_the_collector_down(collector: Collector, make: Make) -> None:
+    collector.down()
+    tracker, emitter = make(batch_size=5)
+    track(tracker, 12)
+    start = time.monotonic()
+    assert emitter.close(timeout=0.8) is False
+    assert time.monotonic() - start < 0.8 + 1.0
+    stats = emitter.stats()
+    assert stats.dropped.get("shutdown_timeout") == 12
+    assert stats.queued == 0 and stats.sent == 0
+    assert emitter.close(timeout=1) is False  # still says: events were lost
+    assert not [t for t in snowplow_threads() if emitter.endpoint in t.name]
+
+
+def test_events_after_close_are_dropped(collector: Collector, make: Make) -> None:
+    tracker, emitter = make()
+    track(tracker, 2)
+    assert emitter.close(timeout=5) is True
+    track(tracker, 3, start=2)
+    stats = emitter.stats()
+    assert stats.dropped == {"closed": 3} and stats.tracked == 2 and stats.sent == 2
+    assert labels(collector.events()) == [0, 1]
+    assert emitter.flush(timeout=1) is True
+
+
+def test_close_stops_every_worker_thread(collector: Collector, make: Make) -> None:
+    tracker, emitter = make(thread_count=4, batch_size=1)
+    track(tracker, 40)
+    assert len([t for t in snowplow_threads() if emitter.endpoint in t.name]) == 4
+    assert emitter.close(timeout=5) is True
+    assert not [t for t in snowplow_threads() if emitter.endpoint in t.name]
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+
+
+def test_on_success_gets_the_payloads_with_stm(collector: Collector, make: Make) -> None:
+    got: list[PayloadDictList] = []
+    tracker, emitter = make(batch_size=3, max_events_per_request=3, on_success=got.append)
+    sent = track(tracker, 6)
+    assert emitter.flush(timeout=5) is True
+    assert [len(batch) for batch in got] == [3, 3]
+    flat = [p for batch in got for p in batch]
+    assert [p["eid"] for p in flat] == sent
+    assert all(p["stm"].isdigit() and len(p["stm"]) == 13 for p in flat)
+    assert [e["stm"] for e in collector.events()] == [p["stm"] for p in flat]
+
+
+def test_on_failure_partial_success_count(collector: Collector, make: Make) -> None:
+    calls: list[tuple[int, list[str]]] = []
+    collector.behavior = sequence([Reply(200), Reply(400)])
+    tracker, emitter = make(
+        batch_size=1000, max_request_bytes=1500, flush_interval=30,
+        on_failure=lambda n, p: calls.append((n, [x["eid"] for x in p])),
+    )
+    sent = track(tracker, 12)
+    assert emitter.flush(timeout=5) is True
+    first = len(collector.requests[0].events)
+    assert 0 < first < 12
+    assert calls == [(first, sent[first:])]
+    stats = emitter.stats()
+    assert stats.sent == first and stats.failed == 12 - first
+
+
+def test_callback_exceptions_are_logged_and_the_worker_goes_on(
+    collector: Collector, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("callback boom")
+
+    collector.behavior = sequence([Reply(500)])
+    tracker, emitter = make(batch_size=2, on_success=boom, on_failure=boom)
+    with caplog.at_level(logging.ERROR, logger="snowplow_threaded"):
+        sent = track(tracker, 2)
+        assert emitter.flush(timeout=5) is True
+        sent += track(tracker, 2, start=2)
+        assert emitter.flush(timeout=5) is True
+    assert eids(collector.events()) == sent
+    boom_logs = [r for r in caplog.records if r.exc_info and "callback boom" in str(r.exc_info[1])]
+    assert len(boom_logs) == 3  # on_failure once, on_success twice
+    assert emitter.stats().sent == 4
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+
+def test_stats_in_flight_and_queued(collector: Collector, make: Make) -> None:
+    collector.behavior = sequence([Reply(delay=0.6)])
+    tracker, emitter = make(batch_size=4, request_timeout=5, flush_interval=30)
+    track(tracker, 4)
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    track(tracker, 2, start=4)
+    stats = emitter.stats()
+    assert stats.tracked == 6 and stats.in_flight == 4 and stats.queued == 6
+    assert stats.sent == 0 and stats.requests == 0
+    assert emitter.flush(timeout=5) is True
+    stats = emitter.stats()
+    assert stats.sent == 6 and stats.queued == 0 and stats.in_flight == 0
+    assert stats.requests == 2
+    assert stats.bytes_sent == sum(len(r.body) for r in collector.requests)
+    assert stats.last_error is None and stats.failed == 0 and stats.retried == 0
+    assert tracker.stats().sent == 6
+
+
+# -- buffer ----------------------------------------------------------------------------------
+
+
+def test_capacity_bounds_memory_drop_newest(collector: Collector, make: Make) -> None:
+    collector.down()
+    tracker, emitter = make(buffer_capacity=1000, max_retry_delay_seconds=5)
+    for i in range(100_000):
+        emitter.admit_record({"e": "se", "se_la": str(i), "eid": str(i)})
+    stats = emitter.stats()
+    assert stats.dropped == {"buffer_full": 99_000}
+    assert stats.tracked == 1000 and stats.queued == 1000
+    collector.up()
+    assert emitter.flush(timeout=10) is True
+    assert labels(collector.events()) == list(range(1000))
+    del tracker
+
+
+def test_capacity_bounds_memory_drop_oldest(collector: Collector, make: Make) -> None:
+    collector.down()
+    tracker, emitter = make(buffer_capacity=1000, drop_policy="drop_oldest",
+                            max_retry_delay_seconds=5)
+    # let the first batch fail and wait for its retry: those records must be evicted too
+    for i in range(10):
+        emitter.admit_record({"e": "se", "se_la": str(i), "eid": str(i)})
+    assert emitter.flush(timeout=0.3) is False
+    for i in range(10, 100_000):
+        emitter.admit_record({"e": "se", "se_la": str(i), "eid": str(i)})
+    stats = emitter.stats()
+    assert stats.dropped == {"evicted_oldest": 99_000}
+    assert stats.queued == 1000
+    collector.up()
+    assert emitter.flush(timeout=10) is True
+    assert labels(collector.events()) == list(range(99_000, 100_000))
+    del tracker
+
+
+# -- a user store with only the reference's protocol -------------------------------------------
+
+
+class ListStore:
+    """The reference's 4-method EventStore protocol, list-based."""
+
+    def __init__(self) -> None:
+        self.items: PayloadDictList = []
+        self.lock = threading.Lock()
+        self.cleaned = 0
+
+    def add_event(self, payload: PayloadDict) -> bool:
+        with self.lock:
+            self.items.append(payload)
+            return True
+
+    def get_events_batch(self) -> PayloadDictList:
+        with self.lock:
+            batch, self.items = self.items, []
+            return batch
+
+    def cleanup(self, batch: PayloadDictList, need_retry: bool) -> None:
+        with self.lock:
+            self.cleaned += len(batch)
+            if need_retry:
+                self.items[:0] = batch
+
+    def size(self) -> int:
+        with self.lock:
+            return len(self.items)
+
+
+def test_reference_protocol_store_end_to_end_with_retries(collector: Collector,
+                                                         make: Make) -> None:
+    store = ListStore()
+    collector.behavior = every_nth(2, 503)
+    tracker, emitter = make(batch_size=5, max_events_per_request=5, event_store=store,
+                            max_retry_delay_seconds=0.1)
+    sent = track(tracker, 30)
+    assert emitter.flush(timeout=10) is True
+    assert eids(collector.events()) == sent
+    assert store.size() == 0 and store.cleaned == 30
+    stats = emitter.stats()
+    assert stats.retried > 0 and stats.sent == 30 and stats.queued == 0
+
+
+# -- GET -------------------------------------------------------------------------------------
+
+
+def test_get_one_event_per_request(collector: Collector, make: Make) -> None:
+    tracker, emitter = make(method="get")
+    sent = track(tracker, 5)
+    assert emitter.flush(timeout=5) is True
+    reqs = collector.requests
+    assert [r.method for r in reqs] == ["GET"] * 5 and all(len(r.events) == 1 for r in reqs)
+    assert [r.query["eid"] for r in reqs] == sent
+
+
+def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collector,
+                                                             make: Make) -> None:
+    collector.behavior = sequence([Reply(200), Reply(503)])
+    successes: list[int] = []
+    failures: list[tuple[int, int]] = []
+    tracker, emitter = make(method="get", batch_size=4, flush_interval=30,
+                            on_success=lambda p: successes.append(len(p)),
+                            on_failure=lambda n, p: failures.append((n, len(p))))
+    sent = track(tracker, 4)
+    assert emitter.flush(timeout=10) is True
+    assert [r.query["eid"] for r in collector.requests] == [sent[0], sent[1], *sent[1:]]
+    assert eids(collector.events()) == sent
+    assert failures == [(1, 3)] and successes == [1, 3]
+    assert emitter.stats().retried == 3
+
+
+# -- thread safety ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("thread_count", [1, 4])
+def test_many_threads_through_one_tracker(collector: Collector, make: Make,
+                                          thread_count: int) -> None:
+    tracker, emitter = make(thread_count=thread_count, buffer_capacity=100_000, batch_size=50,
+                            request_timeout=5)
+    per_thread, n_threads = 5000, 16
+    ids: list[list[str]] = [[] for _ in range(n_threads)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n_threads)
+
+    def run(k: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert emitter.flush(timeout=30) is True
+    got = eids(collector.events())
+    expected = {eid for chunk in ids for eid in chunk}
+    assert len(expected) == per_thread * n_threads
+    assert len(got) == len(expected) and set(got) == expected
+    stats = emitter.stats()
+    assert stats.sent == 80_000 and stats.dropped == {} and stats.tracked == 80_000
+
+
+# -- threads -----------------------------------------------------------------------------------
+
+
+def test_no_thread_at_import() -> None:
+    code = (
+        "import threading, snowplow_threaded\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "e = snowplow_threaded.Emitter('http://127.0.0.1:9')\n"
+        "t = snowplow_threaded.Tracker('ns', emitters=e)\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_thread_before_the_first_event(collector: Collector, make: Make) -> None:
+    tracker, emitter = make(thread_count=3)
+
+    def mine() -> list[threading.Thread]:
+        return [t for t in snowplow_threads() if emitter.endpoint in t.name]
+
+    assert mine() == []
+    assert emitter.stats().tracked == 0
+    track(tracker, 1)
+    assert len(mine()) == 3
+    assert emitter.flush(timeout=5) is True
+
+
+def test_collector_is_healthy_again_after_reset(collector: Collector, make: Make) -> None:
+    collector.behavior = always(503)
+    collector.behavior = healthy()
+    tracker, emitter = make()
+    sent = track(tracker, 1)
+    assert emitter.flush(timeout=5) is True
+    assert eids(collector.events()) == sent

@@ -1,0 +1,315 @@
+"""Unit tests of the event stores (no network): InMemoryEventStore and LegacyStoreAdapter."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from snowplow_threaded.event_store import (
+    InMemoryEventStore,
+    LegacyStoreAdapter,
+    stringify,
+)
+from snowplow_threaded.typing import PayloadDict, PayloadDictList
+
+
+def rec(i: int) -> PayloadDict:
+    return {"e": "se", "n": str(i)}
+
+
+def ns(records: PayloadDictList) -> list[int]:
+    return [int(r["n"]) for r in records]
+
+
+class ListStore:
+    """The reference's 4-method EventStore protocol, list-based."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.items: PayloadDictList = []
+        self.capacity = capacity
+        self.cleanups: list[tuple[int, bool]] = []
+
+    def add_event(self, payload: PayloadDict) -> bool:
+        if len(self.items) >= self.capacity:
+            return False
+        self.items.append(payload)
+        return True
+
+    def get_events_batch(self) -> PayloadDictList:
+        batch, self.items = self.items, []
+        return batch
+
+    def cleanup(self, batch: PayloadDictList, need_retry: bool) -> None:
+        self.cleanups.append((len(batch), need_retry))
+        if need_retry:
+            self.items[:0] = batch
+
+    def size(self) -> int:
+        return len(self.items)
+
+
+# -- InMemoryEventStore ----------------------------------------------------------------------
+
+
+def test_put_take_settle_and_seq() -> None:
+    store = InMemoryEventStore(buffer_capacity=100)
+    assert store.oldest_seq() is None and store.next_seq() == 0
+    assert [store.put(rec(i)) for i in range(5)] == [1, 2, 3, 4, 5]
+    assert store.next_seq() == 5 and store.pending() == 5 and store.oldest_seq() == 0
+    lease = store.take(3)
+    assert lease is not None and ns(lease.records) == [0, 1, 2] and lease.oldest_seq == 0
+    assert store.pending() == 2 and store.size() == 5
+    assert store.oldest_seq() == 0  # leased records are unsettled
+    store.settle(lease, retry=False, done=3)
+    assert store.oldest_seq() == 3 and store.size() == 2
+    rest = store.take(10)
+    assert rest is not None and ns(rest.records) == [3, 4] and rest.oldest_seq == 3
+    assert store.take(10) is None
+    store.settle(rest, retry=False)
+    assert store.oldest_seq() is None and store.size() == 0 and store.pending() == 0
+
+
+def test_retry_goes_back_ahead_of_newer_records() -> None:
+    store = InMemoryEventStore(buffer_capacity=100)
+    for i in range(6):
+        store.put(rec(i))
+    first = store.take(3)
+    assert first is not None
+    store.put(rec(6))
+    store.settle(first, retry=True, done=1)  # 0 delivered; 1, 2 go back
+    assert store.pending() == 6 and store.oldest_seq() == 1
+    again = store.take(100)
+    assert again is first and ns(again.records) == [1, 2] and again.oldest_seq == 1
+    newer = store.take(100)
+    assert newer is not None and ns(newer.records) == [3, 4, 5, 6]
+
+
+def test_retries_stay_in_age_order_when_settled_out_of_order() -> None:
+    store = InMemoryEventStore(buffer_capacity=100)
+    for i in range(9):
+        store.put(rec(i))
+    leases = [store.take(3) for _ in range(3)]
+    assert all(lease is not None for lease in leases)
+    a, b, c = leases  # several workers fail in another order
+    store.settle(c, retry=True)  # type: ignore[arg-type]
+    store.settle(a, retry=True)  # type: ignore[arg-type]
+    store.settle(b, retry=True)  # type: ignore[arg-type]
+    order = []
+    while (lease := store.take(100)) is not None:
+        order.extend(ns(lease.records))
+        store.settle(lease, retry=False)
+    assert order == list(range(9))
+
+
+def test_retry_with_everything_done_is_settled() -> None:
+    store = InMemoryEventStore(buffer_capacity=10)
+    store.put(rec(0))
+    lease = store.take(5)
+    assert lease is not None
+    store.settle(lease, retry=True, done=1)
+    assert store.pending() == 0 and store.size() == 0 and store.oldest_seq() is None
+
+
+def test_drop_newest_counts_and_leased_records_count_against_capacity() -> None:
+    store = InMemoryEventStore(buffer_capacity=3)
+    assert [store.put(rec(i)) for i in range(3)] == [1, 2, 3]
+    assert store.put(rec(3)) == -1
+    lease = store.take(2)
+    assert lease is not None
+    assert store.put(rec(4)) == -1  # leased records still hold their place
+    store.settle(lease, retry=True)
+    assert store.put(rec(5)) == -1  # so do records waiting for a retry
+    assert store.drop_counts() == {"buffer_full": 3}
+    assert store.next_seq() == 3  # rejected records get no sequence number
+
+
+def test_drop_oldest_evicts_the_oldest_waiting_records() -> None:
+    store = InMemoryEventStore(buffer_capacity=3, drop_policy="drop_oldest")
+    for i in range(5):
+        assert store.put(rec(i)) > 0
+    assert store.drop_counts() == {"evicted_oldest": 2}
+    assert store.oldest_seq() == 2
+    lease = store.take(10)
+    assert lease is not None and ns(lease.records) == [2, 3, 4]
+
+
+def test_drop_oldest_evicts_records_waiting_for_a_retry_first() -> None:
+    store = InMemoryEventStore(buffer_capacity=4, drop_policy="drop_oldest")
+    for i in range(4):
+        store.put(rec(i))
+    lease = store.take(2)
+    assert lease is not None
+    store.settle(lease, retry=True)  # 0, 1 wait for a retry: the oldest
+    for i in range(4, 8):
+        assert store.put(rec(i)) > 0
+    assert store.drop_counts() == {"evicted_oldest": 4}
+    assert store.size() == 4 and store.oldest_seq() == 4
+    out = []
+    while (batch := store.take(10)) is not None:
+        out.extend(ns(batch.records))
+        store.settle(batch, retry=False)
+    assert out == [4, 5, 6, 7]
+
+
+def test_drop_oldest_with_everything_in_flight_drops_the_new_record() -> None:
+    store = InMemoryEventStore(buffer_capacity=2, drop_policy="drop_oldest")
+    store.put(rec(0))
+    store.put(rec(1))
+    lease = store.take(2)
+    assert lease is not None
+    assert store.put(rec(2)) == -1  # nothing evictable: in-flight records stay
+    assert store.drop_counts() == {"buffer_full": 1}
+
+
+def test_discard_pending_keeps_leased_records() -> None:
+    store = InMemoryEventStore(buffer_capacity=100)
+    for i in range(10):
+        store.put(rec(i))
+    leased = store.take(3)
+    retry = store.take(3)
+    assert leased is not None and retry is not None
+    store.settle(retry, retry=True)
+    assert store.discard_pending() == 7
+    assert store.pending() == 0 and store.size() == 3 and store.oldest_seq() == 0
+    store.settle(leased, retry=False)
+    assert store.size() == 0 and store.oldest_seq() is None
+
+
+def test_reset_after_fork_forgets_everything_but_the_policy() -> None:
+    store = InMemoryEventStore(buffer_capacity=5, drop_policy="drop_oldest")
+    for i in range(4):
+        store.put(rec(i))
+    store.take(2)
+    old_lock = store._lock
+    assert store.reset_after_fork() == 4
+    assert store._lock is not old_lock
+    assert store.size() == 0 and store.pending() == 0 and store.oldest_seq() is None
+    assert store.next_seq() == 0 and store.drop_counts() == {}
+    assert store.buffer_capacity == 5 and store.drop_policy == "drop_oldest"
+    assert store.put(rec(9)) == 1
+
+
+def test_reset_after_fork_does_not_take_the_lock() -> None:
+    store = InMemoryEventStore(buffer_capacity=5)
+    store.put(rec(0))
+    store._lock.acquire()  # held by a thread that does not exist in the child
+    assert store.reset_after_fork() == 1
+    assert store.put(rec(1)) == 1
+
+
+def test_constructor_checks_and_reference_signature() -> None:
+    import logging
+
+    store = InMemoryEventStore(logging.getLogger("x"), 7)
+    assert store.buffer_capacity == 7
+    with pytest.raises(ValueError):
+        InMemoryEventStore(buffer_capacity=0)
+    with pytest.raises(TypeError):
+        InMemoryEventStore(buffer_capacity=True)
+    with pytest.raises(ValueError):
+        InMemoryEventStore(drop_policy="random")
+
+
+def test_add_event_stringifies() -> None:
+    store = InMemoryEventStore(buffer_capacity=2)
+    assert store.add_event({"a": 1, "b": "x"}) is True
+    lease = store.take(1)
+    assert lease is not None and lease.records == [{"a": "1", "b": "x"}]
+    assert stringify({"a": 1.5, "b": None}) == {"a": "1.5", "b": "None"}
+
+
+def test_concurrent_puts_and_takes_lose_nothing() -> None:
+    store = InMemoryEventStore(buffer_capacity=1_000_000)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def producer(base: int) -> None:
+        for i in range(5000):
+            store.put(rec(base + i))
+
+    def consumer() -> None:
+        while True:
+            lease = store.take(97)
+            if lease is None:
+                if done.is_set():
+                    return
+                continue
+            seen.extend(ns(lease.records))
+            store.settle(lease, retry=False)
+
+    producers = [threading.Thread(target=producer, args=(k * 5000,)) for k in range(8)]
+    consumers = [threading.Thread(target=consumer) for _ in range(2)]
+    for t in producers + consumers:
+        t.start()
+    for t in producers:
+        t.join()
+    done.set()
+    for t in consumers:
+        t.join()
+    assert sorted(seen) == list(range(40_000))
+    assert store.next_seq() == 40_000 and store.oldest_seq() is None
+
+
+# -- LegacyStoreAdapter ----------------------------------------------------------------------
+
+
+def test_legacy_adapter_put_take_settle() -> None:
+    user = ListStore()
+    store = LegacyStoreAdapter(user)
+    assert [store.put(rec(i)) for i in range(5)] == [1, 2, 3, 4, 5]
+    assert store.pending() == 5 and store.oldest_seq() == 0 and store.next_seq() == 5
+    lease = store.take(2)
+    assert lease is not None and ns(lease.records) == [0, 1]
+    assert store.pending() == 3  # the rest waits in the adapter's overflow
+    store.settle(lease, retry=False, done=2)
+    assert store.oldest_seq() == 2
+    assert user.cleanups == [(2, False)]
+    rest = store.take(100)
+    assert rest is not None and ns(rest.records) == [2, 3, 4]
+    store.settle(rest, retry=False, done=3)
+    assert store.oldest_seq() is None and store.pending() == 0
+
+
+def test_legacy_adapter_retry_goes_first_and_partial_success() -> None:
+    user = ListStore()
+    store = LegacyStoreAdapter(user)
+    for i in range(4):
+        store.put(rec(i))
+    lease = store.take(3)
+    assert lease is not None
+    store.put(rec(4))
+    store.settle(lease, retry=True, done=1)  # 0 delivered, 1 and 2 retried
+    assert store.oldest_seq() == 1
+    assert store.pending() == 4
+    again = store.take(10)
+    assert again is not None and ns(again.records) == [1, 2]
+    store.settle(again, retry=False, done=2)
+    newer: list[int] = []
+    while (lease := store.take(10)) is not None:
+        newer.extend(ns(lease.records))
+        store.settle(lease, retry=False, done=len(lease))
+    assert newer == [3, 4]
+    assert store.oldest_seq() is None
+
+
+def test_legacy_adapter_rejection_and_discard() -> None:
+    user = ListStore(capacity=2)
+    store = LegacyStoreAdapter(user)
+    assert store.put(rec(0)) == 1 and store.put(rec(1)) == 2
+    assert store.put(rec(2)) == -1
+    assert store.drop_counts() == {"buffer_full": 1}
+    assert store.discard_pending() == 2
+    assert store.oldest_seq() is None and store.pending() == 0
+
+
+def test_legacy_adapter_reset_after_fork() -> None:
+    user = ListStore()
+    store = LegacyStoreAdapter(user)
+    for i in range(3):
+        store.put(rec(i))
+    store._lock.acquire()
+    assert store.reset_after_fork() == 3
+    assert store.oldest_seq() is None
+    assert store.put(rec(3)) == 1
+    assert store.oldest_seq() == 3

@@ -1,0 +1,174 @@
+"""Transport: post_bodies splitting (no network) and Transport.send against the real test
+collector."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from snowplow_threaded.retry import NO_RESPONSE
+from snowplow_threaded.transport import (
+    PAYLOAD_DATA_SCHEMA,
+    USER_AGENT,
+    Transport,
+    post_bodies,
+    sent_timestamp,
+)
+from snowplow_threaded.typing import PayloadDictList
+from tests.collector import POST_SUFFIX, Collector, Reply, always, sequence
+
+
+def records(n: int, pad: int = 0) -> PayloadDictList:
+    return [{"e": "se", "eid": f"id-{i}", "se_la": str(i) + "x" * (i % 7) * pad} for i in range(n)]
+
+
+def decode(body: bytes) -> list[str]:
+    doc = json.loads(body)
+    assert doc["schema"] == PAYLOAD_DATA_SCHEMA
+    return [event["eid"] for event in doc["data"]]
+
+
+# -- post_bodies (no network) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_bytes", [1, 200, 333, 1000, 5000, 10**9])
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_post_bodies_split_keeps_order_and_every_event_once(max_bytes: int, n: int) -> None:
+    recs = records(n, pad=9)
+    bodies = post_bodies(recs, "123", max_bytes)
+    eids = [eid for _, body in bodies for eid in decode(body)]
+    assert eids == [r["eid"] for r in recs]
+    assert [count for count, _ in bodies] == [len(decode(body)) for _, body in bodies]
+    for count, body in bodies:
+        assert len(body) <= max_bytes or count == 1
+    assert all(r["stm"] == "123" for r in recs)
+
+
+def test_post_bodies_one_body_when_it_fits() -> None:
+    recs = records(10)
+    bodies = post_bodies(recs, "1", 10**6)
+    assert len(bodies) == 1 and bodies[0][0] == 10
+    doc = json.loads(bodies[0][1])
+    assert doc["data"] == recs
+
+
+def test_post_bodies_non_ascii_is_escaped_so_length_is_bytes() -> None:
+    recs = [{"e": "se", "eid": "a", "se_la": "café ☕ 🚀"}]
+    (_count, body), = post_bodies(recs, "1", 10**6)
+    assert body.isascii()
+    assert json.loads(body)["data"][0]["se_la"] == "café ☕ 🚀"
+
+
+def test_sent_timestamp_is_milliseconds() -> None:
+    import time
+
+    before = time.time() * 1000
+    stm = int(sent_timestamp())
+    assert before - 1 <= stm <= time.time() * 1000 + 1
+
+
+# -- Transport.send over real HTTP -----------------------------------------------------------
+
+
+def post_transport(c: Collector, max_bytes: int = 10**6) -> Transport:
+    return Transport(c.post_url, "post", 0.5, max_request_bytes=max_bytes)
+
+
+def test_post_success(collector: Collector) -> None:
+    t = post_transport(collector)
+    try:
+        result = t.send(records(5), "42")
+    finally:
+        t.close()
+    assert result.status == 200 and result.sent == 5 and result.failed is None
+    assert result.requests == 1 and result.nbytes == len(collector.requests[0].body)
+    req = collector.requests[0]
+    assert req.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert req.headers["User-Agent"] == USER_AGENT
+    assert [e["stm"] for e in req.events] == ["42"] * 5
+
+
+def test_post_split_stops_at_first_failure(collector: Collector) -> None:
+    collector.behavior = sequence([Reply(200), Reply(503, headers={"Retry-After": "7"})])
+    t = post_transport(collector, max_bytes=400)
+    recs = records(8)
+    try:
+        result = t.send(recs, "1")
+    finally:
+        t.close()
+    first = collector.requests[0].events
+    assert len(collector.requests) == 2  # nothing more after the failure
+    assert result.status == 503 and result.retry_after == 7.0 and result.error == "HTTP 503"
+    assert result.sent == len(first)
+    assert result.failed == list(range(len(first), 8))
+
+
+def test_post_no_response(collector: Collector) -> None:
+    collector.behavior = always(200)
+    collector.down()
+    t = post_transport(collector)
+    try:
+        result = t.send(records(2), "1")
+    finally:
+        t.close()
+    assert result.status == NO_RESPONSE and result.failed == [0, 1]
+    assert result.error is not None and "ConnectionError" in result.error
+
+
+def test_redirect_is_not_followed(collector: Collector) -> None:
+    collector.behavior = always(302, {"Location": collector.endpoint + "/elsewhere" + POST_SUFFIX})
+    t = post_transport(collector)
+    try:
+        result = t.send(records(2), "1")
+    finally:
+        t.close()
+    assert result.status == 302 and result.failed == [0, 1]
+    assert [r.path for r in collector.requests] == [POST_SUFFIX]
+
+
+def test_garbage_retry_after_does_not_raise(collector: Collector) -> None:
+    collector.behavior = always(503, {"Retry-After": "\u00b2"})
+    t = post_transport(collector)
+    try:
+        result = t.send(records(1), "1")
+    finally:
+        t.close()
+    assert result.status == 503 and result.retry_after is None
+
+
+def test_get_one_request_per_event_and_partial_failure(collector: Collector) -> None:
+    collector.behavior = sequence([Reply(200), Reply(200), Reply(500)])
+    t = Transport(collector.get_url, "get", 0.5)
+    recs = records(5)
+    try:
+        result = t.send(recs, "9")
+    finally:
+        t.close()
+    reqs = collector.requests
+    assert [r.method for r in reqs] == ["GET"] * 3  # stops at the failure
+    assert [r.query["eid"] for r in reqs] == ["id-0", "id-1", "id-2"]
+    assert all(r.query["stm"] == "9" for r in reqs)
+    assert result.sent == 2 and result.failed == [2, 3, 4] and result.status == 500
+    assert result.requests == 3
+
+
+def test_get_connection_error(collector: Collector) -> None:
+    collector.down()
+    t = Transport(collector.get_url, "get", 0.5)
+    try:
+        result = t.send(records(3), "9")
+    finally:
+        t.close()
+    assert result.status == NO_RESPONSE and result.failed == [0, 1, 2] and result.sent == 0
+
+
+def test_sessions_keep_no_cookies(collector: Collector) -> None:
+    collector.behavior = always(200, {"Set-Cookie": "sp=abc; Path=/"})
+    t = post_transport(collector)
+    try:
+        t.send(records(1), "1")
+        t.send(records(1), "1")
+    finally:
+        t.close()
+    assert "cookie" not in collector.requests[1].headers
