@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 import weakref
 from typing import Any, Protocol
 
@@ -71,6 +72,34 @@ def register(obj: Managed) -> None:
     if multiprocessing.process.parent_process() is not None:
         _in_mp_child(None)
     _wire_celery()
+    _check_uwsgi_threads()
+
+
+_uwsgi_warned = False
+UWSGI_NO_THREADS = (
+    "snowplow_threaded: uWSGI runs without --enable-threads (or --threads): the emitter's "
+    "sender threads cannot run between requests, so events are delayed and may be lost at "
+    "shutdown. Start uWSGI with --enable-threads."
+)
+
+
+def _check_uwsgi_threads() -> None:
+    """Warn once when running under uWSGI with Python threads disabled."""
+    global _uwsgi_warned
+    uwsgi = sys.modules.get("uwsgi")
+    if _uwsgi_warned or uwsgi is None:
+        return
+    opt = getattr(uwsgi, "opt", {})
+    threads = opt.get("threads", b"0")
+    try:
+        many = int(threads.decode() if isinstance(threads, bytes) else threads) > 1
+    except ValueError:
+        many = False
+    if opt.get("enable-threads") or many:
+        return
+    _uwsgi_warned = True
+    logger.warning(UWSGI_NO_THREADS)
+    warnings.warn(UWSGI_NO_THREADS, RuntimeWarning, stacklevel=3)
 
 
 _celery_wired = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -49,10 +50,21 @@ class SendResult:
     maybe_received: bool = False
 
 
-def new_session() -> requests.Session:
+def new_session(uri: str = "") -> requests.Session:
     """A session for one worker: keep-alive pool of one, no retries inside urllib3, and a
-    cookie jar that stores nothing (a collector cookie must never be shared by users)."""
+    cookie jar that stores nothing (a collector cookie must never be shared by users).
+
+    Proxy (``HTTP(S)_PROXY``/``NO_PROXY``) and CA-bundle (``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``) settings are read from the environment once, here, instead of on
+    every request (``trust_env`` costs several ``stat`` calls and environment scans per
+    request); ``~/.netrc`` is not consulted."""
     session = requests.Session()
+    session.trust_env = False
+    if uri:
+        session.proxies.update(requests.utils.get_environ_proxies(uri))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
     session.mount("http://", adapter)
@@ -99,7 +111,7 @@ class Transport:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = new_session()
+            self._session = new_session(self.uri)
         return self._session
 
     def close(self) -> None:

@@ -350,6 +350,7 @@ def header(plan: Plan, raw: dict[str, Any], elapsed: float) -> str:
         "where it logs a WARNING per failed request and an ERROR per dropped event).",
         f"* total benchmark wall time {elapsed:.0f} s.",
         "",
+        "",
     ])
 
 
