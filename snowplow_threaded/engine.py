@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from . import lifecycle
 from .event_store import BatchStore, Lease
 from .retry import Backoff
 from .stats import EmitterStats
@@ -126,6 +127,8 @@ class Dispatcher:
         self._byte_due_count = max(1, min(self.batch_size, (self.byte_limit or size) // size))
 
     def _start_workers(self) -> None:
+        if not lifecycle.may_start_threads():
+            return
         with self._cond:
             if self._started or self._state is not OPEN:
                 return

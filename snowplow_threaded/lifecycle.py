@@ -73,6 +73,30 @@ def register(obj: Managed) -> None:
         _in_mp_child(None)
     _wire_celery()
     _check_uwsgi_threads()
+    _wire_uwsgi_atexit()
+
+
+def _wire_uwsgi_atexit() -> None:
+    """uWSGI's master ends without running Python's ``atexit``; it calls ``uwsgi.atexit``.
+    Chain our close in front of any callable already there (once)."""
+    global _uwsgi_wired
+    uwsgi: Any = sys.modules.get("uwsgi")
+    if uwsgi is None or _uwsgi_wired:
+        return
+    _uwsgi_wired = True
+    previous = getattr(uwsgi, "atexit", None)
+
+    def chained() -> None:
+        _at_exit()
+        if previous is not None:
+            previous()
+
+    uwsgi.atexit = chained
+
+
+_uwsgi_wired = False
+
+
 
 
 _uwsgi_warned = False
@@ -189,3 +213,18 @@ def reset_session_pools(session: Any) -> None:
             adapter.init_poolmanager(
                 settings._pool_connections, settings._pool_maxsize, block=settings._pool_block
             )
+
+
+def may_start_threads() -> bool:
+    """False in a uWSGI master process (``uwsgi.worker_id() == 0``, e.g. while it imports
+    the app before forking the workers) unless ``--py-call-uwsgi-fork-hooks`` is on. A
+    thread running in the master when uWSGI forks without Python's fork hooks can leave a
+    worker waiting forever (seen in tests), so events tracked there stay buffered: they are
+    sent by ``flush()`` on the calling thread, and otherwise lost (known limitation)."""
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None or getattr(uwsgi, "opt", {}).get("py-call-uwsgi-fork-hooks"):
+        return True
+    try:
+        return bool(uwsgi.worker_id() != 0)
+    except Exception:  # pragma: no cover - an uwsgi module without worker_id
+        return True
