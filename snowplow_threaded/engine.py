@@ -79,6 +79,7 @@ class Dispatcher:
     def _init_runtime(self) -> None:
         """(Re)create every lock, thread handle and counter: at init and in a fork child."""
         self._pid = os.getpid()
+        self._handover_armed = False  # buffered without a sender; a child may take it
         self._cond = threading.Condition(threading.Lock())
         self._state = OPEN
         self._workers: list[threading.Thread] = []
@@ -128,6 +129,8 @@ class Dispatcher:
 
     def _start_workers(self) -> None:
         if not lifecycle.may_start_threads():
+            self._handover_armed = True
+            lifecycle.arm_handover()
             return
         with self._cond:
             if self._started or self._state is not OPEN:
@@ -292,7 +295,14 @@ class Dispatcher:
 
     def _drain_inline(self, deadline: float) -> None:
         """Send on the calling thread: used when no worker runs (e.g. at interpreter
-        shutdown, where new threads cannot start)."""
+        shutdown, where new threads cannot start). Not if a forked child took the buffer
+        over (``lifecycle.take_back_handover``): it is the child's to send."""
+        if self._handover_armed:
+            self._handover_armed = False
+            if not lifecycle.take_back_handover():
+                handed = self.store.discard_pending()
+                logger.debug("%d buffered event(s) are sent by a child process", handed)
+                return
         transport = self._transport_factory()
         try:
             while True:
@@ -365,12 +375,16 @@ class Dispatcher:
         if self._pid == os.getpid():
             return
         was_closed = self._state is CLOSED
-        self.store.reset_after_fork()
+        # a parent that could not send offered its buffer to one child (uWSGI master)
+        keep = self._handover_armed and not was_closed and lifecycle.claim_handover()
+        self.store.reset_after_fork(keep=keep)
         self._init_runtime()
         if was_closed:
             self._state = CLOSED
         if self.after_fork is not None:
             self.after_fork()
+        if keep:
+            self._start_workers()
 
     # -- stats -----------------------------------------------------------------------------
     def stats(self) -> EmitterStats:

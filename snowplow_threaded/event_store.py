@@ -98,9 +98,12 @@ class BatchStore(Protocol):
         """Drop every pending (unleased) record, including retries; return how many."""
         ...
 
-    def reset_after_fork(self) -> int:
+    def reset_after_fork(self, keep: bool = False) -> int:
         """In a forked child: new lock, inherited records dropped (the parent sends them);
-        must not acquire any lock. Return how many were dropped."""
+        must not acquire any lock. Return how many were dropped. With *keep* (the child
+        takes over a parent that never sends, see ``lifecycle.claim_handover``) the
+        records stay, anything leased at fork time goes back to the front as a retry, and
+        0 is returned."""
         ...
 
 
@@ -239,7 +242,15 @@ class InMemoryEventStore:
             self._retry.clear()
             return dropped
 
-    def reset_after_fork(self) -> int:
+    def reset_after_fork(self, keep: bool = False) -> int:
+        if keep:
+            self._lock = threading.Lock()
+            if self._leased:
+                leases = sorted([*self._retry, *self._leased], key=lambda x: x.oldest_seq)
+                self._retry = deque(leases)
+                self._leased = set()
+            self._drops = {"buffer_full": 0, "evicted_oldest": 0}
+            return 0
         dropped = len(self._pending) + self._held
         # Keep the parent's records referenced instead of freeing them: freeing would write
         # to every copy-on-write page they sit on (hundreds of µs per fork, for nothing).
@@ -344,8 +355,14 @@ class LegacyStoreAdapter:
             self._settled += count
             return count
 
-    def reset_after_fork(self) -> int:
+    def reset_after_fork(self, keep: bool = False) -> int:
         self._lock = threading.Lock()
+        if keep:
+            self._retry = deque(sorted([*self._retry, *self._leased],
+                                       key=lambda x: x.oldest_seq))
+            self._leased = set()
+            self._rejected = 0
+            return 0
         self._overflow = deque()
         self._retry = deque()
         self._leased = set()

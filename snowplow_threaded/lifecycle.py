@@ -21,6 +21,7 @@ or exit. ``_lock`` guards registration; the child replaces it without acquiring 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing.process
 import multiprocessing.util
@@ -73,37 +74,48 @@ def register(obj: Managed) -> None:
         _in_mp_child(None)
     _wire_celery()
     _check_uwsgi_threads()
-    _wire_uwsgi_atexit()
+    _wire_uwsgi()
 
 
-def _wire_uwsgi_atexit() -> None:
-    """uWSGI's master ends without running Python's ``atexit``; it calls ``uwsgi.atexit``.
-    Chain our close in front of any callable already there (once)."""
+def _wire_uwsgi() -> None:
+    """Under uWSGI, chain our hooks in front of any callables already there (once):
+
+    * ``uwsgi.post_fork_hook`` runs in each worker/mule right after uWSGI forked it,
+      even without ``--py-call-uwsgi-fork-hooks``: re-initialise there at once, so a child
+      that won the master's buffer (:func:`claim_handover`) sends it without waiting for
+      its first event.
+    * ``uwsgi.atexit`` runs at a worker's exit where Python's ``atexit`` may not.
+    """
     global _uwsgi_wired
     uwsgi: Any = sys.modules.get("uwsgi")
     if uwsgi is None or _uwsgi_wired:
         return
     _uwsgi_wired = True
-    previous = getattr(uwsgi, "atexit", None)
+    previous_exit = getattr(uwsgi, "atexit", None)
+    previous_fork = getattr(uwsgi, "post_fork_hook", None)
 
-    def chained() -> None:
+    def chained_exit() -> None:
         _at_exit()
-        if previous is not None:
-            previous()
+        if previous_exit is not None:
+            previous_exit()
 
-    uwsgi.atexit = chained
+    def chained_fork() -> None:
+        _after_fork_in_child()
+        if previous_fork is not None:
+            previous_fork()
+
+    uwsgi.atexit = chained_exit
+    uwsgi.post_fork_hook = chained_fork
 
 
 _uwsgi_wired = False
 
 
-
-
 _uwsgi_warned = False
 UWSGI_NO_THREADS = (
-    "snowplow_threaded: uWSGI runs without --enable-threads (or --threads): the emitter's "
-    "sender threads cannot run between requests, so events are delayed and may be lost at "
-    "shutdown. Start uWSGI with --enable-threads."
+    "snowplow_threaded: uWSGI runs without --enable-threads (or --threads): uWSGI does not "
+    "support Python threads then, and the emitter sends from a thread, so delivery is not "
+    "guaranteed. Start uWSGI with --enable-threads."
 )
 
 
@@ -216,15 +228,94 @@ def reset_session_pools(session: Any) -> None:
 
 
 def may_start_threads() -> bool:
-    """False in a uWSGI master process (``uwsgi.worker_id() == 0``, e.g. while it imports
-    the app before forking the workers) unless ``--py-call-uwsgi-fork-hooks`` is on. A
-    thread running in the master when uWSGI forks without Python's fork hooks can leave a
-    worker waiting forever (seen in tests), so events tracked there stay buffered: they are
-    sent by ``flush()`` on the calling thread, and otherwise lost (known limitation)."""
-    uwsgi = sys.modules.get("uwsgi")
+    """False in a uWSGI master process (not a worker, mule or spooler: e.g. while it
+    imports the app before forking the workers) unless ``--py-call-uwsgi-fork-hooks`` is
+    on. uWSGI then forks without Python's fork hooks, so a thread holding the GIL at that
+    moment leaves the worker waiting forever (seen in tests). Events tracked there stay
+    buffered and are handed to exactly one forked child (:func:`arm_handover`)."""
+    uwsgi: Any = sys.modules.get("uwsgi")
     if uwsgi is None or getattr(uwsgi, "opt", {}).get("py-call-uwsgi-fork-hooks"):
         return True
     try:
-        return bool(uwsgi.worker_id() != 0)
+        if uwsgi.worker_id() != 0 or getattr(uwsgi, "mule_id", lambda: 0)() != 0:
+            return True
+        return bool(getattr(uwsgi, "i_am_the_spooler", lambda: False)())
     except Exception:  # pragma: no cover - an uwsgi module without worker_id
         return True
+
+
+# -- hand-over: a process that may not send gives its buffer to exactly one child ----------
+# A pipe holding one byte, created by the process that buffered events without a sender
+# (a uWSGI master without fork hooks). Every child inherits it; the one whose non-blocking
+# read gets the byte owns the inherited buffers and sends them, the others drop theirs
+# (their parent's copy is not theirs to send). Children forked after the byte was taken
+# find the pipe empty. Events tracked in the master after its first child claimed the
+# byte are not handed over (documented limitation). ``_handover`` = (owner pid, read fd,
+# write fd); ``_claimed`` = (pid, won) caches the answer for every emitter of a child.
+_handover: tuple[int, int, int] | None = None
+_claimed: tuple[int, bool] = (0, False)
+
+
+def arm_handover() -> None:
+    """In a process that buffers events it cannot send: offer them to the first child.
+    Idempotent per process; never raises."""
+    global _handover
+    pid = os.getpid()
+    if _handover is not None and _handover[0] == pid:
+        return
+    with _lock:
+        if _handover is not None and _handover[0] == pid:
+            return
+        try:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            os.write(write_fd, b"1")
+        except OSError:  # pragma: no cover - out of file descriptors
+            logger.warning("cannot hand buffered events over to a child process", exc_info=True)
+            return
+        _handover = (pid, read_fd, write_fd)
+
+
+def claim_handover() -> bool:
+    """In a forked child: True if this process won its parent's buffered events. The
+    first call in a process decides (one non-blocking read, no lock: it may run right
+    after fork) and closes the inherited pipe; later calls return the same answer."""
+    global _handover, _claimed
+    pid = os.getpid()
+    if _claimed[0] == pid:
+        return _claimed[1]
+    won = False
+    baton = _handover
+    if baton is not None and baton[0] != pid:
+        try:
+            won = os.read(baton[1], 1) == b"1"
+        except OSError:  # BlockingIOError: another child took it
+            won = False
+        for fd in baton[1:]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _handover = None
+    _claimed = (pid, won)
+    if won:
+        logger.debug("process %d took over the events its parent buffered", pid)
+    return won
+
+
+def take_back_handover() -> bool:
+    """In the process that armed the hand-over, before it sends on its own thread (e.g.
+    ``flush()``): True if no child has taken its buffer (it may send, and re-arms on its
+    next event), False if a child owns it now (sending too would duplicate)."""
+    global _handover
+    pid = os.getpid()
+    baton = _handover
+    if baton is None or baton[0] != pid:
+        return True
+    try:
+        ours = os.read(baton[1], 1) == b"1"
+    except OSError:  # BlockingIOError: a child took it
+        ours = False
+    for fd in baton[1:]:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _handover = None
+    return ours

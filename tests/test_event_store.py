@@ -313,3 +313,18 @@ def test_legacy_adapter_reset_after_fork() -> None:
     assert store.oldest_seq() is None
     assert store.put(rec(3)) == 1
     assert store.oldest_seq() == 3
+
+
+def test_reset_after_fork_keep_takes_the_buffer_over() -> None:
+    store = InMemoryEventStore(buffer_capacity=10)
+    for i in range(5):
+        store.put(rec(i))
+    lease = store.take(2)  # in flight in the parent at fork time
+    assert lease is not None
+    store._lock.acquire()  # held by a thread that does not exist in the child
+    assert store.reset_after_fork(keep=True) == 0
+    assert store.size() == 5 and store.pending() == 5 and store.oldest_seq() == 0
+    first = store.take(10)
+    assert first is not None and [r["n"] for r in first.records] == ["0", "1"]
+    second = store.take(10)
+    assert second is not None and [r["n"] for r in second.records] == ["2", "3", "4"]

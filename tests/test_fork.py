@@ -272,3 +272,52 @@ if __name__ == "__main__":
                           env=full_env, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
     assert_exactly_once(collector, {"pool": 80})
+
+
+def test_handover_baton_goes_to_exactly_one_child(tmp_path: Path) -> None:
+    """The hand-over used by a uWSGI master without fork hooks (see test_uwsgi): of all
+    the children forked from the process that armed it, exactly one wins; children
+    forked later, and the winner's own children, do not; the parent learns it lost it."""
+    code = """
+import os, sys
+from snowplow_threaded import lifecycle
+out = sys.argv[1]
+lifecycle.arm_handover()
+lifecycle.arm_handover()  # idempotent
+def child(tag):
+    won = lifecycle.claim_handover()
+    assert lifecycle.claim_handover() == won  # the first answer sticks
+    with open(os.path.join(out, f"{tag}-{os.getpid()}"), "w") as f:
+        f.write("1" if won else "0")
+    if won:
+        grand = os.fork()
+        if grand == 0:
+            child("grandchild")
+            os._exit(0)
+        os.waitpid(grand, 0)
+    os._exit(0)
+pids = []
+for i in range(8):
+    pid = os.fork()
+    if pid == 0:
+        child("child")
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+late = os.fork()
+if late == 0:
+    child("late")
+os.waitpid(late, 0)
+print("parent-took-back", lifecycle.take_back_handover())
+lifecycle.arm_handover()  # a fresh offer
+print("parent-took-back-fresh", lifecycle.take_back_handover())
+"""
+    proc = run_script(code, str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    results = {p.name.split("-")[0]: [] for p in tmp_path.iterdir()}
+    for p in tmp_path.iterdir():
+        results[p.name.split("-")[0]].append(p.read_text())
+    assert sorted(results["child"]) == ["0"] * 7 + ["1"]
+    assert results["grandchild"] == ["0"] and results["late"] == ["0"]
+    assert "parent-took-back False" in proc.stdout
+    assert "parent-took-back-fresh True" in proc.stdout
