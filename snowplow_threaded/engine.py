@@ -92,6 +92,7 @@ class Dispatcher:
         self._lost_on_close = False
         self._flush_deadline = 0.0  # the latest deadline of a waiting flush()
         self._in_flight = 0
+        self._deciding = 0  # workers inside _next_lease (may sleep): the caller must notify
         self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
         self._dropped: dict[str, int] = {}
         self._last_error: str | None = None
@@ -116,7 +117,10 @@ class Dispatcher:
             if self.byte_limit is not None:
                 self._estimate_byte_due(record)
             self._start_workers()
-        if pending == 1 or pending == self.batch_size or pending == self._byte_due_count:
+        # wake a worker only if one may be asleep: one that is sending re-checks the store
+        # (under _cond, after counting itself in _deciding) before it sleeps again
+        if self._deciding and (pending == 1 or pending == self.batch_size
+                               or pending == self._byte_due_count):
             with self._cond:
                 self._cond.notify()
         return True
@@ -188,34 +192,42 @@ class Dispatcher:
         """Block until a batch is due and lease it; None when the worker should stop (or,
         with *until*, when that monotonic deadline passes)."""
         with self._cond:
-            while True:
-                if self._pid != os.getpid() or self._state is CLOSED:
-                    return None
-                now = time.monotonic()
-                deadline = until if self._state is OPEN else self._close_deadline
-                if deadline is not None and now >= deadline:
-                    return None
-                if until is not None and self.store.pending() == 0:
-                    return None  # inline drain: nothing left to send
-                if now < self._resume_at:
-                    wait: float | None = self._resume_at - now
-                elif self._is_due(now):
-                    lease = self.store.take(self.max_events_per_request)
-                    if lease is not None:
-                        self._due_at = None
-                        self._in_flight += len(lease)
-                        self._last_attempt = now
-                        if self.store.pending() >= self.batch_size:
-                            self._cond.notify()  # a backlog: wake another worker
-                        return lease
-                    wait = self.flush_interval  # a store that said pending but gave nothing
-                elif self._state is CLOSING and self.store.pending() == 0:
-                    return None
-                else:
-                    wait = None if self._due_at is None else self._due_at - now
-                if deadline is not None:
-                    wait = deadline - now if wait is None else min(wait, deadline - now)
-                self._cond.wait(wait)
+            self._deciding += 1
+            try:
+                return self._next_lease_locked(until)
+            finally:
+                self._deciding -= 1
+
+    def _next_lease_locked(self, until: float | None) -> Lease | None:
+        """The body of ``_next_lease``; ``_cond`` is held."""
+        while True:
+            if self._pid != os.getpid() or self._state is CLOSED:
+                return None
+            now = time.monotonic()
+            deadline = until if self._state is OPEN else self._close_deadline
+            if deadline is not None and now >= deadline:
+                return None
+            if until is not None and self.store.pending() == 0:
+                return None  # inline drain: nothing left to send
+            if now < self._resume_at:
+                wait: float | None = self._resume_at - now
+            elif self._is_due(now):
+                lease = self.store.take(self.max_events_per_request)
+                if lease is not None:
+                    self._due_at = None
+                    self._in_flight += len(lease)
+                    self._last_attempt = now
+                    if self.store.pending() >= self.batch_size:
+                        self._cond.notify()  # a backlog: wake another worker
+                    return lease
+                wait = self.flush_interval  # a store that said pending but gave nothing
+            elif self._state is CLOSING and self.store.pending() == 0:
+                return None
+            else:
+                wait = None if self._due_at is None else self._due_at - now
+            if deadline is not None:
+                wait = deadline - now if wait is None else min(wait, deadline - now)
+            self._cond.wait(wait)
 
     def _finish(self, lease: Lease, outcome: Outcome) -> None:
         result = outcome.result
@@ -388,21 +400,10 @@ class Dispatcher:
 
     # -- stats -----------------------------------------------------------------------------
     def stats(self) -> EmitterStats:
-        dropped_store = self.store.drop_counts()
+        store_drops = self.store.drop_counts()
         with self._cond:
-            dropped = dict(self._dropped)
-            for reason, count in dropped_store.items():
-                dropped[reason] = dropped.get(reason, 0) + count
-            counts = self._counts
-            return EmitterStats(
-                tracked=self.store.next_seq(),
-                queued=self.store.pending() + self._in_flight,
-                in_flight=self._in_flight,
-                sent=counts["sent"],
-                failed=counts["failed"],
-                retried=counts["retried"],
-                dropped=dropped,
-                requests=counts["requests"],
-                bytes_sent=counts["bytes"],
-                last_error=self._last_error,
+            return EmitterStats.snapshot(
+                tracked=self.store.next_seq(), pending=self.store.pending(),
+                in_flight=self._in_flight, counts=self._counts,
+                dropped=[self._dropped, store_drops], last_error=self._last_error,
             )

@@ -188,8 +188,12 @@ class InMemoryEventStore:
                     return None
                 first_seq = self._next_seq - len(pending)
                 count = min(max_events, len(pending))
-                popleft = pending.popleft
-                lease = Lease([popleft() for _ in range(count)], first_seq)
+                if count == len(pending):  # everything: one C-level copy, no loop
+                    lease = Lease(list(pending), first_seq)
+                    pending.clear()
+                else:
+                    popleft = pending.popleft
+                    lease = Lease([popleft() for _ in range(count)], first_seq)
                 self._held += count
             self._leased.add(lease)
             return lease

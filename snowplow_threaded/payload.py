@@ -6,23 +6,66 @@ This module is on the hot path (every ``track()`` call), so it is plain dict wor
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
+import json.encoder
+from collections.abc import Callable
 from typing import Any
 
 from .typing import JsonEncoderFunction, PayloadDict
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: One C-accelerated encoder per ``json_encoder`` (``None`` included): building a
+#: ``JSONEncoder`` per call, as ``json.dumps`` does for non-default options, costs more
+#: than encoding a small event. Bounded: encoders are keyed by the callables users pass.
+_ENCODERS: dict[JsonEncoderFunction | None, Callable[[Any, str], str]] = {}
+_ENCODERS_MAX = 64
+
+
+def _make_encoder(json_encoder: JsonEncoderFunction | None) -> Callable[[Any, str], str]:
+    default = json_encoder if json_encoder is not None else _no_default
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - interpreters without _json
+        encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=default)
+        return lambda value, what: encoder.encode(value)
+    # no circular-reference table: a cycle ends in RecursionError, reported as ValueError
+    # (a shared table would be unsafe when a json_encoder lets another thread run)
+    c_encode = c_make_encoder(
+        None, default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
+    )
+
+    def encode(value: Any, what: str = "") -> str:
+        return "".join(c_encode(value, 0))
+
+    return encode
+
+
+def encoder_for(json_encoder: JsonEncoderFunction | None) -> Callable[[Any, str], str]:
+    """A function ``(value, what) -> text`` serialising as :func:`encode_json` does but
+    raising the encoder's own errors (thread-safe; cached per *json_encoder*)."""
+    encode = _ENCODERS.get(json_encoder)
+    if encode is None:
+        encode = _make_encoder(json_encoder)
+        if len(_ENCODERS) < _ENCODERS_MAX:
+            _ENCODERS[json_encoder] = encode
+    return encode
+
+
 def encode_json(
     value: Any, what: str, json_encoder: JsonEncoderFunction | None = None
 ) -> str:
-    """Serialise *value* to JSON text (non-ASCII kept as is, separators as the reference).
+    """Serialise *value* to JSON text (non-ASCII kept as is, the reference's separators).
 
     Raises ``TypeError`` naming *what* when a value cannot be serialised (and no
-    *json_encoder* handles it), and ``ValueError`` for NaN/Infinity, which are not JSON.
+    *json_encoder* handles it), and ``ValueError`` for NaN/Infinity, which are not JSON,
+    and for circular references.
     """
     try:
-        return json.dumps(value, ensure_ascii=False, default=json_encoder, allow_nan=False)
+        return encoder_for(json_encoder)(value, what)
     except TypeError as exc:
         raise TypeError(
             f"{what} is not JSON-serialisable ({exc}); pass json_encoder= to the Tracker "
@@ -30,11 +73,20 @@ def encode_json(
         ) from exc
     except ValueError as exc:
         raise ValueError(f"{what} cannot be encoded as JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(
+            f"{what} cannot be encoded as JSON: circular reference or nesting too deep"
+        ) from exc
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64encode_text(text: str) -> str:
     """URL-safe base64 of the UTF-8 bytes of *text* (padding kept, as the reference does)."""
-    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
+    return binascii.b2a_base64(text.encode("utf-8"), newline=False).translate(_URLSAFE).decode(
+        "ascii"
+    )
 
 
 class Payload:

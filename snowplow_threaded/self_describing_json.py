@@ -14,13 +14,23 @@ SCHEMA_URI_RE = re.compile(
 )
 
 
+#: URIs already found valid (an application uses a handful of schemas): a dict lookup
+#: instead of a regex match per entity. Bounded; dict operations are atomic under the GIL.
+_VALID: dict[str, None] = {}
+_VALID_MAX = 4096
+
+
 def check_schema_uri(schema: Any) -> str:
     """Return *schema* if it is a valid Iglu URI, else raise ``ValueError``."""
+    if type(schema) is str and schema in _VALID:
+        return schema
     if not isinstance(schema, str) or SCHEMA_URI_RE.match(schema) is None:
         raise ValueError(
             "schema must be an Iglu URI like "
             f"'iglu:com.acme/event_name/jsonschema/1-0-0', got {schema!r}"
         )
+    if type(schema) is str and len(_VALID) < _VALID_MAX:
+        _VALID[schema] = None
     return schema
 
 

@@ -33,6 +33,19 @@ class EmitterStats:
     bytes_sent: int = 0
     last_error: str | None = None
 
+    @classmethod
+    def snapshot(cls, *, tracked: int, pending: int, in_flight: int, counts: dict[str, int],
+                 dropped: list[dict[str, int]], last_error: str | None) -> EmitterStats:
+        """Build from a dispatcher's counters (the caller holds the dispatcher's lock)."""
+        merged: dict[str, int] = {}
+        for part in dropped:
+            for reason, count in part.items():
+                merged[reason] = merged.get(reason, 0) + count
+        return cls(tracked=tracked, queued=pending + in_flight, in_flight=in_flight,
+                   sent=counts["sent"], failed=counts["failed"], retried=counts["retried"],
+                   dropped=merged, requests=counts["requests"], bytes_sent=counts["bytes"],
+                   last_error=last_error)
+
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())

@@ -30,7 +30,7 @@ VERSION = TRACKER_VERSION
 
 
 class _IdPool(threading.local):
-    """Per-thread random bytes for event ids, as hex, refilled 256 ids at a time."""
+    """Per-thread random bytes for event ids, as hex, refilled 1024 ids at a time."""
 
     def __init__(self) -> None:
         self.pid = -1
@@ -38,16 +38,16 @@ class _IdPool(threading.local):
         self.pos = _POOL_HEX
 
 
-_POOL_HEX = 256 * 32  # hex digits for 256 ids
+_POOL_HEX = 1024 * 32  # hex digits for 1024 ids (16 KiB of random bytes per refill)
 _pool = _IdPool()
 
 
 def new_event_id() -> str:
     """A random (version 4) UUID from the OS's CSPRNG, as text.
 
-    Bytes come from ``os.urandom`` 4 KiB at a time into a per-thread pool: one system
+    Bytes come from ``os.urandom`` 16 KiB at a time into a per-thread pool: one system
     call (which releases the GIL, and may wait milliseconds to get it back under load) per
-    256 ids instead of one per ``track()``. The pool is dropped when the process id
+    1024 ids instead of one per ``track()``. The pool is dropped when the process id
     changes, so a forked child never repeats its parent's ids.
     """
     pool = _pool

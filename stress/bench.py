@@ -488,7 +488,7 @@ def run_profile(args: argparse.Namespace, out: Path) -> None:
     events = args.events or (5_000 if args.quick else 20_000)
     with sink_process() as port:
         prefix = str(out / "profile")
-        spec = {"mode": "profile", "lib": "ours", "workload": "se", "threads": 1,
+        spec = {"mode": "profile", "lib": "ours", "workload": args.workload, "threads": 1,
                 "events": events, "port": port, "profile_prefix": prefix,
                 "profile_clock": args.profile_clock, "timeout": 120}
         result = run_child(spec, 180)
@@ -527,6 +527,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall",
                         help="cProfile timer: wall (default, cheap) or per-thread CPU")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
+    parser.add_argument("--workload", choices=("se", "sd", "sd_raw"), default="se",
+                        help="workload profiled by --profile (default se)")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

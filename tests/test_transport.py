@@ -4,6 +4,7 @@ collector."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -172,3 +173,46 @@ def test_sessions_keep_no_cookies(collector: Collector) -> None:
     finally:
         t.close()
     assert "cookie" not in collector.requests[1].headers
+
+
+def test_idle_connection_closed_by_the_collector_is_replaced(collector: Collector) -> None:
+    """A keep-alive connection the collector dropped while idle is detected before reuse:
+    the next send goes out on a new connection and succeeds (no failure, no retry)."""
+    t = post_transport(collector)
+    try:
+        assert t.send(records(1), "1").sent == 1
+        collector.down()  # drops every open connection
+        collector.up()
+        time.sleep(0.05)
+        result = t.send(records(2), "2")
+    finally:
+        t.close()
+    assert result.error is None and result.sent == 2
+    assert len(collector.requests) == 2
+
+
+@pytest.mark.parametrize("method", ["post", "get"])
+def test_connection_close_and_bodies_are_handled(collector: Collector, method: str) -> None:
+    """Replies with a body, and replies that close the connection: each request still gets
+    its own answer and the next one opens a new connection when needed."""
+    collector.behavior = sequence([Reply(200, body=b"ok" * 100), Reply(200, close=True),
+                                   Reply(200, body=b"x")], then=Reply(200, close=True))
+    url = collector.post_url if method == "post" else collector.get_url
+    t = Transport(url, method, 0.5)
+    try:
+        results = [t.send(records(1), str(n)) for n in range(5)]
+    finally:
+        t.close()
+    assert [r.sent for r in results] == [1] * 5 and all(r.error is None for r in results)
+    assert len(collector.requests) == 5
+
+
+def test_connect_failure_is_known_not_received(collector: Collector) -> None:
+    collector.down()
+    t = post_transport(collector)
+    try:
+        result = t.send(records(1), "1")
+    finally:
+        t.close()
+    assert result.status == NO_RESPONSE and not result.maybe_received
+    assert result.error is not None and result.error.startswith("ConnectionError")

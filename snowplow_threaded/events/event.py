@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..contracts import optional_timestamp
-from ..payload import Payload, b64encode_text, encode_json
+from ..payload import Payload, b64encode_text, encode_json, encoder_for
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from ..typing import JsonEncoderFunction, PayloadDict
 
 CONTEXT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"
 UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+
+
+# The envelopes are written as text around each entity's encoded data: the same bytes as
+# json.dumps of the nested dicts (schema URIs are validated Iglu URIs: no character in
+# them needs escaping), with one encoder call per entity's data instead of a full dump.
+_UE_HEAD = '{"schema": "' + UNSTRUCT_EVENT_SCHEMA + '", "data": '
+_CO_HEAD = '{"schema": "' + CONTEXT_SCHEMA + '", "data": ['
+
+
+def _checked(json_encoder: JsonEncoderFunction | None) -> Callable[[Any, str], str]:
+    def encode(value: Any, what: str) -> str:
+        return encode_json(value, what, json_encoder)
+
+    return encode
 
 
 class Event:
@@ -48,6 +62,9 @@ class Event:
         if value is None:
             self._context: list[SelfDescribingJson] = []
             return
+        if type(value) is list and all(type(e) is SelfDescribingJson for e in value):
+            self._context = list(value)
+            return
         if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
             raise TypeError(f"context must be a list of SelfDescribingJson, got {value!r}")
         for entity in value:
@@ -76,6 +93,26 @@ class Event:
             raise TypeError(f"event_subject must be a Subject, got {type(value).__name__}")
         self._event_subject = value
 
+    def _add_json(self, nv: dict[str, Any], sdj: SelfDescribingJson | None,
+                  encode: Callable[[Any, str], str], encode_base64: bool) -> None:
+        if sdj is not None:
+            nv["e"] = "ue"
+            text = (_UE_HEAD + '{"schema": "' + sdj.schema + '", "data": '
+                    + encode(sdj.data, "self-describing event data") + "}}")
+            if encode_base64:
+                nv["ue_px"] = b64encode_text(text)
+            else:
+                nv["ue_pr"] = text
+        if self._context:
+            text = _CO_HEAD + ", ".join([
+                '{"schema": "' + c.schema + '", "data": ' + encode(c.data, "context") + "}"
+                for c in self._context
+            ]) + "]}"
+            if encode_base64:
+                nv["cx"] = b64encode_text(text)
+            else:
+                nv["co"] = text
+
     def self_describing_json(self) -> SelfDescribingJson | None:
         """The self-describing JSON sent in ``ue_pr``/``ue_px``; ``None`` for other events."""
         return None
@@ -103,21 +140,13 @@ class Event:
         # every value a string, as sent; a fresh dict, so the event is never modified
         nv = {k: v if type(v) is str else str(v) for k, v in self.payload.nv_pairs.items()}
         sdj = self.self_describing_json()
-        if sdj is not None:
-            nv["e"] = "ue"
-            envelope = {"schema": UNSTRUCT_EVENT_SCHEMA, "data": sdj.to_json()}
-            text = encode_json(envelope, "self-describing event data", json_encoder)
-            if encode_base64:
-                nv["ue_px"] = b64encode_text(text)
-            else:
-                nv["ue_pr"] = text
-        if self._context:
-            contexts = {"schema": CONTEXT_SCHEMA, "data": [c.to_json() for c in self._context]}
-            text = encode_json(contexts, "context", json_encoder)
-            if encode_base64:
-                nv["cx"] = b64encode_text(text)
-            else:
-                nv["co"] = text
+        if sdj is not None or self._context:
+            try:
+                self._add_json(nv, sdj, encoder_for(json_encoder), encode_base64)
+            except (TypeError, ValueError, RecursionError):
+                # encode again part by part, for an error that names the failing part
+                self._add_json(nv, sdj, _checked(json_encoder), encode_base64)
+                raise
         if self._true_timestamp is not None:
             nv["ttm"] = str(int(self._true_timestamp))
         if self._event_subject is not None:

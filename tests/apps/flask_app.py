@@ -34,4 +34,10 @@ def track() -> str:
     return f"ok {os.getpid()}\n"
 
 
+@app.route("/ping")
+def ping() -> str:
+    """Readiness probe: tracks nothing (a probe may be retried after a client timeout)."""
+    return "pong\n"
+
+
 application = app  # uWSGI's default callable name
