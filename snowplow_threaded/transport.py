@@ -211,12 +211,16 @@ class SessionClient:
 
     def request(self, method: str, body: bytes | None, query: dict[str, str] | None,
                 ) -> tuple[int, str | None]:
+        # verify= passed explicitly: requests otherwise lets REQUESTS_CA_BUNDLE from the
+        # environment override the session's own CA setting (psf/requests#3829)
+        verify = self._session.verify
         if method == "POST":
             resp = self._session.post(self._uri, data=body, headers=self._post_headers,
-                                      timeout=self._timeout, allow_redirects=False)
+                                      timeout=self._timeout, allow_redirects=False,
+                                      verify=verify)
         else:
             resp = self._session.get(self._uri, params=query, timeout=self._timeout,
-                                     allow_redirects=False,
+                                     allow_redirects=False, verify=verify,
                                      headers={"User-Agent": USER_AGENT})
         status = resp.status_code
         retry_after = resp.headers.get("Retry-After")
