@@ -342,6 +342,11 @@ class Dispatcher:
         workers. True if nothing was lost. Idempotent."""
         if self._state is OPEN:
             self.begin_close(deadline)
+        if threading.current_thread() in self._workers:
+            # from a callback: this worker's own batch is still open, so waiting here
+            # would only run out the deadline; the workers drain until it (False: not
+            # known to be delivered yet)
+            return False
         if self._state is CLOSED:
             return not self._lost_on_close and self.store.oldest_seq() is None
         if not self._workers_alive() and self._pid == os.getpid():

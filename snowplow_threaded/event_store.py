@@ -268,6 +268,23 @@ class InMemoryEventStore:
         """Add a payload dict (reference API); values are sent as strings."""
         return self.put(stringify(payload)) >= 0
 
+    def get_events_batch(self) -> PayloadDictList:
+        """Remove and return every waiting event, oldest first (reference API). An emitter
+        using this store never sees them again; hand back what must be kept with
+        ``cleanup(batch, need_retry=True)``."""
+        taken: PayloadDictList = []
+        while (lease := self.take(self.buffer_capacity)) is not None:
+            taken.extend(lease.records)
+            self.settle(lease, retry=False)
+        return taken
+
+    def cleanup(self, batch: PayloadDictList, need_retry: bool) -> None:
+        """Reference API: after ``get_events_batch``, put *batch* back if *need_retry*
+        (as new events, subject to the capacity); otherwise nothing is left to do."""
+        if need_retry:
+            for payload in batch:
+                self.put(payload)
+
 
 def stringify(payload: PayloadDict) -> PayloadDict:
     """A copy of *payload* with every value a string (as the protocol sends them)."""

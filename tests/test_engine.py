@@ -526,6 +526,36 @@ def test_callback_exceptions_are_logged_and_the_worker_goes_on(
     assert emitter.stats().sent == 4
 
 
+def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
+    collector: Collector, make: Make
+) -> None:
+    """close() on a worker thread (inside on_success) cannot wait for the batch that is
+    calling it: it returns False at once instead of running out its deadline, admission
+    stops, and what was tracked before is still delivered."""
+    results: list[tuple[bool, float]] = []
+    emitter_box: list[Emitter] = []
+
+    def on_success(payloads: PayloadDictList) -> None:
+        if not results:
+            started = time.monotonic()
+            results.append((emitter_box[0].close(timeout=5), time.monotonic() - started))
+
+    collector.behavior = sequence([Reply(delay=0.3)])
+    tracker, emitter = make(batch_size=2, on_success=on_success, flush_interval=0.05)
+    emitter_box.append(emitter)
+    sent = track(tracker, 2)
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    sent += track(tracker, 3, start=2)  # buffered before the close
+    assert collector.wait_until(lambda: len(results) == 1, timeout=5)
+    closed, waited = results[0]
+    assert closed is False and waited < 1.0
+    assert collector.wait_for_events(5, timeout=5)
+    assert eids(collector.events()) == sent
+    tracker.track(StructuredEvent("c", "late"))
+    assert emitter.stats().dropped.get("closed") == 1
+    assert emitter.close(timeout=2) is True
+
+
 # -- stats -----------------------------------------------------------------------------------
 
 

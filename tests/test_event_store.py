@@ -328,3 +328,14 @@ def test_reset_after_fork_keep_takes_the_buffer_over() -> None:
     assert first is not None and [r["n"] for r in first.records] == ["0", "1"]
     second = store.take(10)
     assert second is not None and [r["n"] for r in second.records] == ["2", "3", "4"]
+
+
+def test_reference_protocol_get_events_batch_and_cleanup() -> None:
+    store = InMemoryEventStore(buffer_capacity=10)
+    for i in range(3):
+        assert store.add_event({"e": "se", "n": i})
+    batch = store.get_events_batch()
+    assert [r["n"] for r in batch] == ["0", "1", "2"] and store.size() == 0
+    store.cleanup(batch[:2], need_retry=True)
+    store.cleanup(batch[2:], need_retry=False)
+    assert store.size() == 2 and [r["n"] for r in store.get_events_batch()] == ["0", "1"]
