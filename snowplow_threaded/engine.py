@@ -153,16 +153,18 @@ class Dispatcher:
 
     # -- worker side ----------------------------------------------------------------------------
     def _run(self) -> None:
-        transport = self._transport_factory()
         try:
-            while True:
-                lease = self._next_lease(until=None)
-                if lease is None:
-                    return
-                self._attempt(lease, transport)
+            self._send_until(None)
         except BaseException:  # pragma: no cover - a bug; keep the process alive, say so
             logger.exception("snowplow worker died")
             raise
+
+    def _send_until(self, until: float | None) -> None:
+        """Lease and send batches on this thread until told to stop (or *until*)."""
+        transport = self._transport_factory()
+        try:
+            while (lease := self._next_lease(until)) is not None:
+                self._attempt(lease, transport)
         finally:
             transport.close()
 
@@ -315,15 +317,7 @@ class Dispatcher:
                 handed = self.store.discard_pending()
                 logger.debug("%d buffered event(s) are sent by a child process", handed)
                 return
-        transport = self._transport_factory()
-        try:
-            while True:
-                lease = self._next_lease(until=deadline)
-                if lease is None:
-                    return
-                self._attempt(lease, transport)
-        finally:
-            transport.close()
+        self._send_until(deadline)
 
     def begin_close(self, deadline: float) -> None:
         """Stop admission and tell the workers to drain until *deadline* (monotonic)."""

@@ -120,6 +120,20 @@ class Subject:
         self._set_text("tnuid", nuid)
         return self
 
+    def copy(self) -> Subject:
+        """A new subject with the same explicitly set fields (changing one leaves the
+        other as it was)."""
+        clone = Subject()
+        clone._pairs = dict(self._pairs)
+        return clone
+
+    def merged(self, override: Subject | None) -> Subject:
+        """A new subject: this one's fields, overridden by those *override* set."""
+        clone = self.copy()
+        if override is not None:
+            clone._pairs.update(override._pairs)
+        return clone
+
     def combine_subject(self, subject: Subject | None) -> PayloadDict:
         """Fields of *subject* (the tracker's) overridden by what this subject set."""
         if subject is None:

@@ -779,3 +779,14 @@ assert logging.getLogger().handlers == []
                           timeout=15)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
+
+
+def test_subject_copy_and_merged_leave_the_originals_alone() -> None:
+    base = Subject().set_platform("srv").set_user_id("u1")
+    over = Subject().set_user_id("u2").set_lang("fr")
+    clone = base.copy()
+    clone.set_user_id("changed")
+    merged = base.merged(over)
+    assert base.explicit_nv_pairs == {"p": "srv", "uid": "u1"}
+    assert merged.explicit_nv_pairs == {"p": "srv", "uid": "u2", "lang": "fr"}
+    assert base.merged(None).explicit_nv_pairs == base.explicit_nv_pairs

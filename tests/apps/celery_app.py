@@ -26,6 +26,7 @@ def make_app(broker_dir: Path) -> Celery:
             "data_folder_in": str(broker_dir / "queue"),
             "data_folder_out": str(broker_dir / "queue"),
             "data_folder_processed": str(broker_dir / "processed"),
+            "control_folder": str(broker_dir / "control"),  # not the working directory
             "polling_interval": 0.1,
         },
         task_ignore_result=True,
