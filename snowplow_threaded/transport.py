@@ -360,6 +360,7 @@ def _maybe_received(exc: BaseException) -> bool:
     """False when the request surely never reached the collector (the connection could not
     be made: refused, unresolvable, connect timeout)."""
     if isinstance(exc, (ConnectFailed, requests.exceptions.ConnectTimeout,
+                        requests.exceptions.SSLError,  # a refused handshake sends nothing
                         urllib3.exceptions.ConnectTimeoutError)):  # + NewConnectionError
         return False
     reason = exc.args[0] if exc.args else None

@@ -1,0 +1,36 @@
+"""The fault soak (``stress/soak.py``) in its CI size, as part of the normal test run.
+
+It runs ``python -m stress.soak --ci`` in a subprocess: every scenario (collector outage,
+503s, 429 + Retry-After, a 400 batch, slow responses, responses cut mid-body, TLS with a
+self-signed certificate, a fork storm, a flapping collector under 4 tracking threads)
+against a real loopback collector. The soak itself decides pass/fail per scenario (no
+event lost unless reported, none sent twice unless its acknowledgement was cut); this
+test checks its exit status and that every scenario reported a row. No timing assertions.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from stress.soak_scenarios import CI, scenarios
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_quick_fault_soak_passes_every_scenario(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stress.soak", "--ci", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    report = (tmp_path / "soak.md").read_text() if (tmp_path / "soak.md").exists() else ""
+    assert proc.returncode == 0, (
+        f"soak failed (exit {proc.returncode})\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    )
+    rows = [line for line in report.splitlines() if line.startswith("| ")]
+    for scenario in scenarios(CI):
+        matching = [row for row in rows if row.startswith(f"| {scenario.title} |")]
+        assert matching, f"no row for {scenario.key!r} in the report:\n{report}"
+        status = matching[0].split(" | ")[1]
+        assert status in ("PASS", "SKIP"), matching[0]
