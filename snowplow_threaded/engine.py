@@ -30,7 +30,7 @@ from .retry import Backoff
 from .stats import EmitterStats
 from .transport import Transport
 from .typing import PayloadDict
-from .worker import Outcome, deliver
+from .worker import Outcome, deliver, report_given_up
 
 logger = logging.getLogger("snowplow_threaded.engine")
 
@@ -346,9 +346,13 @@ class Dispatcher:
         if not self._workers_alive() and self._pid == os.getpid():
             self._drain_inline(deadline)
         delivered = self._wait_settled(self.store.next_seq(), deadline)
+        given_up: list[dict[str, str]] = []
         with self._cond:
             self._state = CLOSED
-            lost = self.store.discard_pending()
+            while (lease := self.store.take(self.max_events_per_request)) is not None:
+                given_up.extend(lease.records)  # never sent: reported to on_failure below
+                self.store.settle(lease, retry=False)
+            lost = len(given_up) + self.store.discard_pending()
             self._lost_on_close = not delivered or lost > 0
             if lost:
                 self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + lost
@@ -360,6 +364,8 @@ class Dispatcher:
         for thread in workers:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, join_until - time.monotonic()))
+        if given_up:
+            report_given_up(self._callbacks()[1], given_up)  # type: ignore[arg-type]
         if not delivered:
             stats = self.stats()
             logger.warning(

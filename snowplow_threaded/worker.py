@@ -57,6 +57,13 @@ def deliver(
     return Outcome(result, delivered, retry)
 
 
+def report_given_up(on_failure: FailureCallback | None, records: list[dict[str, str]]) -> None:
+    """Events dropped unsent when ``close()`` ran out of time: ``on_failure(0, payloads)``,
+    on the closing thread. Never raises."""
+    if on_failure is not None and records:
+        _call("on_failure", on_failure, 0, [dict(r) for r in records])
+
+
 def _call(name: str, callback: object, *args: object) -> None:
     try:
         callback(*args)  # type: ignore[operator]

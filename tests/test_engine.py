@@ -444,12 +444,19 @@ def test_close_drains_and_is_idempotent(collector: Collector, make: Make) -> Non
 
 
 def test_close_with_the_collector_down(collector: Collector, make: Make) -> None:
+    """Every event ends up reported to on_failure: the failed attempts, and at close the
+    events given up (including any never attempted during the backoff)."""
     collector.down()
-    tracker, emitter = make(batch_size=5)
-    track(tracker, 12)
+    reported: set[str] = set()
+    tracker, emitter = make(batch_size=5,
+                            on_failure=lambda n, p: reported.update(x["eid"] for x in p))
+    sent = track(tracker, 5)
+    assert collector.wait_until(lambda: bool(reported), timeout=5)  # 1st attempt failed
+    sent += track(tracker, 7, start=5)  # during the backoff: never attempted
     start = time.monotonic()
     assert emitter.close(timeout=0.8) is False
     assert time.monotonic() - start < 0.8 + 1.0
+    assert reported == set(sent)
     stats = emitter.stats()
     assert stats.dropped.get("shutdown_timeout") == 12
     assert stats.queued == 0 and stats.sent == 0
