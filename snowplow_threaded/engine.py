@@ -8,8 +8,8 @@ Locking (one lock per dispatcher, plus the store's own):
 
 * ``_cond`` (a ``Condition`` over a plain ``Lock``) guards the state, counters, backoff
   and worker list. It is never held during network I/O or user callbacks. The hot path
-  takes it only when a worker must be woken (the 1st pending event, the batch-size-th, the
-  byte limit crossed) or on a rare path (closed, first event).
+  takes it only to wake a worker that may be asleep (``_deciding``) at the 1st pending
+  event, the batch-size-th or the byte limit, or on a rare path (closed, first event).
 * The store's lock guards the buffer. Order: ``_cond`` then store lock, never the reverse.
 
 Nothing here waits without a deadline except an idle worker with an empty buffer, which
