@@ -8,6 +8,8 @@ import pytest
 
 from tests.collector import Collector
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:

@@ -1,0 +1,1 @@
+"""An example Django project instrumented with ``snowplow_threaded.contrib.django``."""

@@ -1,0 +1,43 @@
+"""The embedded collector: a Snowplow Micro-compatible collector in pure Python.
+
+``python -m snowplow_threaded collector`` runs it from the command line; from Python::
+
+    from snowplow_threaded.collector import Collector
+
+    with Collector() as collector:
+        ...  # point a tracker at collector.endpoint
+        collector.wait_for(10)
+        good, bad = collector.good(), collector.bad()
+
+It accepts the Snowplow tracker protocol (``POST .../tp2``, ``GET .../i``), validates every
+event against the protocol and its Iglu schemas (bundled ``com.snowplowanalytics.*``
+schemas, plus yours), keeps good and bad events in bounded memory and serves Snowplow
+Micro's REST API (``/micro/all``, ``/micro/good``, ``/micro/bad``, ``/micro/reset``).
+Standard library only; importing this package starts nothing.
+"""
+
+from .http_types import Limits
+from .iglu import Resolver, SchemaKey, SchemaUnavailable
+from .protocol import Checked, EventChecker
+from .schema_types import SchemaError, ValidationError
+from .server import Collector
+from .store import BadEvent, EventStore, GoodEvent, RequestInfo, Summary
+from .validator import Validator
+
+__all__ = [
+    "BadEvent",
+    "Checked",
+    "Collector",
+    "EventChecker",
+    "EventStore",
+    "GoodEvent",
+    "Limits",
+    "RequestInfo",
+    "Resolver",
+    "SchemaError",
+    "SchemaKey",
+    "SchemaUnavailable",
+    "Summary",
+    "ValidationError",
+    "Validator",
+]

@@ -1,0 +1,79 @@
+"""Values passed between the HTTP layer (:mod:`.http11`) and the collector's handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Handler", "Limits", "Request", "Response", "ServerStats"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of the HTTP server.
+
+    * ``max_body_bytes``: larger request bodies get ``413`` (before they are read, when
+      ``Content-Length`` announces them).
+    * ``max_header_bytes`` / ``max_headers``: a larger request head, or more header lines,
+      get ``431``.
+    * ``read_timeout``: a request in progress that sends nothing for this long gets ``408``;
+      ``request_timeout``: so does one not complete this long after its first byte.
+    * ``keepalive_timeout``: an idle kept-alive connection is closed after this long.
+    * ``max_connections``: connections beyond this are answered ``503`` and closed.
+    * ``linger_seconds``: after an error reply, how long the rest of the request is read and
+      discarded before the connection is dropped.
+    * ``max_buffered_bytes``: request bytes held at once over all connections (requests in
+      progress); a request that would go over it gets ``503`` (retry later).
+    """
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    read_timeout: float = 10.0
+    request_timeout: float = 60.0
+    keepalive_timeout: float = 300.0
+    max_connections: int = 1024
+    linger_seconds: float = 2.0
+    max_buffered_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Request:
+    """One complete request. ``headers`` has lower-case names (repeats joined by ``, ``);
+    ``header_lines`` the lines as received; ``peer`` the client's IP address."""
+
+    method: str
+    path: str
+    query: str
+    version: str
+    headers: dict[str, str]
+    header_lines: tuple[str, ...]
+    body: bytes
+    peer: str | None
+
+
+@dataclass(slots=True)
+class Response:
+    """A reply. ``Content-Length`` is added by the server; ``close`` ends the connection."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    close: bool = False
+
+
+#: Turns a request into a response, on the server's event loop (must not block).
+Handler = Callable[[Request], Response]
+
+
+@dataclass
+class ServerStats:
+    """Counters of one server (written by its loop thread; read elsewhere without a lock,
+    so approximate while it runs). ``errors``: replies by status, for statuses >= 400."""
+
+    connections: int = 0
+    open_connections: int = 0
+    requests: int = 0
+    buffered_bytes: int = 0
+    errors: dict[int, int] = field(default_factory=dict)

@@ -1,0 +1,282 @@
+"""Validation of one tracker-protocol event, as a Snowplow pipeline would judge it.
+
+:meth:`EventChecker.check` takes an event as received (the JSON object of a POST's
+``data`` list, or a GET's query parameters) and returns a :class:`Checked`: the reasons it
+is bad (none when good), its type, the schema of its self-describing event and the schemas
+of its context entities. The checks:
+
+* the ``payload_data`` schema: only protocol fields, every value a string, ``e``, ``tv``
+  and ``p`` present;
+* ``e`` a known event type, ``p`` a known platform, ``tv`` not empty, ``eid`` a UUID;
+  timestamps and counters integers, amounts numbers, ``res``/``vp``/``ds`` ``WxH``;
+  fields no longer than their column in the pipeline's canonical event;
+* per type: ``se`` has ``se_ca`` and ``se_ac``; ``ue`` has one of ``ue_pr``/``ue_px`` (and
+  only ``ue`` has them); ``tr`` has ``tr_id`` and ``tr_tt``; ``ti`` has ``ti_id``,
+  ``ti_sk``, ``ti_pr`` and ``ti_qu``; at most one of ``co``/``cx``;
+* ``ue_pr``/``co`` (JSON) and ``ue_px``/``cx`` (URL-safe base64 of UTF-8 JSON, padding
+  optional) decode to self-describing JSON; the wrapper is validated against its schema
+  (unstruct_event / contexts), and the event and each context entity against theirs.
+  A schema the resolver does not know makes the event bad.
+
+One checker is used by one thread (the server's); it caches the outcome of recently seen
+``ue_*``/``co``/``cx`` values, which trackers often repeat.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from .iglu import Resolver, SchemaKey, SchemaUnavailable
+from .schema_types import ValidationError
+
+__all__ = ["CONTEXTS", "EVENT_TYPES", "PAYLOAD_DATA", "PLATFORMS", "UNSTRUCT_EVENT",
+           "Checked", "EventChecker", "decode_base64_json", "decode_field", "load_json"]
+
+_SP = "iglu:com.snowplowanalytics.snowplow/"
+PAYLOAD_DATA = _SP + "payload_data/jsonschema/1-0-4"
+UNSTRUCT_EVENT = _SP + "unstruct_event/jsonschema/1-0-0"
+CONTEXTS = _SP + "contexts/jsonschema/1-0-1"
+
+#: Event type code (``e``) -> the ``event`` column of the canonical event.
+EVENT_TYPES = {"pv": "page_view", "pp": "page_ping", "se": "struct", "ue": "unstruct",
+               "tr": "transaction", "ti": "transaction_item"}
+#: Platform codes (``p``).
+PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset"})
+
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIMENSIONS = re.compile(r"[0-9]{1,9}x[0-9]{1,9}")
+_BASE64URL_ALPHABET = (string.ascii_letters + string.digits + "-_").encode("ascii")
+_TO_STANDARD_BASE64 = bytes.maketrans(b"-_", b"+/")
+_FIELD_RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+    (_TIMESTAMP, "a timestamp in milliseconds", ("dtm", "stm", "ttm")),
+    (_INTEGER, "an integer", ("vid", "tid", "cd", "pp_mix", "pp_max", "pp_miy", "pp_may",
+                              "ti_qu")),
+    (_NUMBER, "a number", ("se_va", "tr_tt", "tr_tx", "tr_sh", "ti_pr")),
+    (_DIMENSIONS, "WIDTHxHEIGHT", ("res", "vp", "ds")),
+)
+_REQUIRED_BY_TYPE = {"se": ("se_ca", "se_ac"), "tr": ("tr_id", "tr_tt"),
+                     "ti": ("ti_id", "ti_sk", "ti_pr", "ti_qu")}
+#: Longest value of a field, from the sizes of the canonical event's columns.
+MAX_LENGTHS = {
+    "aid": 255, "p": 255, "tna": 128, "tv": 100, "eid": 36, "uid": 255, "ip": 128,
+    "fp": 128, "duid": 128, "nuid": 128, "tnuid": 128, "sid": 128, "url": 4096,
+    "page": 2000, "refr": 4096, "se_ca": 1000, "se_ac": 1000, "se_la": 4096,
+    "se_pr": 1000, "tr_id": 255, "tr_af": 255, "tr_ci": 255, "tr_st": 255, "tr_co": 255,
+    "tr_cu": 3, "ti_id": 255, "ti_sk": 255, "ti_nm": 255, "ti_na": 255, "ti_ca": 255,
+    "ti_cu": 3, "ua": 1000, "lang": 255, "tz": 255, "cs": 128,
+}
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12}")
+#: field -> (pattern it must match, what that is, longest value), for one pass per event.
+_RULES: dict[str, tuple[re.Pattern[str] | None, str, int | None]] = {
+    **{field: (None, "", limit) for field, limit in MAX_LENGTHS.items()},
+    **{field: (pattern, what, MAX_LENGTHS.get(field))
+       for pattern, what, fields in _FIELD_RULES for field in fields},
+    "eid": (_UUID_TEXT, "a UUID", 36),
+}
+_MAX_ERRORS = 20
+_CACHE_SIZE = 4096
+_CACHE_MAX_TEXT = 4096
+
+
+@dataclass(slots=True)
+class Checked:
+    """The verdict on one event. ``errors`` is empty for a good event."""
+
+    parameters: dict[str, Any] | None
+    errors: list[str]
+    event_type: str | None = None
+    schema: str | None = None
+    contexts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    errors: tuple[str, ...]
+    schema: str | None = None
+    contexts: tuple[str, ...] = ()
+
+
+def decode_base64_json(text: str) -> Any:
+    """Decode URL-safe base64 (padding optional) of UTF-8 JSON. Raises ``ValueError``
+    (with the reason) for anything else."""
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("not URL-safe base64") from None
+    stripped = raw.rstrip(b"=")
+    if len(raw) - len(stripped) > 2 or stripped.translate(None, _BASE64URL_ALPHABET):
+        raise ValueError("not URL-safe base64")
+    if len(stripped) % 4 == 1:
+        raise ValueError("not valid base64 (bad length)")
+    try:
+        data = binascii.a2b_base64(stripped.translate(_TO_STANDARD_BASE64)
+                                   + b"=" * (-len(stripped) % 4))
+        decoded = data.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"does not decode to UTF-8 text ({exc})") from None
+    return load_json(decoded)
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` that raises ``ValueError`` for anything it cannot parse (including
+    nesting too deep to parse)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+
+
+def decode_field(params: dict[str, Any], plain: str, encoded: str) -> Any:
+    """The JSON in ``params[plain]`` (plain) or ``params[encoded]`` (base64), or None when
+    neither is there or it does not decode."""
+    try:
+        if plain in params:
+            return load_json(params[plain])
+        if encoded in params:
+            return decode_base64_json(params[encoded])
+    except ValueError:
+        return None
+    return None
+
+
+def _schema_errors(errors: list[ValidationError], prefix: str) -> list[str]:
+    return [f"{prefix}{error}" for error in errors[:_MAX_ERRORS]]
+
+
+class EventChecker:
+    """Checks events against the protocol and the schemas of *resolver*."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self._payload_item = resolver.validator(PAYLOAD_DATA)  # raises if not bundled
+        self._cache: dict[tuple[str, str], _Decoded] = {}
+
+    def check(self, raw: Any) -> Checked:
+        """The verdict on *raw*, one event as received. Never raises."""
+        if not isinstance(raw, dict):
+            return Checked(None, [f"an event must be a JSON object, got {type(raw).__name__}"])
+        errors = []
+        for error in self._payload_item.errors([raw])[:_MAX_ERRORS]:
+            field = "/".join(str(p) for p in error.path[1:]) or "payload_data"
+            errors.append(f"{field}: {error.message}")
+        # payload_data allows only string values: without its errors, all are strings
+        params = raw if not errors else {k: v for k, v in raw.items() if isinstance(v, str)}
+        for field, value in params.items():
+            rule = _RULES.get(field)
+            if rule is None:
+                continue
+            pattern, what, limit = rule
+            if pattern is not None and pattern.fullmatch(value) is None:
+                errors.append(f"{field}: {value[:60]!r} is not {what}")
+            elif limit is not None and len(value) > limit:
+                errors.append(f"{field}: longer than {limit} characters ({len(value)})")
+        e = params.get("e")
+        if e is not None and e not in EVENT_TYPES:
+            errors.append(f"e: unknown event type {e[:60]!r} (expected one of "
+                          f"{', '.join(EVENT_TYPES)})")
+        platform = params.get("p")
+        if platform is not None and platform not in PLATFORMS:
+            errors.append(f"p: unknown platform {platform[:60]!r}")
+        if params.get("tv") == "":
+            errors.append("tv: must not be empty")
+        for field in _REQUIRED_BY_TYPE.get(e or "", ()):
+            if not params.get(field):
+                errors.append(f"{field}: required for e={e} events")
+        schema, contexts = self._self_describing(e, params, errors)
+        return Checked(raw, errors[:_MAX_ERRORS], e, schema, contexts)
+
+    def _self_describing(self, e: str | None, params: dict[str, str],
+                         errors: list[str]) -> tuple[str | None, tuple[str, ...]]:
+        ue_fields = [f for f in ("ue_pr", "ue_px") if f in params]
+        schema = None
+        if len(ue_fields) == 2:
+            errors.append("ue_pr, ue_px: an event carries one or the other, not both")
+        elif e == "ue" and not ue_fields:
+            errors.append("ue_pr/ue_px: required for e=ue events")
+        elif ue_fields and e != "ue":
+            errors.append(f"{ue_fields[0]}: only e=ue events carry a self-describing event")
+        elif ue_fields:
+            decoded = self._decode(ue_fields[0], params[ue_fields[0]])
+            errors.extend(decoded.errors)
+            schema = decoded.schema
+        cx_fields = [f for f in ("co", "cx") if f in params]
+        if len(cx_fields) == 2:
+            errors.append("co, cx: an event carries one or the other, not both")
+            return schema, ()
+        if not cx_fields:
+            return schema, ()
+        decoded = self._decode(cx_fields[0], params[cx_fields[0]])
+        errors.extend(decoded.errors)
+        return schema, decoded.contexts
+
+    def _decode(self, field: str, text: str) -> _Decoded:
+        key = (field, text)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._decode_uncached(field, text)
+            if len(text) <= _CACHE_MAX_TEXT:
+                if len(self._cache) >= _CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = found
+        return found
+
+    def _decode_uncached(self, field: str, text: str) -> _Decoded:
+        try:
+            value = decode_base64_json(text) if field in ("ue_px", "cx") else load_json(text)
+        except ValueError as exc:
+            return _Decoded((f"{field}: {exc}",))
+        errors: list[str] = []
+        uri = self._envelope(field, value, errors)
+        if uri is None:
+            return _Decoded(tuple(errors))
+        data = value["data"]
+        errors.extend(self._validate(uri, data, field))
+        if errors:
+            return _Decoded(tuple(errors[:_MAX_ERRORS]))
+        if field.startswith("ue"):
+            inner_uri = data["schema"]
+            errors.extend(self._validate(inner_uri, data["data"], f"{field}: event"))
+            return _Decoded(tuple(errors[:_MAX_ERRORS]), schema=inner_uri)
+        schemas = []
+        for index, entity in enumerate(data):
+            entity_uri = entity["schema"]
+            schemas.append(entity_uri)
+            errors.extend(self._validate(entity_uri, entity["data"],
+                                         f"{field}: context {index}"))
+        return _Decoded(tuple(errors[:_MAX_ERRORS]), contexts=tuple(schemas))
+
+    @staticmethod
+    def _envelope(field: str, value: Any, errors: list[str]) -> str | None:
+        """The wrapper's schema URI if *value* is ``{"schema": <wrapper>, "data": ...}``."""
+        if not isinstance(value, dict) or set(value) != {"schema", "data"}:
+            errors.append(f"{field}: not a self-describing JSON (an object with exactly "
+                          f"'schema' and 'data')")
+            return None
+        uri = value["schema"]
+        key = SchemaKey.parse(uri)
+        wanted = "unstruct_event" if field.startswith("ue") else "contexts"
+        if key is None or key.vendor != "com.snowplowanalytics.snowplow" or key.name != wanted:
+            expected = UNSTRUCT_EVENT if wanted == "unstruct_event" else CONTEXTS
+            errors.append(f"{field}: schema is {str(uri)[:200]!r}, expected {expected}")
+            return None
+        return str(uri)
+
+    def _validate(self, uri: Any, data: Any, where: str) -> list[str]:
+        """Errors of *data* against schema *uri*, each prefixed with *where*."""
+        if not isinstance(uri, str) or SchemaKey.parse(uri) is None:
+            return [f"{where}: {str(uri)[:200]!r} is not an Iglu schema URI"]
+        try:
+            validator = self.resolver.validator(uri)
+        except SchemaUnavailable as exc:
+            return [f"{where}: {exc}"]
+        return _schema_errors(validator.errors(data), f"{where} ({uri}) ")

@@ -1,0 +1,254 @@
+"""The embedded collector: a Snowplow-Micro-like HTTP server you can start from Python.
+
+Example::
+
+    from snowplow_threaded.collector import Collector
+
+    with Collector() as collector:              # listens on 127.0.0.1, a free port
+        tracker = Snowplow.create_tracker("ns", collector.endpoint)
+        tracker.track(StructuredEvent("shop", "buy"))
+        assert collector.wait_for(1, timeout=5)
+        assert collector.good()[0].parameters["se_ac"] == "buy"
+
+The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
+import). Every public method is thread-safe. Routes: the tracker protocol (see
+:mod:`.ingest`), Snowplow Micro's REST API (see :mod:`.micro_api`), ``GET /health``
+(``200 OK``; ``503`` while paused) and CORS pre-flight (``OPTIONS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from .http11 import HTTPServer
+from .http_types import Limits, Request, Response
+from .iglu import Resolver
+from .ingest import PIXEL, Ingestor
+from .micro_api import MicroApi
+from .protocol import EventChecker
+from .store import BadEvent, EventStore, GoodEvent, Summary
+
+__all__ = ["Collector"]
+
+logger = logging.getLogger("snowplow_threaded.collector")
+
+TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
+_PIXEL_SUFFIXES = ("/i", "/ice.png")
+
+
+class Collector:
+    """A collector with Snowplow Micro's API, validating events against Iglu schemas.
+
+    :param host: address to listen on (default ``127.0.0.1``)
+    :param port: port to listen on; 0 (default) picks a free one (see :attr:`port`)
+    :param schemas: directories of user schemas (``VENDOR/NAME/jsonschema/VERSION``),
+        searched before the bundled ones
+    :param max_events: most good events, and most bad events, kept in memory (the oldest
+        are evicted and counted in :meth:`summary`)
+    :param max_bytes: about the most memory the good events, and the bad events, may take
+        (estimated; the oldest are evicted beyond it)
+    :param limits: HTTP limits and timeouts (:class:`Limits`)
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 schemas: Iterable[str | Path] = (), max_events: int = 100_000,
+                 max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None) -> None:
+        self.host = host
+        self._requested_port = port
+        self.limits = limits or Limits()
+        self.resolver = Resolver(schemas)
+        self.store = EventStore(max_events, max_bytes)
+        self._ingest = Ingestor(EventChecker(self.resolver), self.store)
+        self._api = MicroApi(self.store, self.resolver)
+        self._http = HTTPServer(self._route, self.limits)
+        self._pause: tuple[int, float | None] | None = None
+        self._refused = 0
+        self._port = 0
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> Collector:
+        """Bind and serve on a background thread; returns once listening. A collector is
+        started once. Raises ``OSError`` if the address cannot be bound, ``RuntimeError`` if
+        already started."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("this collector was started already")
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            self._thread = threading.Thread(target=self._run, args=(ready, failure),
+                                            name="snowplow-collector", daemon=True)
+            self._thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeError("the collector did not start in time")
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        logger.debug("collector listening on %s", self.endpoint)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and close every connection; waits up to *timeout* for the server
+        thread. Idempotent; a no-op in a forked child (the parent owns the server)."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if os.getpid() != self._pid or loop is None or stopping is None or thread is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout)
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve(loop, ready))
+        except BaseException as exc:  # bind errors: reported to start()
+            if ready.is_set():
+                logger.exception("the collector stopped on an error")
+            failure.append(exc)
+            ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        self._stopping = asyncio.Event()
+        self._port = await self._http.start(self.host, self._requested_port)
+        self._loop = loop
+        ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._http.close()
+            logger.debug("collector on port %d stopped", self._port)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- where -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The port listened on (0 before :meth:`start`)."""
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """``http://host:port``: pass it to ``Snowplow.create_tracker`` / ``Emitter``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- events ----------------------------------------------------------------------------
+    def good(self) -> list[GoodEvent]:
+        """Good events held, oldest first (the REST API lists most recent first)."""
+        return self.store.good()
+
+    def bad(self) -> list[BadEvent]:
+        """Bad events held (with their ``errors``), oldest first."""
+        return self.store.bad()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The canonical events of the good events held, oldest first."""
+        return [event.event for event in self.store.good()]
+
+    def summary(self) -> Summary:
+        """Counters: held, received since the last reset, evicted."""
+        return self.store.summary()
+
+    def reset(self) -> None:
+        """Forget every event and zero the counters (as ``/micro/reset``)."""
+        self.store.reset()
+
+    def wait_for(self, count: int, timeout: float = 10.0,
+                 kind: Literal["all", "good", "bad"] = "all") -> bool:
+        """Block until *count* events of *kind* (default: good and bad) were received since
+        the last reset, or *timeout* seconds pass; True if they were."""
+        return self.store.wait_for(count, timeout, kind)
+
+    # -- simulated outage ------------------------------------------------------------------
+    def pause(self, status: int = 503, retry_after: float | None = None) -> None:
+        """Answer every tracker request with *status* (and ``Retry-After``), keeping none of
+        its events, until :meth:`resume`. The REST API keeps working."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error status, got {status!r}")
+        self._pause = (status, retry_after)
+
+    def resume(self) -> None:
+        """Accept events again."""
+        self._pause = None
+
+    @property
+    def paused(self) -> bool:
+        return self._pause is not None
+
+    def stats(self) -> dict[str, Any]:
+        """Server counters: connections (total, open), requests, error replies by status,
+        request bytes buffered now, tracker requests refused while paused."""
+        http = self._http.stats
+        return {"connections": http.connections, "open_connections": http.open_connections,
+                "requests": http.requests, "errors": dict(http.errors),
+                "buffered_bytes": http.buffered_bytes, "refused_while_paused": self._refused}
+
+    # -- routing (on the loop thread) --------------------------------------------------------
+    def _route(self, request: Request) -> Response:
+        path, method = request.path, request.method
+        if path == "/micro" or path.startswith("/micro/"):
+            return self._api.handle(request)
+        if method == "OPTIONS":
+            return Response(200, headers=_cors(request, preflight=True))
+        if path == "/health":
+            if self._pause is not None:
+                return Response(503, b"paused\n", "text/plain")
+            return Response(200, b"OK\n", "text/plain")
+        if path.endswith(TP2_SUFFIX):
+            if method != "POST":
+                return Response(405, b"use POST\n", "text/plain", (("Allow", "POST, OPTIONS"),))
+            return self._tracker(request, self._ingest.post)
+        if path.endswith(_PIXEL_SUFFIXES):
+            if method == "HEAD":  # answered like a GET, but records nothing
+                return Response(200, PIXEL, "image/gif")
+            if method != "GET":
+                return Response(405, b"use GET\n", "text/plain", (("Allow", "GET, OPTIONS"),))
+            return self._tracker(request, self._ingest.get)
+        return Response(404, b"not found\n", "text/plain")
+
+    def _tracker(self, request: Request, ingest: Callable[[Request], Response]) -> Response:
+        pause = self._pause
+        if pause is not None:
+            self._refused += 1
+            status, retry_after = pause
+            headers = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
+            return Response(status, b"paused\n", "text/plain", headers + _cors(request))
+        response = ingest(request)
+        response.headers = response.headers + _cors(request)
+        return response
+
+
+def _cors(request: Request, preflight: bool = False) -> tuple[tuple[str, str], ...]:
+    origin = request.headers.get("origin")
+    if origin is None and not preflight:
+        return ()
+    headers = [("Access-Control-Allow-Origin", origin or "*"),
+               ("Access-Control-Allow-Credentials", "true")]
+    if preflight:
+        headers += [("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+                    ("Access-Control-Allow-Headers", "Content-Type"),
+                    ("Access-Control-Max-Age", "3600")]
+    return tuple(headers)

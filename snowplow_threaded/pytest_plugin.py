@@ -1,0 +1,67 @@
+"""pytest plugin (installed with the package): the ``snowplow_collector`` fixture.
+
+A test that asks for it gets a running :class:`~snowplow_threaded.collector.Collector` on a
+free port of 127.0.0.1, stopped when the test ends::
+
+    def test_checkout_is_tracked(snowplow_collector):
+        tracker = Tracker("t", Emitter(snowplow_collector.endpoint))
+        checkout(tracker)                                   # your code
+        assert snowplow_collector.wait_for(1, timeout=5)
+        assert not snowplow_collector.bad()
+        [event] = snowplow_collector.events()               # canonical events
+        assert event["se_action"] == "checkout"
+
+It offers ``endpoint``, ``events()``, ``good()``, ``bad()``, ``reset()``,
+``wait_for(count, timeout)`` and the rest of the collector's API (``pause()`` to simulate an
+outage...). Your Iglu schemas come from the ``snowplow_schemas`` ini option (directories,
+relative to the ini file), ``--snowplow-schemas DIR`` on the command line, or the marker
+``@pytest.mark.snowplow_collector(schemas=[...], max_events=...)``.
+
+Tests that do not use the fixture pay nothing: the collector is imported and started only
+when the fixture is requested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .collector import Collector
+
+__all__ = ["snowplow_collector"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("snowplow_schemas", type="paths", default=[],
+                  help="directories of Iglu schemas for the snowplow_collector fixture")
+    parser.addoption("--snowplow-schemas", action="append", default=[], metavar="DIR",
+                     help="a directory of Iglu schemas for the snowplow_collector fixture "
+                          "(repeatable)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "snowplow_collector(schemas=None, max_events=None): settings of the "
+                   "snowplow_collector fixture for this test")
+
+
+@pytest.fixture
+def snowplow_collector(request: pytest.FixtureRequest) -> Iterator[Collector]:
+    """A running collector for this test (stopped afterwards)."""
+    from .collector import Collector
+
+    config = request.config
+    schemas: list[Path] = [Path(p) for p in config.getini("snowplow_schemas")]
+    schemas += [Path(p) for p in config.getoption("snowplow_schemas") or []]
+    options: dict[str, Any] = {}
+    marker = request.node.get_closest_marker("snowplow_collector")
+    if marker is not None:
+        schemas += [Path(p) for p in marker.kwargs.get("schemas") or []]
+        if marker.kwargs.get("max_events") is not None:
+            options["max_events"] = marker.kwargs["max_events"]
+    with Collector(schemas=schemas, **options) as collector:
+        yield collector
