@@ -42,6 +42,7 @@ PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonsche
 _BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":'
 # compact ASCII JSON: len() of the text is its size in bytes
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+_SLICE = 32  # records per encoder call (see post_bodies)
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 10.0)
 USER_AGENT = f"snowplow-threaded/{__version__} python-requests/{requests.__version__}"
 POST_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -254,7 +255,15 @@ def post_bodies(records: PayloadDictList, stm: str, max_bytes: int) -> list[tupl
     on each record (the send time of this attempt)."""
     for record in records:
         record["stm"] = stm
-    body = _BODY_PREFIX + _encode(records) + "}"
+    # encoded in slices: one C call over hundreds of records would hold the GIL for a
+    # millisecond or more, stalling the application's threads; between slices the
+    # interpreter can hand the GIL over (same bytes as one call)
+    if len(records) <= _SLICE:
+        body = _BODY_PREFIX + _encode(records) + "}"
+    else:
+        body = _BODY_PREFIX + "[" + ",".join(
+            [_encode(records[i:i + _SLICE])[1:-1] for i in range(0, len(records), _SLICE)]
+        ) + "]}"
     if len(body) <= max_bytes or len(records) == 1:
         return [(len(records), body.encode("ascii"))]
     half = len(records) // 2
