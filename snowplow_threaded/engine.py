@@ -37,6 +37,8 @@ logger = logging.getLogger("snowplow_threaded.engine")
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 #: Least time between two attempts that a flush()/close() may force during a backoff.
 PROBE_INTERVAL = 1.0
+#: After a request, how long a full batch may wait for more events to join it (busy only).
+LINGER = 0.005
 #: Most time close() spends past its deadline waiting for idle workers to exit.
 JOIN_GRACE = 0.1
 
@@ -182,13 +184,16 @@ class Dispatcher:
             return False
         if self._due_at is None:
             self._due_at = now + self.flush_interval
-        return (
-            pending >= self.batch_size
-            or self._state is not OPEN
-            or now >= self._due_at
-            or pending >= self._byte_due_count
-            or self._urgent_until > store.next_seq() - pending
-        )
+        if (self._state is not OPEN or now >= self._due_at
+                or self._urgent_until > store.next_seq() - pending):
+            return True
+        if pending < self.batch_size and pending < self._byte_due_count:
+            return False
+        # a full batch: sent at once, except right after another request under load, when
+        # LINGER lets the backlog coalesce into one larger request (fewer requests, fewer
+        # GIL hand-offs to the sender; no effect on a process that is not busy)
+        return (now - self._last_attempt >= LINGER or self.byte_limit is not None
+                or pending >= self.max_events_per_request)
 
     def _next_lease(self, until: float | None) -> Lease | None:
         """Block until a batch is due and lease it; None when the worker should stop (or,
@@ -227,6 +232,9 @@ class Dispatcher:
                 return None
             else:
                 wait = None if self._due_at is None else self._due_at - now
+                if self.store.pending() >= self.batch_size:  # lingering (see _is_due)
+                    linger = self._last_attempt + LINGER - now
+                    wait = linger if wait is None else min(wait, linger)
             if deadline is not None:
                 wait = deadline - now if wait is None else min(wait, deadline - now)
             self._cond.wait(wait)
