@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from . import lifecycle
+from .batching import BatchTrigger
 from .event_store import BatchStore, Lease
 from .retry import Backoff
 from .stats import EmitterStats
@@ -37,8 +38,6 @@ logger = logging.getLogger("snowplow_threaded.engine")
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 #: Least time between two attempts that a flush()/close() may force during a backoff.
 PROBE_INTERVAL = 1.0
-#: After a request, how long a full batch may wait for more events to join it (busy only).
-LINGER = 0.005
 #: Most time close() spends past its deadline waiting for idle workers to exit.
 JOIN_GRACE = 0.1
 
@@ -64,10 +63,8 @@ class Dispatcher:
         self.store = store
         self._transport_factory = transport_factory
         self.thread_count = thread_count
-        self.batch_size = batch_size
-        self.byte_limit = byte_limit
-        self.flush_interval = flush_interval
-        self.max_events_per_request = max(max_events_per_request, batch_size)
+        self.trigger = BatchTrigger(batch_size, byte_limit, flush_interval,
+                                    max_events_per_request)
         self.custom_retry_codes = custom_retry_codes
         self.max_retries = max_retries
         self._callbacks = callbacks
@@ -88,7 +85,6 @@ class Dispatcher:
         self._started = False
         self._resume_at = 0.0  # monotonic time before which nothing is sent (backoff)
         self._last_attempt = 0.0
-        self._due_at: float | None = None  # when pending events are due by flush_interval
         self._urgent_until = 0  # events with seq below this are due now (flush requested)
         self._close_deadline = 0.0
         self._lost_on_close = False
@@ -98,8 +94,7 @@ class Dispatcher:
         self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
         self._dropped: dict[str, int] = {}
         self._last_error: str | None = None
-        # byte_limit is checked by count: events of the average size seen so far
-        self._byte_due_count = self.batch_size
+        self.trigger.reset()
         self._backoff.reset()
 
     # -- caller side (hot path) -----------------------------------------------------------------
@@ -116,22 +111,14 @@ class Dispatcher:
         if pending < 0:
             return False
         if not self._started:
-            if self.byte_limit is not None:
-                self._estimate_byte_due(record)
+            self.trigger.estimate(record)
             self._start_workers()
         # wake a worker only if one may be asleep: one that is sending re-checks the store
         # (under _cond, after counting itself in _deciding) before it sleeps again
-        if self._deciding and (pending == 1 or pending == self.batch_size
-                               or pending == self._byte_due_count):
+        if self._deciding and self.trigger.is_wake_point(pending):
             with self._cond:
                 self._cond.notify()
         return True
-
-    def _estimate_byte_due(self, record: PayloadDict) -> None:
-        """Before any send, size the byte trigger from the first event's encoded size
-        (about ``"k":"v",`` per field, plus ``stm``); sends refine it (``_finish``)."""
-        size = 30 + sum(len(k) + len(v) + 6 for k, v in record.items())
-        self._byte_due_count = max(1, min(self.batch_size, (self.byte_limit or size) // size))
 
     def _start_workers(self) -> None:
         if not lifecycle.may_start_threads():
@@ -179,21 +166,9 @@ class Dispatcher:
     def _is_due(self, now: float) -> bool:
         store = self.store
         pending = store.pending()
-        if pending == 0:
-            self._due_at = None
-            return False
-        if self._due_at is None:
-            self._due_at = now + self.flush_interval
-        if (self._state is not OPEN or now >= self._due_at
-                or self._urgent_until > store.next_seq() - pending):
-            return True
-        if pending < self.batch_size and pending < self._byte_due_count:
-            return False
-        # a full batch: sent at once, except right after another request under load, when
-        # LINGER lets the backlog coalesce into one larger request (fewer requests, fewer
-        # GIL hand-offs to the sender; no effect on a process that is not busy)
-        return (now - self._last_attempt >= LINGER or self.byte_limit is not None
-                or pending >= self.max_events_per_request)
+        forced = (self._state is not OPEN
+                  or self._urgent_until > store.next_seq() - pending)
+        return self.trigger.is_due(now, pending, forced, self._last_attempt)
 
     def _next_lease(self, until: float | None) -> Lease | None:
         """Block until a batch is due and lease it; None when the worker should stop (or,
@@ -219,22 +194,19 @@ class Dispatcher:
             if now < self._resume_at:
                 wait: float | None = self._resume_at - now
             elif self._is_due(now):
-                lease = self.store.take(self.max_events_per_request)
+                lease = self.store.take(self.trigger.max_events_per_request)
                 if lease is not None:
-                    self._due_at = None
+                    self.trigger.due_at = None
                     self._in_flight += len(lease)
                     self._last_attempt = now
-                    if self.store.pending() >= self.batch_size:
+                    if self.store.pending() >= self.trigger.batch_size:
                         self._cond.notify()  # a backlog: wake another worker
                     return lease
-                wait = self.flush_interval  # a store that said pending but gave nothing
+                wait = self.trigger.flush_interval  # the store said pending, gave nothing
             elif self._state is CLOSING and self.store.pending() == 0:
                 return None
             else:
-                wait = None if self._due_at is None else self._due_at - now
-                if self.store.pending() >= self.batch_size:  # lingering (see _is_due)
-                    linger = self._last_attempt + LINGER - now
-                    wait = linger if wait is None else min(wait, linger)
+                wait = self.trigger.wait(now, self.store.pending(), self._last_attempt)
             if deadline is not None:
                 wait = deadline - now if wait is None else min(wait, deadline - now)
             self._cond.wait(wait)
@@ -245,9 +217,8 @@ class Dispatcher:
             counts = self._counts
             counts["requests"] += result.requests
             counts["bytes"] += result.nbytes
-            if self.byte_limit is not None and result.nbytes and result.requests:
-                average = max(1, result.nbytes // max(1, len(lease)))
-                self._byte_due_count = max(1, min(self.batch_size, self.byte_limit // average))
+            if result.requests:
+                self.trigger.refine(result.nbytes, len(lease))
             counts["sent"] += outcome.delivered
             self._in_flight -= len(lease)
             rest = len(lease) - outcome.delivered
@@ -357,7 +328,7 @@ class Dispatcher:
         given_up: list[dict[str, str]] = []
         with self._cond:
             self._state = CLOSED
-            while (lease := self.store.take(self.max_events_per_request)) is not None:
+            while (lease := self.store.take(self.trigger.max_events_per_request)) is not None:
                 given_up.extend(lease.records)  # never sent: reported to on_failure below
                 self.store.settle(lease, retry=False)
             lost = len(given_up) + self.store.discard_pending()

@@ -187,8 +187,8 @@ def test_create_tracker_honours_every_emitter_field(collector: Collector) -> Non
     assert emitter.thread_count == 3
     assert emitter.flush_timeout == 4.0 and emitter.shutdown_timeout == 3.0
     dispatcher = emitter._dispatcher
-    assert dispatcher.flush_interval == 0.25
-    assert dispatcher.max_events_per_request == 40
+    assert dispatcher.trigger.flush_interval == 0.25
+    assert dispatcher.trigger.max_events_per_request == 40
     assert dispatcher.max_retries == 2
     assert dispatcher.custom_retry_codes == {500: False}
     # behaviour: the user's session is used, by 3 worker threads
