@@ -12,6 +12,9 @@ Scenarios (``spec["mode"]``):
 * ``down`` — the collector is unreachable (a closed port): track ``events`` events, report
   RSS growth and how many events the emitter holds.
 * ``profile`` — ``run`` for our library under cProfile (every thread), stats dumped.
+* ``fork``, ``exit``, ``floor`` — see :mod:`stress.bench_procs` (forked workers, a script
+  that ends normally, the per-event cost floor). ``exit`` is the one mode that leaves
+  normally (interpreter exit, ``atexit``), after writing its result.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 Spec = dict[str, Any]
@@ -59,18 +62,31 @@ def sink_call(port: int, method: str, path: str, timeout: float = 120.0) -> dict
     return result
 
 
-def percentiles(samples: list[int]) -> dict[str, float]:
-    """Nearest-rank p50/p99/p99.9/max (and mean) of nanosecond samples, in µs."""
-    if not samples:
-        return {}
+#: quantiles of the latency "ladder" kept for the chart (1.0 = max)
+LADDER = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0)
+
+
+def percentiles(samples: Iterable[int]) -> dict[str, Any]:
+    """Nearest-rank p50/p99/p99.9/max (and mean) of nanosecond samples, in µs, and the
+    ``ladder``: ``[q, µs]`` at each of :data:`LADDER`."""
     data = sorted(samples)
+    if not data:
+        return {}
     n = len(data)
 
     def rank(q: float) -> float:
         return data[min(n - 1, max(0, int(q * n + 0.999999) - 1))] / 1000.0
 
     return {"p50": rank(0.50), "p99": rank(0.99), "p999": rank(0.999),
-            "max": data[-1] / 1000.0, "mean": sum(data) / n / 1000.0, "n": n}
+            "max": data[-1] / 1000.0, "mean": sum(data) / n / 1000.0, "n": n,
+            "ladder": [[q, rank(q)] for q in LADDER]}
+
+
+def quiet_reference(level: int) -> None:
+    """The reference calls ``logging.basicConfig()`` on import and sets its emitters'
+    logger to INFO (a line per request): raise both of its loggers to *level*."""
+    for name in ("snowplow_tracker", "snowplow_tracker.emitters"):
+        logging.getLogger(name).setLevel(level)
 
 
 # -- building the trackers and events -----------------------------------------------------------
@@ -125,8 +141,7 @@ def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
     # The reference calls logging.basicConfig() on import and logs INFO per request; at
     # WARNING its per-request logging is off. With the sink down it logs a WARNING per
     # failed request and an ERROR per dropped event, so that mode raises it to CRITICAL.
-    level = logging.CRITICAL if spec["mode"] == "down" else logging.WARNING
-    logging.getLogger("snowplow_tracker").setLevel(level)
+    quiet_reference(logging.CRITICAL if spec["mode"] == "down" else logging.WARNING)
     if lib == "ref_async":
         emitter = ref.AsyncEmitter("127.0.0.1", protocol="http", port=port,
                                    session=requests.Session())
@@ -152,6 +167,7 @@ def run_load(spec: Spec) -> dict[str, Any]:
     make = event_factory(spec["lib"], spec["workload"])
 
     # warm-up: imports, worker threads, first connection; then a clean sink
+    sink_call(port, "POST", f"/_reset?expect={WARMUP_EVENTS}")
     for _ in range(WARMUP_EVENTS):
         tracker.track(make())
     blocking_flush(spec, tracker)
@@ -331,13 +347,18 @@ def run_profile(spec: Spec) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     spec: Spec = json.loads(argv[0])
     result: dict[str, Any]
+    mode = spec["mode"]
     try:
-        if spec["mode"] == "run":
+        if mode == "run":
             result = run_load(spec)
-        elif spec["mode"] == "down":
+        elif mode == "down":
             result = run_down(spec)
-        else:
+        elif mode == "profile":
             result = run_profile(spec)
+        else:
+            from stress import bench_procs
+
+            result = bench_procs.MODES[mode](spec)
         result["ok"] = True
     except Exception as exc:  # reported to the parent, which prints it
         import traceback
@@ -346,6 +367,8 @@ def main(argv: list[str]) -> None:
         json.dump(result, fh)
     sys.stdout.flush()
     sys.stderr.flush()
+    if mode == "exit":
+        return  # a script that ends normally: the interpreter exits, atexit runs
     os._exit(0)  # daemon threads, a dead collector: do not wait for anything
 
 

@@ -15,7 +15,8 @@ Routes:
   e.g. when the tracker dropped events) is reached (or *S* seconds),
   then answer JSON: ``events``, ``unique``, ``requests``, ``bad``, ``done_ns`` (the
   ``time.monotonic_ns()`` at which the N-th event was counted: the clock is system-wide
-  on Linux, so a tracker process can subtract its own start time), ``sink_cpu_s``.
+  on Linux, so a tracker process can subtract its own start time), ``last_ns`` (when the
+  last request was counted, for runs where not every event arrives), ``sink_cpu_s``.
 * ``GET /_stats`` — the same JSON, immediately.
 
 Run: ``python -m stress.sink [--port 0]``; the first line printed is ``PORT <n>``.
@@ -83,6 +84,7 @@ class SinkState:
             "bad": self.bad,
             "expect": self.expect,
             "done_ns": self.done_ns,
+            "last_ns": self.timeline[-1][1] if self.timeline else None,
             "sink_cpu_s": time.process_time() - self.cpu_start,
         }
 

@@ -1,0 +1,61 @@
+"""The side-by-side benchmark (``stress/bench.py``) in its CI size, as part of the test run.
+
+It runs ``python -m stress.bench --quick --out <tmp>`` in a subprocess (our library and
+the reference ``snowplow-tracker`` against a loopback sink) and checks behaviour only:
+the exit status, a report row for every workload and scenario, the raw JSON, and the
+chart when matplotlib is importable. No timing assertions: the figures are a report.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stress.bench_runner import FORK_LABEL, WORKLOADS
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK_THREADS = (1, 4)
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("snowplow_tracker") is None,
+    reason="the reference snowplow-tracker 1.1.0 is not installed",
+)
+
+
+def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stress.bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, (
+        f"bench failed (exit {proc.returncode})\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    report = (tmp_path / "bench.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ")]
+    assert "(run failed)" not in report, report
+    for label in WORKLOADS.values():
+        for threads in QUICK_THREADS:
+            name = f"| {label}, {threads} thr |"
+            assert any(row.startswith(name) for row in rows), f"no row {name!r}:\n{report}"
+    for prefix in (f"| {FORK_LABEL},", "| script exit,", "| os.fork() cost", "| sink DOWN,"):
+        assert any(row.startswith(prefix) for row in rows), f"no {prefix!r} rows:\n{report}"
+    assert "## How close to the floor" in report
+    assert "Next bottleneck" in report
+    assert "meets" in report or "MISSES" in report  # targets are judged
+
+    raw = json.loads((tmp_path / "bench.json").read_text())
+    assert all(run["result"].get("ok") for run in raw["runs"]), "a measurement child failed"
+    assert {"ours", "ref_async", "ref_sync"} <= set(raw["fork"])
+    assert raw["fork"]["ours"]["tracked"] == raw["fork"]["ours"]["events"]
+    assert raw["exit"]["ours"]["ok"] and raw["floor"]["ok"]
+
+    chart = tmp_path / "bench.png"
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert chart.exists() and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "matplotlib is not installed" in report
