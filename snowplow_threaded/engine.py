@@ -313,6 +313,8 @@ class Dispatcher:
     def finish_close(self, deadline: float) -> bool:
         """Wait for the drain until *deadline*, then drop what is left and stop the
         workers. True if nothing was lost. Idempotent."""
+        if self._pid != os.getpid():
+            self.reinit_after_fork()
         if self._state is OPEN:
             self.begin_close(deadline)
         if threading.current_thread() in self._workers:
@@ -368,8 +370,11 @@ class Dispatcher:
         """In a forked child: forget the parent's threads, locks, buffer and counters
         without acquiring anything the parent's threads may have held at fork time. The
         parent still owns (and sends) the inherited events. Workers restart lazily."""
-        if self._pid == os.getpid():
-            return
+        with lifecycle.reinit_guard():
+            if self._pid != os.getpid():
+                self._reinit_locked()
+
+    def _reinit_locked(self) -> None:
         was_closed = self._state is CLOSED
         # a parent that could not send offered its buffer to one child (uWSGI master)
         keep = self._handover_armed and not was_closed and lifecycle.claim_handover()
@@ -384,6 +389,8 @@ class Dispatcher:
 
     # -- stats -----------------------------------------------------------------------------
     def stats(self) -> EmitterStats:
+        if self._pid != os.getpid():
+            self.reinit_after_fork()
         store_drops = self.store.drop_counts()
         with self._cond:
             return EmitterStats.snapshot(

@@ -1,9 +1,12 @@
 """Process lifecycle: fork and exit hooks for every live emitter.
 
-* Fork: one ``os.register_at_fork(after_in_child=...)`` hook, installed the first time an
-  emitter is created, re-initialises every live dispatcher in the child (fresh locks and
-  sessions, inherited buffer dropped: the parent sends those events). A fork that bypasses
-  Python's hooks is caught by the pid check on the enqueue path (``Dispatcher.admit``).
+* Fork: every dispatcher entry point (``admit``, ``flush``, ``close``, ``stats``) checks
+  the pid and re-initialises the dispatcher on its first use in a forked child (fresh
+  locks and sessions, inherited buffer dropped: the parent sends those events), without
+  acquiring anything the parent's threads may hold. That covers forks that bypass
+  Python's hooks too, and costs nothing for emitters a child never uses. The
+  ``os.register_at_fork`` hook (installed once) only renews this module's lock; uWSGI's
+  post-fork hook re-initialises eagerly (see the hand-over below).
 * Exit: one ``atexit`` handler closes every live emitter within one shared deadline (the
   largest ``shutdown_timeout`` among them); it starts no thread (a dispatcher whose
   workers are gone drains on the exiting thread).
@@ -100,7 +103,7 @@ def _wire_uwsgi() -> None:
             previous_exit()
 
     def chained_fork() -> None:
-        _after_fork_in_child()
+        _reinit_all_in_child()
         if previous_fork is not None:
             previous_fork()
 
@@ -178,9 +181,40 @@ def live() -> list[Managed]:
 
 
 def _after_fork_in_child() -> None:
+    """``os.register_at_fork`` hook: only this module's own lock is replaced here. Each
+    emitter re-initialises on its first use in the child (every entry point checks the
+    pid), so a fork costs nothing for emitters the child never uses (no copy-on-write
+    faults for them) and the same path serves forks that bypass Python's hooks."""
     global _lock
     _lock = threading.Lock()
+    _reinit_lock()
     _wire_celery()
+
+
+_reinit: tuple[int, threading.RLock] = (os.getpid(), threading.RLock())
+
+
+def _reinit_lock() -> threading.RLock:
+    """The lock that serialises emitters' re-initialisation in this process: made fresh
+    in a forked child (by the fork hook, or on first use after a fork without hooks), so
+    it is never one the parent's threads held."""
+    global _reinit
+    pid = os.getpid()
+    if _reinit[0] != pid:
+        _reinit = (pid, threading.RLock())
+    return _reinit[1]
+
+
+def reinit_guard() -> threading.RLock:
+    """For ``Dispatcher.reinit_after_fork``: two threads of a child must not both reset
+    the same emitter (the second would drop what the first admitted)."""
+    return _reinit_lock()
+
+
+def _reinit_all_in_child() -> None:
+    """Re-initialise every live emitter now (uWSGI's post-fork hook: a worker that takes
+    over its master's buffer starts sending at once)."""
+    _after_fork_in_child()
     for obj in list(_live):
         try:
             obj.reinit_after_fork()
