@@ -1,0 +1,92 @@
+"""Is ``track()``'s tail latency the engine's, or the machine's?
+
+``python -m stress.jitter [--events 20000] [--runs 5]`` times ``track()`` (StructuredEvent,
+one tracking thread, as workload (a) of :mod:`stress.bench`) in fresh processes, runs
+alternating between two set-ups:
+
+* ``sending``: the collector is the loopback sink, so the sender thread is busy and takes
+  the GIL for every request;
+* ``idle``: the collector is a closed port, so after its first refused connection the
+  sender sleeps in its backoff and never runs again during the measurement.
+
+If p99 is about the same in both, the tail comes from the process and the machine (timer
+interrupts, scheduling, page faults), not from the sender; GIL hand-offs with the sender
+show at p99.9 and max. Nothing is asserted: this prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+from stress.bench_runner import sink_process
+from stress.child import event_factory, percentiles
+
+
+def measure(endpoint: str, events: int) -> dict[str, float]:
+    """Run in a fresh process: track *events* events after a warm-up, return percentiles."""
+    from snowplow_threaded import Emitter, Tracker
+
+    emitter = Emitter(endpoint, buffer_capacity=events * 2, max_retry_delay_seconds=60)
+    tracker = Tracker("jitter", emitter)
+    make = event_factory("ours", "se")
+    for _ in range(500):
+        tracker.track(make())
+    time.sleep(0.2)  # 'idle': the first attempt has failed and the backoff started
+    batch = [make() for _ in range(events)]
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    for event in batch:
+        start = clock()
+        tracker.track(event)
+        samples.append(clock() - start)
+    return percentiles(samples)
+
+
+def run_child(endpoint: str, events: int) -> dict[str, float]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a fresh process per run, reporting through the pipe
+        os.close(read_fd)
+        result = measure(endpoint, events)
+        os.write(write_fd, json.dumps({k: v for k, v in result.items()
+                                       if isinstance(v, float)}).encode())
+        os._exit(0)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    parsed: dict[str, float] = json.loads(b"".join(chunks))
+    return parsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stress.jitter", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    results: dict[str, list[dict[str, float]]] = {"sending": [], "idle": []}
+    with sink_process() as port:
+        for _ in range(args.runs):
+            results["sending"].append(run_child(f"http://127.0.0.1:{port}", args.events))
+            results["idle"].append(run_child("http://127.0.0.1:9", args.events))
+    lines = [f"# track() latency, sender busy vs idle ({args.runs} runs x {args.events} "
+             f"events each, medians; load average {os.getloadavg()[0]:.2f})", "",
+             "| set-up | p50 µs | p99 µs | p99.9 µs | max µs |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, runs in results.items():
+        cells = [statistics.median(run[key] for run in runs)
+                 for key in ("p50", "p99", "p999", "max")]
+        lines.append(f"| {name} | " + " | ".join(f"{c:,.1f}" for c in cells) + " |")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
