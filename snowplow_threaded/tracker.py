@@ -30,35 +30,40 @@ VERSION = TRACKER_VERSION
 
 
 class _IdPool(threading.local):
-    """Per-thread random bytes for event ids, as hex, refilled 1024 ids at a time."""
+    """Per-thread event ids, formatted 1024 at a time from one ``os.urandom`` call."""
 
     def __init__(self) -> None:
         self.pid = -1
-        self.hex = ""
-        self.pos = _POOL_HEX
+        self.ids: list[str] = []
 
 
-_POOL_HEX = 1024 * 32  # hex digits for 1024 ids (16 KiB of random bytes per refill)
+_POOL_IDS = 1024  # ids per refill (16 KiB of random bytes)
+# the variant nibble (RFC 4122: binary 10xx) from any random hex digit
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 _pool = _IdPool()
+
+
+def _fresh_ids() -> list[str]:
+    h = os.urandom(_POOL_IDS * 16).hex()
+    v = _VARIANT
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{v[h[i + 16]]}"
+            f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, _POOL_IDS * 32, 32)]
 
 
 def new_event_id() -> str:
     """A random (version 4) UUID from the OS's CSPRNG, as text.
 
-    Bytes come from ``os.urandom`` 16 KiB at a time into a per-thread pool: one system
-    call (which releases the GIL, and may wait milliseconds to get it back under load) per
-    1024 ids instead of one per ``track()``. The pool is dropped when the process id
-    changes, so a forked child never repeats its parent's ids.
+    Bytes come from ``os.urandom`` 16 KiB at a time into a per-thread pool of formatted
+    ids: one system call (which releases the GIL, and may wait milliseconds to get it
+    back under load) per 1024 ids instead of one per ``track()``. The pool is dropped when
+    the process id changes, so a forked child never repeats its parent's ids.
     """
     pool = _pool
-    pos = pool.pos
-    if pos >= _POOL_HEX or pool.pid != os.getpid():
-        pool.hex = os.urandom(_POOL_HEX // 2).hex()
+    ids = pool.ids
+    if not ids or pool.pid != os.getpid():
+        ids = pool.ids = _fresh_ids()
         pool.pid = os.getpid()
-        pos = 0
-    pool.pos = pos + 32
-    h = pool.hex[pos:pos + 32]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    return ids.pop()
 
 
 class Tracker(LegacyTracking):

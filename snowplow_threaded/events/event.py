@@ -49,6 +49,11 @@ class Event:
         true_timestamp: float | None = None,
     ) -> None:
         self.payload = Payload(dict_=dict_)
+        if event_subject is None and context is None and true_timestamp is None:
+            self._event_subject: Subject | None = None  # common case: no setter checks
+            self._context: list[SelfDescribingJson] = []
+            self._true_timestamp: float | None = None
+            return
         self.event_subject = event_subject
         self.context = context
         self.true_timestamp = true_timestamp
@@ -60,7 +65,7 @@ class Event:
     @context.setter
     def context(self, value: Sequence[SelfDescribingJson] | None) -> None:
         if value is None:
-            self._context: list[SelfDescribingJson] = []
+            self._context = []
             return
         if type(value) is list and all(type(e) is SelfDescribingJson for e in value):
             self._context = list(value)

@@ -24,11 +24,18 @@ class StructuredEvent(Event):
     ) -> None:
         super().__init__(event_subject=event_subject, context=context,
                          true_timestamp=true_timestamp)
-        self.payload.add("e", "se")
-        self.category = category
-        self.action = action
-        self.label = label
-        self.property_ = property_
+        nv = self.payload.nv_pairs
+        nv["e"] = "se"
+        nv["se_ca"] = non_empty_string(category, "category")
+        nv["se_ac"] = non_empty_string(action, "action")
+        if type(label) is str and label:  # else the setters' checks and None/"" rule
+            nv["se_la"] = label
+        else:
+            self.label = label
+        if type(property_) is str and property_:
+            nv["se_pr"] = property_
+        else:
+            self.property_ = property_
         self.value = value
 
     def _set(self, key: str, value: object) -> None:
