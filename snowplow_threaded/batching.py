@@ -10,6 +10,8 @@ from .typing import PayloadDict
 
 #: After a request, how long a full batch may wait for more events to join it (busy only).
 LINGER = 0.005
+#: Width of each wake-up point, in events (see BatchTrigger.is_wake_point).
+_BAND = 4
 
 
 class BatchTrigger:
@@ -46,8 +48,12 @@ class BatchTrigger:
             self.byte_due_count = max(1, min(self.batch_size, self.byte_limit // average))
 
     def is_wake_point(self, pending: int) -> bool:
-        """Whether the *pending*-th waiting event may make a sleeping worker's batch due."""
-        return pending == 1 or pending == self.batch_size or pending == self.byte_due_count
+        """Whether the *pending*-th waiting event may make a sleeping worker's batch due.
+        *pending* is approximate (appends race, see ``InMemoryEventStore.put``), so each
+        point is a small band; a worker asleep with nothing due also wakes by itself
+        every ``flush_interval`` (:meth:`wait`), so no racing event waits longer."""
+        return (pending <= _BAND or 0 <= pending - self.batch_size < _BAND
+                or 0 <= pending - self.byte_due_count < _BAND)
 
     def is_due(self, now: float, pending: int, forced: bool, last_attempt: float) -> bool:
         """*forced*: closing, or a flush() covers a waiting event."""
@@ -63,9 +69,9 @@ class BatchTrigger:
         return (now - last_attempt >= LINGER or self.byte_limit is not None
                 or pending >= self.max_events_per_request)
 
-    def wait(self, now: float, pending: int, last_attempt: float) -> float | None:
-        """How long a worker may sleep when nothing is due (None: until woken)."""
-        wait = None if self.due_at is None else self.due_at - now
+    def wait(self, now: float, pending: int, last_attempt: float) -> float:
+        """How long a worker may sleep when nothing is due (woken earlier by events)."""
+        wait = self.flush_interval if self.due_at is None else self.due_at - now
         if pending >= self.batch_size:  # lingering
             linger = last_attempt + LINGER - now
             wait = linger if wait is None else min(wait, linger)

@@ -12,8 +12,9 @@ Locking (one lock per dispatcher, plus the store's own):
   event, the batch-size-th or the byte limit, or on a rare path (closed, first event).
 * The store's lock guards the buffer. Order: ``_cond`` then store lock, never the reverse.
 
-Nothing here waits without a deadline except an idle worker with an empty buffer, which
-sleeps until an event arrives (no polling, no busy loop).
+Nothing here waits without a deadline: an idle worker sleeps until an event wakes it, or
+at most ``flush_interval`` (a safety net for a wake-up lost to racing lock-free appends;
+one wake-up a second, not a busy loop).
 """
 
 from __future__ import annotations

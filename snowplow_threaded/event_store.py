@@ -119,7 +119,8 @@ class InMemoryEventStore:
         ``"drop_oldest"`` evicts the oldest one not in flight (a record waiting for a
         retry before a pending one); both are counted.
 
-    Lock: ``_lock`` guards every field; held only for O(1) deque work (``take`` is
+    Lock: ``_lock`` guards every field except ``_pending``'s right end: ``put`` appends
+    without it (see there); everything else, held only for O(1) deque work (``take`` is
     O(batch)). The first positional argument may be a ``logging.Logger`` as in the
     reference (``InMemoryEventStore(logger, buffer_capacity)``); it is ignored.
     """
@@ -146,11 +147,25 @@ class InMemoryEventStore:
         self._retry: deque[Lease] = deque()
         self._leased: set[Lease] = set()
         self._held = 0  # records in _retry and _leased
-        self._next_seq = 0
+        self._removed = 0  # records ever taken or evicted from _pending: the oldest's seq
         self._drops = {"buffer_full": 0, "evicted_oldest": 0}
 
     # -- hot path ------------------------------------------------------------------------
     def put(self, record: PayloadDict) -> int:
+        """Lock-free unless the buffer is full: ``deque.append`` is atomic under the GIL,
+        and a record's sequence number is its position in append order, so no counter
+        needs the lock. (With the lock here, trackers on several threads formed convoys:
+        one preempted while holding it made all the others block and hand the GIL on.)
+        The capacity check is a racy read: threads racing at the limit may overshoot it
+        by at most one record each. The count returned may include a racing thread's
+        record (callers treat it as approximate)."""
+        pending = self._pending
+        if len(pending) + self._held >= self.buffer_capacity:
+            return self._put_full(record)
+        pending.append(record)
+        return len(pending)
+
+    def _put_full(self, record: PayloadDict) -> int:
         with self._lock:
             pending = self._pending
             if len(pending) + self._held >= self.buffer_capacity:
@@ -161,7 +176,6 @@ class InMemoryEventStore:
                     self._drops["buffer_full"] += 1
                     return -1
             pending.append(record)
-            self._next_seq += 1
             return len(pending)
 
     def _evict_oldest_locked(self) -> None:
@@ -176,6 +190,7 @@ class InMemoryEventStore:
                 self._retry.popleft()
         else:
             self._pending.popleft()
+            self._removed += 1
 
     # -- worker side -----------------------------------------------------------------------
     def take(self, max_events: int) -> Lease | None:
@@ -186,14 +201,11 @@ class InMemoryEventStore:
                 pending = self._pending
                 if not pending:
                     return None
-                first_seq = self._next_seq - len(pending)
+                # popleft only: other threads may append (lock-free) meanwhile
                 count = min(max_events, len(pending))
-                if count == len(pending):  # everything: one C-level copy, no loop
-                    lease = Lease(list(pending), first_seq)
-                    pending.clear()
-                else:
-                    popleft = pending.popleft
-                    lease = Lease([popleft() for _ in range(count)], first_seq)
+                popleft = pending.popleft
+                lease = Lease([popleft() for _ in range(count)], self._removed)
+                self._removed += count
                 self._held += count
             self._leased.add(lease)
             return lease
@@ -228,11 +240,12 @@ class InMemoryEventStore:
             candidates = [lease.oldest_seq for lease in self._leased]
             candidates.extend(lease.oldest_seq for lease in self._retry)
             if self._pending:
-                candidates.append(self._next_seq - len(self._pending))
+                candidates.append(self._removed)
             return min(candidates) if candidates else None
 
     def next_seq(self) -> int:
-        return self._next_seq
+        with self._lock:  # no take() between the two reads; an append is atomic
+            return self._removed + len(self._pending)
 
     def drop_counts(self) -> dict[str, int]:
         with self._lock:
@@ -240,11 +253,15 @@ class InMemoryEventStore:
 
     def discard_pending(self) -> int:
         with self._lock:
-            dropped = len(self._pending) + sum(len(lease) for lease in self._retry)
-            self._held -= sum(len(lease) for lease in self._retry)
-            self._pending.clear()
+            pending = self._pending
+            count = len(pending)
+            for _ in range(count):  # popleft only: an append may race (see put)
+                pending.popleft()
+            self._removed += count
+            retried = sum(len(lease) for lease in self._retry)
+            self._held -= retried
             self._retry.clear()
-            return dropped
+            return count + retried
 
     def reset_after_fork(self, keep: bool = False) -> int:
         if keep:
