@@ -269,8 +269,10 @@ def _report(args: argparse.Namespace, collector: Collector, tracker: Tracker,
             latencies.extend(report["latencies_ns"])
             retried += report["stats"]["retried"]
             emitter_dropped += sum(report["stats"]["dropped"].values())
+    # every sender is done: the workers have exited (their exit flush answered) and the
+    # parent's emitter is closed, so nothing, not even a late duplicate, can still arrive
+    tracker.close(timeout=5)
     collector.wait_for(len(tracked), timeout=15, kind="good")
-    time.sleep(0.3)  # let any late duplicate land before counting
     elapsed = time.monotonic() - start
     line.show(f"{elapsed:5.1f}s  done", force=True)
     line.end()

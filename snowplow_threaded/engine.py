@@ -10,7 +10,8 @@ Locking (one lock per dispatcher, plus the store's own):
   and worker list. It is never held during network I/O or user callbacks. The hot path
   takes it only to wake a worker that may be asleep (``_deciding``) at the 1st pending
   event, the batch-size-th or the byte limit, or on a rare path (closed, first event).
-* The store's lock guards the buffer. Order: ``_cond`` then store lock, never the reverse.
+* The store's lock guards the buffer (``put`` appends without it, see there). Order:
+  ``_cond`` then store lock, never the reverse.
 
 Nothing here waits without a deadline: an idle worker sleeps until an event wakes it, or
 at most ``flush_interval`` (a safety net for a wake-up lost to racing lock-free appends;
@@ -111,6 +112,8 @@ class Dispatcher:
         pending = self.store.put(record)
         if pending < 0:
             return False
+        if self._state is CLOSED:  # close() ran between the check above and the put
+            return self._drop_late()
         if not self._started:
             self.trigger.estimate(record)
             self._start_workers()
@@ -120,6 +123,14 @@ class Dispatcher:
             with self._cond:
                 self._cond.notify()
         return True
+
+    def _drop_late(self) -> bool:
+        """Discard (and count) what was put after close()'s own discard, under ``_cond``."""
+        with self._cond:
+            late = self.store.discard_pending()
+            if late:
+                self._dropped["closed"] = self._dropped.get("closed", 0) + late
+        return False
 
     def _start_workers(self) -> None:
         if not lifecycle.may_start_threads():
@@ -267,7 +278,7 @@ class Dispatcher:
             self._cond.notify_all()
             if not wait or threading.current_thread() in self._workers:
                 return self._settled_before(target)
-        if not self._workers_alive():
+        if not any(t.is_alive() for t in self._workers):
             self._drain_inline(deadline)
         return self._wait_settled(target, deadline)
 
@@ -284,8 +295,6 @@ class Dispatcher:
                 self._cond.wait(remaining)
             return True
 
-    def _workers_alive(self) -> bool:
-        return any(t.is_alive() for t in self._workers)
 
     def _drain_inline(self, deadline: float) -> None:
         """Send on the calling thread: used when no worker runs (e.g. at interpreter
@@ -325,7 +334,7 @@ class Dispatcher:
             return False
         if self._state is CLOSED:
             return not self._lost_on_close and self.store.oldest_seq() is None
-        if not self._workers_alive() and self._pid == os.getpid():
+        if not any(t.is_alive() for t in self._workers) and self._pid == os.getpid():
             self._drain_inline(deadline)
         delivered = self._wait_settled(self.store.next_seq(), deadline)
         given_up: list[dict[str, str]] = []
@@ -388,7 +397,6 @@ class Dispatcher:
         if keep:
             self._start_workers()
 
-    # -- stats -----------------------------------------------------------------------------
     def stats(self) -> EmitterStats:
         if self._pid != os.getpid():
             self.reinit_after_fork()

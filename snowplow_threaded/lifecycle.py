@@ -314,21 +314,12 @@ def claim_handover() -> bool:
     """In a forked child: True if this process won its parent's buffered events. The
     first call in a process decides (one non-blocking read, no lock: it may run right
     after fork) and closes the inherited pipe; later calls return the same answer."""
-    global _handover, _claimed
+    global _claimed
     pid = os.getpid()
     if _claimed[0] == pid:
         return _claimed[1]
-    won = False
     baton = _handover
-    if baton is not None and baton[0] != pid:
-        try:
-            won = os.read(baton[1], 1) == b"1"
-        except OSError:  # BlockingIOError: another child took it
-            won = False
-        for fd in baton[1:]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        _handover = None
+    won = baton is not None and baton[0] != pid and _take_baton(baton)
     _claimed = (pid, won)
     if won:
         logger.debug("process %d took over the events its parent buffered", pid)
@@ -339,17 +330,22 @@ def take_back_handover() -> bool:
     """In the process that armed the hand-over, before it sends on its own thread (e.g.
     ``flush()``): True if no child has taken its buffer (it may send, and re-arms on its
     next event), False if a child owns it now (sending too would duplicate)."""
-    global _handover
-    pid = os.getpid()
     baton = _handover
-    if baton is None or baton[0] != pid:
+    if baton is None or baton[0] != os.getpid():
         return True
+    return _take_baton(baton)
+
+
+def _take_baton(baton: tuple[int, int, int]) -> bool:
+    """One non-blocking read of the hand-over pipe (True: this process got the byte),
+    then the pipe is closed here and forgotten."""
+    global _handover
     try:
-        ours = os.read(baton[1], 1) == b"1"
-    except OSError:  # BlockingIOError: a child took it
-        ours = False
+        got = os.read(baton[1], 1) == b"1"
+    except OSError:  # BlockingIOError: another process took it
+        got = False
     for fd in baton[1:]:
         with contextlib.suppress(OSError):
             os.close(fd)
     _handover = None
-    return ours
+    return got

@@ -766,3 +766,24 @@ def test_collector_is_healthy_again_after_reset(collector: Collector, make: Make
     sent = track(tracker, 1)
     assert emitter.flush(timeout=5) is True
     assert eids(collector.events()) == sent
+
+
+def test_an_event_racing_close_is_never_left_in_the_buffer(collector: Collector) -> None:
+    """close() running between track()'s closed-check and its (lock-free) put: the event
+    must not sit in the buffer unsent and uncounted; it is dropped and counted 'closed'."""
+    emitter = Emitter(collector.endpoint, batch_size=50, flush_interval=0.05)
+    tracker = Tracker("race", emitter)
+    tracker.track(StructuredEvent("c", "before"))
+    store = emitter._dispatcher.store
+    put = store.put
+
+    def close_then_put(record: PayloadDict) -> int:
+        store.put = put  # type: ignore[method-assign]
+        assert emitter.close(timeout=5) is True  # the interleaving, made deterministic
+        return put(record)
+
+    store.put = close_then_put  # type: ignore[method-assign]
+    tracker.track(StructuredEvent("c", "racing"))
+    assert store.size() == 0
+    assert emitter.stats().dropped == {"closed": 1}
+    assert [e["se_ac"] for e in collector.events()] == ["before"]
