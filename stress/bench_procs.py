@@ -38,12 +38,11 @@ from functools import partial
 from typing import Any
 
 from stress.child import (
-    WARMUP_EVENTS,
-    blocking_flush,
     event_factory,
     make_tracker,
     percentiles,
     sink_call,
+    warm_up,
 )
 
 Spec = dict[str, Any]
@@ -120,13 +119,9 @@ def run_fork(spec: Spec) -> dict[str, Any]:
     spec = {**spec, "workload": "se"}
     tracker, _emitter = make_tracker(spec, port)
     make = event_factory(spec["lib"], "se")
-    # warm-up in this (the parent) process: imports, sender threads running, a kept-alive
-    # connection -- what a pre-fork server's master holds when it forks its workers
-    sink_call(port, "POST", f"/_reset?expect={WARMUP_EVENTS}")
-    for _ in range(WARMUP_EVENTS):
-        tracker.track(make())
-    blocking_flush(spec, tracker)
-    sink_call(port, "GET", "/_wait?timeout=10")
+    # warm-up in this (the parent) process: what a pre-fork server's master holds when it
+    # forks its workers
+    warm_up(spec, tracker, make, port)
     workers = int(spec["workers"])
     per_child = int(spec["events"]) // workers
     total = per_child * workers

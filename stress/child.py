@@ -153,6 +153,15 @@ def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
     return tracker, tracker.emitters[0]
 
 
+def warm_up(spec: Spec, tracker: Any, make: EventFactory, port: int) -> None:
+    """Imports, sender threads running, a kept-alive connection; then a clean sink."""
+    sink_call(port, "POST", f"/_reset?expect={WARMUP_EVENTS}")
+    for _ in range(WARMUP_EVENTS):
+        tracker.track(make())
+    blocking_flush(spec, tracker)
+    sink_call(port, "GET", "/_wait?timeout=10")
+
+
 def blocking_flush(spec: Spec, tracker: Any) -> None:
     if spec["lib"].startswith("ours"):
         tracker.flush(timeout=30)
@@ -166,12 +175,7 @@ def run_load(spec: Spec) -> dict[str, Any]:
     tracker, _emitter = make_tracker(spec, port)
     make = event_factory(spec["lib"], spec["workload"])
 
-    # warm-up: imports, worker threads, first connection; then a clean sink
-    sink_call(port, "POST", f"/_reset?expect={WARMUP_EVENTS}")
-    for _ in range(WARMUP_EVENTS):
-        tracker.track(make())
-    blocking_flush(spec, tracker)
-    sink_call(port, "GET", "/_wait?timeout=10")
+    warm_up(spec, tracker, make, port)
 
     threads = int(spec["threads"])
     per_thread = int(spec["events"]) // threads

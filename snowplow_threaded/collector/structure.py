@@ -19,6 +19,7 @@ from .schema_types import (
     json_equal,
     kind,
     owns_type,
+    sequence,
 )
 
 __all__ = ["array_check", "combinators", "object_check"]
@@ -243,17 +244,7 @@ def combinators(c: Compiler, schema: Mapping[str, Any], where: str) -> Check | N
                 errors.append(ValidationError(path, "matches the schema in 'not'", "not"))
 
         checks.append(check_not)
-    if not checks:
-        return None
-    if len(checks) == 1:
-        return checks[0]
-    run = tuple(checks)
-
-    def check(value: Any, path: Path, errors: list[ValidationError]) -> None:
-        for one in run:
-            one(value, path, errors)
-
-    return check
+    return sequence(checks)
 
 
 def _any_of(branches: list[Check]) -> Check:
