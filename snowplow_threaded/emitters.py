@@ -163,11 +163,11 @@ class Emitter:
         """Buffer one event payload (values are sent as strings). Never blocks."""
         self._dispatcher.admit(stringify(payload))
 
-    def admit_record(self, record: PayloadDict) -> bool:
+    def admit_record(self, record: PayloadDict, pid: int = 0) -> bool:
         """Buffer one event whose values are all strings, taking ownership of the dict
         (the caller must not change it afterwards); False if it was dropped (buffer full
-        or emitter closed)."""
-        return self._dispatcher.admit(record)
+        or emitter closed). *pid*: the caller's ``os.getpid()``, if it has it."""
+        return self._dispatcher.admit(record, pid)
 
     # -- flushing -------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:

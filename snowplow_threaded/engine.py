@@ -100,10 +100,11 @@ class Dispatcher:
         self._backoff.reset()
 
     # -- caller side (hot path) -----------------------------------------------------------------
-    def admit(self, record: PayloadDict) -> bool:
+    def admit(self, record: PayloadDict, pid: int = 0) -> bool:
         """Buffer one event (a dict of strings, not copied: the caller must not change it).
-        O(1), never blocks on I/O. False if it was dropped (full or closed)."""
-        if self._pid != os.getpid():
+        O(1), never blocks on I/O. False if it was dropped (full or closed). *pid*: the
+        caller's ``os.getpid()``, if it has it (saves a system call)."""
+        if self._pid != (pid or os.getpid()):
             self.reinit_after_fork()
         if self._state is not OPEN:
             with self._cond:

@@ -29,10 +29,38 @@ class Subject:
     long as nobody mutates it while others track with it.
     """
 
-    __slots__ = ("_pairs",)
+    __slots__ = ("_pairs", "_wire")
 
     def __init__(self) -> None:
         self._pairs: dict[str, str | int] = {}
+        #: cache of :meth:`wire_pairs` (None after any change); built and replaced as a
+        #: whole, so threads that track while another sets a field see the old or new one
+        self._wire: tuple[dict[str, str], dict[str, str]] | None = None
+
+    def _changed(self) -> None:
+        self._wire = None
+
+    def wire_pairs(self) -> dict[str, str]:
+        """What this subject adds to an event, as sent: every set, non-empty field as a
+        string, with the default platform. Cached until a setter runs; do not modify."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = self._build_wire()
+        return wire[0]
+
+    def explicit_wire_pairs(self) -> dict[str, str]:
+        """:meth:`wire_pairs` without the default platform: what an event subject
+        overrides. Cached like :meth:`wire_pairs`; do not modify."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = self._build_wire()
+        return wire[1]
+
+    def _build_wire(self) -> tuple[dict[str, str], dict[str, str]]:
+        explicit = {k: v if type(v) is str else str(v)
+                    for k, v in self._pairs.items() if v is not None and v != ""}
+        full = explicit if "p" in self._pairs else {"p": DEFAULT_PLATFORM, **explicit}
+        return full, explicit
 
     @property
     def standard_nv_pairs(self) -> PayloadDict:
@@ -43,12 +71,14 @@ class Subject:
 
     @property
     def explicit_nv_pairs(self) -> dict[str, str | int]:
-        """Only the fields that were set explicitly (what an event subject overrides)."""
-        return self._pairs
+        """Only the fields that were set explicitly (what an event subject overrides); a
+        copy."""
+        return dict(self._pairs)
 
     def set_platform(self, value: SupportedPlatform) -> Subject:
         one_of(value, SUPPORTED_PLATFORMS, "platform")
         self._pairs["p"] = value
+        self._changed()
         return self
 
     def set_user_id(self, user_id: str) -> Subject:
@@ -60,12 +90,14 @@ class Subject:
         positive_int(width, "width")
         positive_int(height, "height")
         self._pairs["res"] = f"{width}x{height}"
+        self._changed()
         return self
 
     def set_viewport(self, width: int, height: int) -> Subject:
         positive_int(width, "width")
         positive_int(height, "height")
         self._pairs["vp"] = f"{width}x{height}"
+        self._changed()
         return self
 
     def _set_text(self, key: str, value: str | int | None) -> None:
@@ -74,10 +106,12 @@ class Subject:
             self._pairs.pop(key, None)
         else:
             self._pairs[key] = value if isinstance(value, str) else str(value)
+        self._changed()
 
     def set_color_depth(self, depth: int) -> Subject:
         positive_int(depth, "depth")
         self._pairs["cd"] = depth
+        self._changed()
         return self
 
     def set_timezone(self, timezone: str) -> Subject:
@@ -103,6 +137,7 @@ class Subject:
     def set_domain_session_index(self, vid: int) -> Subject:
         positive_int(vid, "vid")
         self._pairs["vid"] = vid
+        self._changed()
         return self
 
     def set_ip_address(self, ip: str) -> Subject:
@@ -132,6 +167,7 @@ class Subject:
         clone = self.copy()
         if override is not None:
             clone._pairs.update(override._pairs)
+            clone._changed()
         return clone
 
     def combine_subject(self, subject: Subject | None) -> PayloadDict:

@@ -2,10 +2,10 @@
 
 One :class:`Transport` per worker thread, each with its own keep-alive connection:
 
-* by default one ``http.client`` connection (:class:`ConnectionClient`): about a sixth
-  of the CPU per POST of ``requests`` and half of a bare urllib3 pool's (measured with
-  ``python -m stress.bench --profile``), TLS verified against the CA bundle ``requests``
-  would use;
+* by default one keep-alive socket (:class:`ConnectionClient`; answers parsed by
+  ``http.client``): a fraction of the CPU per POST of ``requests`` or a bare urllib3
+  pool (measured with ``python -m stress.bench --profile``), TLS verified against the CA
+  bundle ``requests`` would use;
 * a ``requests.Session`` when the user passed one (shared by the workers: sessions are
   safe to share for sending) or when a proxy from the environment applies.
 
@@ -111,12 +111,20 @@ def ca_bundle() -> str:
 
 
 class ConnectionClient:
-    """One keep-alive ``http.client`` connection to the collector (HTTP/1.1): no retries,
-    no redirects, no cookies, TLS verified against ``ca_bundle()`` with host-name checks.
+    """One keep-alive HTTP/1.1 connection to the collector: no retries, no redirects, no
+    cookies, TLS verified against ``ca_bundle()`` with host-name checks.
 
-    A connection idle in the keep-alive state that the collector has closed (or that has
-    unread bytes) is detected before reuse by a zero-timeout poll and replaced, as
-    urllib3's pool does; the request is never re-sent after it was written.
+    Each request is written with one ``sendall`` (head and body together) and its answer
+    parsed by ``http.client.HTTPResponse``. Every socket call hands the GIL over, and
+    under load each hand-back can cost the sender a switch interval (5 ms) behind busy
+    application threads, so a request makes as few socket calls as possible: one send,
+    and one receive for a typical answer (``http.client.HTTPConnection`` sends head and
+    body separately).
+
+    A connection idle in the keep-alive state that the collector has closed is detected
+    before reuse and replaced, as urllib3's pool does (Linux: the TCP state, read without
+    a system call that releases the GIL; elsewhere: a zero-timeout poll, which also
+    catches unread bytes); the request is never re-sent after it was written.
     """
 
     def __init__(self, uri: str, timeout: RequestTimeout) -> None:
@@ -127,56 +135,78 @@ class ConnectionClient:
         self._host = host
         self._https = parts.scheme == "https"
         self._port = parts.port or (443 if self._https else 80)
-        self._conn: http.client.HTTPConnection | None = None
-        self._post_headers = {**POST_HEADERS, "User-Agent": USER_AGENT}
-        self._get_headers = {"User-Agent": USER_AGENT}
+        self._sock: socket.socket | None = None
+        self._context: ssl.SSLContext | None = None
+        authority = f"[{host}]" if ":" in host else host
+        if parts.port is not None and parts.port != (443 if self._https else 80):
+            authority += f":{parts.port}"
+        try:
+            authority.encode("ascii")
+        except UnicodeEncodeError:
+            authority = authority.encode("idna").decode("ascii")
+        common = (f"Host: {authority}\r\nUser-Agent: {USER_AGENT}\r\n"
+                  "Accept-Encoding: identity\r\n")
+        self._post_head = (f"POST {self._path} HTTP/1.1\r\n{common}"
+                           "Content-Type: application/json; charset=utf-8\r\n"
+                           "Content-Length: ").encode("ascii")
+        self._get_common = common.encode("ascii")
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = self._conn
-        if conn is not None and conn.sock is not None and _dropped(conn.sock):
-            conn.close()
-        if conn is None:
-            if self._https:
-                context = ssl.create_default_context(cafile=ca_bundle())
-                conn = http.client.HTTPSConnection(self._host, self._port,
-                                                   timeout=self._connect_timeout,
-                                                   context=context)
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port,
-                                                  timeout=self._connect_timeout)
-            self._conn = conn
-        if conn.sock is None:
-            conn.connect()  # raises OSError: the request surely never left
-            sock: socket.socket | None = conn.sock
-            if sock is not None:
+    def _connection(self) -> socket.socket:
+        sock = self._sock
+        if sock is not None and _dropped(sock):
+            self.close()
+            sock = None
+        if sock is None:
+            sock = socket.create_connection((self._host, self._port),
+                                            timeout=self._connect_timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # room for a whole request, so that sendall() is one send() call (one GIL
+                # hand-back) instead of one per default-sized buffer's worth
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+                if self._https:
+                    if self._context is None:
+                        self._context = ssl.create_default_context(cafile=ca_bundle())
+                    sock = self._context.wrap_socket(sock, server_hostname=self._host)
                 sock.settimeout(self._read_timeout)
-        return conn
+            except BaseException:
+                sock.close()
+                raise
+            self._sock = sock
+        return sock
 
     def request(self, method: str, body: bytes | None, query: dict[str, str] | None,
                 ) -> tuple[int, str | None]:
         try:
-            conn = self._connection()
+            sock = self._connection()  # raises OSError: the request surely never left
         except OSError as exc:
             raise ConnectFailed(exc) from exc
         try:
             if method == "POST":
-                conn.request("POST", self._path, body=body, headers=self._post_headers)
+                payload = body or b""
+                sock.sendall(b"".join((self._post_head, str(len(payload)).encode("ascii"),
+                                       b"\r\n\r\n", payload)))
             else:
-                conn.request("GET", self._path + "?" + urlencode(query or {}),
-                             headers=self._get_headers)
-            resp = conn.getresponse()
-            resp.read()  # the body, so the connection can be reused
+                target = self._path + "?" + urlencode(query or {})
+                sock.sendall(f"GET {target} HTTP/1.1\r\n".encode("ascii")
+                             + self._get_common + b"\r\n")
+            resp = http.client.HTTPResponse(sock, method=method)
+            try:
+                resp.begin()
+                resp.read()  # the body, so the connection can be reused
+            finally:
+                resp.close()
             if resp.will_close:
-                conn.close()
+                self.close()
             return resp.status, resp.getheader("Retry-After")
         except BaseException:
-            conn.close()  # never reuse a connection in an unknown state
+            self.close()  # never reuse a connection in an unknown state
             raise
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            sock.close()
 
 
 class ConnectFailed(OSError):
@@ -187,10 +217,19 @@ class ConnectFailed(OSError):
         self.cause = cause
 
 
+_SEND_BUFFER = 1 << 20  # bytes (Linux doubles it, within net.core.wmem_max)
+_TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux
+_TCP_ESTABLISHED = 1  # tcp_info.tcpi_state (linux/tcp_states.h)
+
+
 def _dropped(sock: socket.socket) -> bool:
-    """True if an idle keep-alive socket is readable: closed by the peer (or carrying
-    bytes nobody asked for). Either way it must not be reused."""
+    """True if an idle keep-alive socket must not be reused: closed by the peer (Linux:
+    any TCP state but ESTABLISHED, e.g. CLOSE_WAIT after the peer's FIN; this
+    ``getsockopt`` keeps the GIL), or, where TCP_INFO is missing, readable (closed, or
+    carrying bytes nobody asked for)."""
     try:
+        if _TCP_INFO is not None:
+            return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0] != _TCP_ESTABLISHED
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True

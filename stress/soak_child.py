@@ -45,8 +45,8 @@ class SoakEmitter(Emitter):
 
     rejected: list[str]
 
-    def admit_record(self, record: PayloadDict) -> bool:
-        admitted = super().admit_record(record)
+    def admit_record(self, record: PayloadDict, pid: int = 0) -> bool:
+        admitted = super().admit_record(record, pid)
         if not admitted:
             self.rejected.append(str(record.get("eid")))
         return admitted

@@ -41,6 +41,13 @@ class Event:
     one event object can be tracked many times and each gets its own ``eid``.
     """
 
+    #: whether this class overrides :meth:`self_describing_json` (set for each subclass)
+    _has_json = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._has_json = cls.self_describing_json is not Event.self_describing_json
+
     def __init__(
         self,
         dict_: PayloadDict | None = None,
@@ -142,9 +149,31 @@ class Event:
         json_encoder: JsonEncoderFunction | None,
         subject: Subject | None,
     ) -> dict[str, Any]:
-        # every value a string, as sent; a fresh dict, so the event is never modified
-        nv = {k: v if type(v) is str else str(v) for k, v in self.payload.nv_pairs.items()}
-        sdj = self.self_describing_json()
+        nv = self._build_body(encode_base64, json_encoder)
+        if self._event_subject is not None:
+            if subject is not None:
+                nv.update(subject.wire_pairs())
+                nv.update(self._event_subject.explicit_wire_pairs())
+            else:
+                nv.update(self._event_subject.wire_pairs())
+        elif subject is not None:
+            nv.update(subject.wire_pairs())
+        return nv
+
+    def _build_body(
+        self, encode_base64: bool, json_encoder: JsonEncoderFunction | None
+    ) -> dict[str, Any]:
+        """This event's own fields (no subject): a fresh dict of strings, as sent, so the
+        event object is never modified."""
+        pairs = self.payload.nv_pairs
+        nv = pairs.copy()
+        try:
+            "".join(nv.values())  # are all values strings? (a C-speed check)
+        except TypeError:  # a number, say, added to the payload directly: sent as its str()
+            for name, value in pairs.items():
+                if type(value) is not str:
+                    nv[name] = str(value)
+        sdj = self.self_describing_json() if self._has_json else None
         if sdj is not None or self._context:
             try:
                 self._add_json(nv, sdj, encoder_for(json_encoder), encode_base64)
@@ -154,16 +183,4 @@ class Event:
                 raise
         if self._true_timestamp is not None:
             nv["ttm"] = str(int(self._true_timestamp))
-        if self._event_subject is not None:
-            pairs = self._event_subject.combine_subject(subject)
-        elif subject is not None:
-            pairs = subject.standard_nv_pairs
-        else:
-            return nv
-        for name, value in pairs.items():
-            if type(value) is str:
-                if value:
-                    nv[name] = value
-            elif value is not None:
-                nv[name] = str(value)
         return nv

@@ -78,39 +78,47 @@ class PagePing(PageView):
         super().__init__(page_url, page_title, referrer, event_subject=event_subject,
                          context=context, true_timestamp=true_timestamp)
         self.payload.nv_pairs["e"] = "pp"
+        self._offsets: dict[str, int | None] = {}
         self.min_x = min_x
         self.max_x = max_x
         self.min_y = min_y
         self.max_y = max_y
 
+    def _set_offset(self, key: str, value: int | None) -> None:
+        # kept as given for the property, and in the payload as sent (its str())
+        self._set_optional(key, value)
+        self._offsets[key] = value
+        if value is not None:
+            self.payload.nv_pairs[key] = str(value)
+
     @property
     def min_x(self) -> int | None:
-        return self.payload.nv_pairs.get("pp_mix")
+        return self._offsets.get("pp_mix")
 
     @min_x.setter
     def min_x(self, value: int | None) -> None:
-        self._set_optional("pp_mix", value)
+        self._set_offset("pp_mix", value)
 
     @property
     def max_x(self) -> int | None:
-        return self.payload.nv_pairs.get("pp_max")
+        return self._offsets.get("pp_max")
 
     @max_x.setter
     def max_x(self, value: int | None) -> None:
-        self._set_optional("pp_max", value)
+        self._set_offset("pp_max", value)
 
     @property
     def min_y(self) -> int | None:
-        return self.payload.nv_pairs.get("pp_miy")
+        return self._offsets.get("pp_miy")
 
     @min_y.setter
     def min_y(self, value: int | None) -> None:
-        self._set_optional("pp_miy", value)
+        self._set_offset("pp_miy", value)
 
     @property
     def max_y(self) -> int | None:
-        return self.payload.nv_pairs.get("pp_may")
+        return self._offsets.get("pp_may")
 
     @max_y.setter
     def max_y(self, value: int | None) -> None:
-        self._set_optional("pp_may", value)
+        self._set_offset("pp_may", value)

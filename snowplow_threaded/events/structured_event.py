@@ -9,7 +9,10 @@ from .event import Event
 
 
 class StructuredEvent(Event):
-    """A structured event: ``se_ca`` and ``se_ac`` required; ``se_la``, ``se_pr``, ``se_va``."""
+    """A structured event: ``se_ca`` and ``se_ac`` required; ``se_la``, ``se_pr``, ``se_va``.
+
+    ``value`` is kept as given; the payload holds it as sent (its ``str()``).
+    """
 
     def __init__(
         self,
@@ -78,11 +81,12 @@ class StructuredEvent(Event):
 
     @property
     def value(self) -> int | float | None:
-        return self.payload.nv_pairs.get("se_va")
+        return self._value
 
     @value.setter
     def value(self, value: int | float | None) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"value must be a number or None, got {value!r}")
         finite(value, "value")
-        self._set("se_va", value)
+        self._value = value
+        self._set("se_va", None if value is None else str(value))

@@ -1,0 +1,152 @@
+"""How track() builds an event on the caller's thread: event ids, the cached subject
+fields, values that are not strings, and the request the default transport writes.
+Everything sends to a real local collector."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+import snowplow_threaded.tracker as tracker_module
+from snowplow_threaded import Emitter, Event, PagePing, StructuredEvent, Subject, Tracker
+from tests.collector import Collector
+
+
+def _tracker(collector: Collector, subject: Subject | None = None) -> Tracker:
+    return Tracker("build", Emitter(collector.endpoint, flush_interval=0.05), subject=subject,
+                   app_id="app")
+
+
+def test_fresh_ids_are_distinct_version_4_uuids() -> None:
+    for count in (1, 2, 3, 1024):
+        ids = tracker_module._fresh_ids(count)
+        assert len(ids) == count == len(set(ids))
+        for text in ids:
+            parsed = uuid.UUID(text)
+            assert str(parsed) == text  # lower-case, dashed, 36 characters
+            assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_event_ids_are_unique_across_pool_refills() -> None:
+    ids = [tracker_module.new_event_id() for _ in range(3 * tracker_module._POOL_IDS + 7)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_child_never_reuses_the_parents_pool() -> None:
+    tracker_module.new_event_id()  # the parent's pool is filled
+    parent_next = list(tracker_module._pool.ids)[-5:]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_fd)
+        ids = [tracker_module.new_event_id() for _ in range(5)]
+        os.write(write_fd, " ".join(ids).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        child_ids = fh.read().split()
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 5 and not set(child_ids) & set(parent_next)
+    assert tracker_module.new_event_id() == parent_next[-1]  # the parent's pool goes on
+
+
+def test_subject_changes_reach_the_next_event(collector: Collector) -> None:
+    """The subject's fields are cached as sent; every setter invalidates the cache."""
+    subject = Subject().set_user_id("first")
+    tracker = _tracker(collector, subject)
+    try:
+        tracker.track(StructuredEvent("c", "a"))
+        subject.set_user_id("second").set_lang("fr").set_screen_resolution(10, 20)
+        tracker.track(StructuredEvent("c", "a"))
+        subject.set_user_id(None)
+        subject.set_platform("srv")
+        tracker.track(StructuredEvent("c", "a"))
+        other = Subject().set_ip_address("10.0.0.1")
+        tracker.set_subject(other)
+        tracker.track(StructuredEvent("c", "a"))
+        tracker.set_subject(None)
+        tracker.track(StructuredEvent("c", "a"))
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    first, second, third, fourth, fifth = collector.events()
+    assert first["uid"] == "first" and first["p"] == "pc" and "lang" not in first
+    assert (second["uid"], second["lang"], second["res"]) == ("second", "fr", "10x20")
+    assert "uid" not in third and third["p"] == "srv" and third["lang"] == "fr"
+    assert fourth["ip"] == "10.0.0.1" and "uid" not in fourth and fourth["p"] == "pc"
+    assert "ip" not in fifth and "p" not in fifth
+    for event in (first, second, third, fourth, fifth):
+        assert event["aid"] == "app" and event["tna"] == "build"
+        assert event["eid"] and event["dtm"].isdigit()
+
+
+def test_event_subject_overrides_only_what_it_sets(collector: Collector) -> None:
+    tracker = _tracker(collector, Subject().set_platform("srv").set_user_id("tracker"))
+    try:
+        tracker.track(StructuredEvent("c", "a", event_subject=Subject().set_user_id("event")))
+        tracker.track(StructuredEvent("c", "a"))
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    overridden, plain = collector.events()
+    assert (overridden["uid"], overridden["p"]) == ("event", "srv")
+    assert (plain["uid"], plain["p"]) == ("tracker", "srv")
+
+
+def test_numbers_keep_their_type_on_the_event_and_are_sent_as_text(
+        collector: Collector) -> None:
+    structured = StructuredEvent("c", "a", value=2.5)
+    ping = PagePing("https://example.com", min_x=0, max_x=10, min_y=5, max_y=7)
+    raw = Event(dict_={"e": "se", "se_ca": "c", "se_ac": "a", "se_va": 3, "extra": True})
+    assert structured.value == 2.5 and ping.min_x == 0 and ping.max_y == 7
+    ping.max_y = None
+    assert ping.max_y is None and "pp_may" not in ping.payload.nv_pairs
+    tracker = _tracker(collector)
+    try:
+        for event in (structured, ping, raw):
+            tracker.track(event)
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    sent = collector.events()
+    assert sent[0]["se_va"] == "2.5"
+    assert (sent[1]["pp_mix"], sent[1]["pp_max"], sent[1]["pp_miy"]) == ("0", "10", "5")
+    assert "pp_may" not in sent[1]
+    assert (sent[2]["se_va"], sent[2]["extra"]) == ("3", "True")
+    assert raw.payload.nv_pairs["se_va"] == 3  # the event itself is left as it was
+
+
+def test_track_rejects_what_is_not_an_event(collector: Collector) -> None:
+    tracker = _tracker(collector)
+    try:
+        with pytest.raises(TypeError, match="takes an Event"):
+            tracker.track({"e": "se"})  # type: ignore[arg-type]
+    finally:
+        tracker.close(2)
+    assert tracker.stats().tracked == 0
+
+
+@pytest.mark.parametrize("method", ["post", "get"])
+def test_default_transport_request_head(collector: Collector, method: str) -> None:
+    """The request the keep-alive socket client writes: Host with the port, this library's
+    User-Agent, the POST content type and a body length the collector could parse."""
+    emitter = Emitter(collector.endpoint, method=method, batch_size=2)
+    tracker = Tracker("head", emitter)
+    try:
+        tracker.track(StructuredEvent("c", "a", label="é ü"))
+        tracker.track(StructuredEvent("c", "a"))
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    requests = collector.requests
+    assert requests and all(r.accepted for r in requests)
+    head = requests[0].headers
+    assert head["host"] == f"127.0.0.1:{collector.port}"
+    assert head["user-agent"].startswith("snowplow-threaded/")
+    if method == "post":
+        assert head["content-type"] == "application/json; charset=utf-8"
+        assert int(head["content-length"]) == len(requests[0].body)
+    assert [e["se_la"] for e in collector.events() if "se_la" in e] == ["é ü"]
+    assert len({r.connection_id for r in requests}) == 1  # one kept-alive connection
