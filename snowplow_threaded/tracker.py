@@ -27,6 +27,20 @@ from .typing import EmitterProtocol, JsonEncoderFunction, PayloadDict
 
 VERSION = TRACKER_VERSION
 _time_ns = time.time_ns
+#: the last ``dtm`` made: (milliseconds, its text), shared by the events of that millisecond
+_last_dtm: tuple[int, str] = (0, "0")
+
+
+def _dtm() -> str:
+    """The current time in milliseconds since the epoch, as text (``dtm``)."""
+    global _last_dtm
+    ms = _time_ns() // 1_000_000
+    last = _last_dtm
+    if last[0] == ms:
+        return last[1]
+    text = str(ms)
+    _last_dtm = (ms, text)
+    return text
 
 
 class _IdPool:
@@ -197,7 +211,7 @@ class Tracker(LegacyTracking):
                 merged = self._merged = (wire, {**wire, **self._tail, "eid": "", "dtm": ""})
             nv.update(merged[1])
         nv["eid"] = new_event_id(pid)
-        nv["dtm"] = str(_time_ns() // 1_000_000)
+        nv["dtm"] = _dtm()
         return nv
 
     def track(self, event: Event) -> str:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import json
+import json.encoder
 import logging
 import os
 import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlencode, urlsplit
@@ -40,8 +42,22 @@ logger = logging.getLogger("snowplow_threaded.transport")
 
 PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 _BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":'
-# compact ASCII JSON: len() of the text is its size in bytes
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+def _records_encoder() -> Callable[[PayloadDictList], str]:
+    """Compact JSON of a list of records (dicts of strings), non-ASCII kept as UTF-8 text:
+    the C encoder without a circular-reference table (records are flat), which is the
+    cheapest stdlib encoding (``json.dumps`` with ``ensure_ascii`` costs ~25 % more for
+    the long base64 values of self-describing events)."""
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - interpreters without _json
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                                check_circular=False).encode
+    c_encode = c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",",
+                              False, False, False)
+    return lambda records: "".join(c_encode(records, 0))
+
+
+_encode = _records_encoder()
 _SLICE = 32  # records per encoder call (see post_bodies)
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 10.0)
 USER_AGENT = f"snowplow-threaded/{__version__} python-requests/{requests.__version__}"
@@ -122,9 +138,11 @@ class ConnectionClient:
     body separately).
 
     A connection idle in the keep-alive state that the collector has closed is detected
-    before reuse and replaced, as urllib3's pool does (Linux: the TCP state, read without
-    a system call that releases the GIL; elsewhere: a zero-timeout poll, which also
-    catches unread bytes); the request is never re-sent after it was written.
+    before reuse and replaced, as urllib3's pool does: after a second or more of idleness
+    by a zero-timeout poll (a closed socket, or bytes nobody asked for, such as a 408 sent
+    before closing); between back-to-back requests, on Linux, from the TCP state (a
+    ``getsockopt``, which keeps the GIL). The request is never re-sent after it was
+    written.
     """
 
     def __init__(self, uri: str, timeout: RequestTimeout) -> None:
@@ -136,6 +154,7 @@ class ConnectionClient:
         self._https = parts.scheme == "https"
         self._port = parts.port or (443 if self._https else 80)
         self._sock: socket.socket | None = None
+        self._last_used = 0.0  # time.monotonic() at the end of the last exchange
         self._context: ssl.SSLContext | None = None
         authority = f"[{host}]" if ":" in host else host
         if parts.port is not None and parts.port != (443 if self._https else 80):
@@ -153,7 +172,7 @@ class ConnectionClient:
 
     def _connection(self) -> socket.socket:
         sock = self._sock
-        if sock is not None and _dropped(sock):
+        if sock is not None and _dropped(sock, time.monotonic() - self._last_used > _IDLE):
             self.close()
             sock = None
         if sock is None:
@@ -198,6 +217,7 @@ class ConnectionClient:
                 resp.close()
             if resp.will_close:
                 self.close()
+            self._last_used = time.monotonic()
             return resp.status, resp.getheader("Retry-After")
         except BaseException:
             self.close()  # never reuse a connection in an unknown state
@@ -218,17 +238,18 @@ class ConnectFailed(OSError):
 
 
 _SEND_BUFFER = 1 << 20  # bytes (Linux doubles it, within net.core.wmem_max)
+_IDLE = 1.0  # seconds without a request after which reuse is checked by a poll
 _TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux
 _TCP_ESTABLISHED = 1  # tcp_info.tcpi_state (linux/tcp_states.h)
 
 
-def _dropped(sock: socket.socket) -> bool:
-    """True if an idle keep-alive socket must not be reused: closed by the peer (Linux:
-    any TCP state but ESTABLISHED, e.g. CLOSE_WAIT after the peer's FIN; this
-    ``getsockopt`` keeps the GIL), or, where TCP_INFO is missing, readable (closed, or
-    carrying bytes nobody asked for)."""
+def _dropped(sock: socket.socket, idle: bool) -> bool:
+    """True if a keep-alive socket must not be reused. *idle* (or where Linux's TCP_INFO is
+    missing): a zero-timeout poll says whether it is readable (closed by the peer, or
+    carrying bytes nobody asked for). Otherwise any TCP state but ESTABLISHED (e.g.
+    CLOSE_WAIT after the peer's FIN), read by a ``getsockopt`` that keeps the GIL."""
     try:
-        if _TCP_INFO is not None:
+        if not idle and _TCP_INFO is not None:
             return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0] != _TCP_ESTABLISHED
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
@@ -303,8 +324,9 @@ def post_bodies(records: PayloadDictList, stm: str, max_bytes: int) -> list[tupl
         body = _BODY_PREFIX + "[" + ",".join(
             [_encode(records[i:i + _SLICE])[1:-1] for i in range(0, len(records), _SLICE)]
         ) + "]}"
-    if len(body) <= max_bytes or len(records) == 1:
-        return [(len(records), body.encode("ascii"))]
+    data = body.encode("utf-8")
+    if len(data) <= max_bytes or len(records) == 1:
+        return [(len(records), data)]
     half = len(records) // 2
     return (post_bodies(records[:half], stm, max_bytes)
             + post_bodies(records[half:], stm, max_bytes))

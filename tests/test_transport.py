@@ -54,11 +54,18 @@ def test_post_bodies_one_body_when_it_fits() -> None:
     assert doc["data"] == recs
 
 
-def test_post_bodies_non_ascii_is_escaped_so_length_is_bytes() -> None:
+def test_post_bodies_are_utf8_and_limited_in_bytes() -> None:
+    """Non-ASCII text goes out as UTF-8 (shorter than \\u escapes); the size limit counts
+    bytes, not characters."""
     recs = [{"e": "se", "eid": "a", "se_la": "café ☕ 🚀"}]
     (_count, body), = post_bodies(recs, "1", 10**6)
-    assert body.isascii()
+    assert "café ☕ 🚀".encode() in body
     assert json.loads(body)["data"][0]["se_la"] == "café ☕ 🚀"
+    wide = [{"e": "se", "eid": str(i), "se_la": "☕" * 100} for i in range(4)]  # 300 bytes each
+    one = len(post_bodies(wide[:1], "1", 10**6)[0][1])
+    bodies = post_bodies(wide, "1", 2 * one)  # fits two events by bytes, not by characters
+    assert [count for count, _ in bodies] == [2, 2]
+    assert all(len(body) <= 2 * one for _, body in bodies)
 
 
 def test_sent_timestamp_is_milliseconds() -> None:
@@ -175,15 +182,18 @@ def test_sessions_keep_no_cookies(collector: Collector) -> None:
     assert "cookie" not in collector.requests[1].headers
 
 
-def test_idle_connection_closed_by_the_collector_is_replaced(collector: Collector) -> None:
-    """A keep-alive connection the collector dropped while idle is detected before reuse:
-    the next send goes out on a new connection and succeeds (no failure, no retry)."""
+@pytest.mark.parametrize("idle", [0.05, 1.2])
+def test_idle_connection_closed_by_the_collector_is_replaced(collector: Collector,
+                                                             idle: float) -> None:
+    """A keep-alive connection the collector dropped is detected before reuse, right after
+    a request (from the TCP state) or after a longer idleness (by a poll): the next send
+    goes out on a new connection and succeeds (no failure, no retry)."""
     t = post_transport(collector)
     try:
         assert t.send(records(1), "1").sent == 1
         collector.down()  # drops every open connection
         collector.up()
-        time.sleep(0.05)
+        time.sleep(idle)
         result = t.send(records(2), "2")
     finally:
         t.close()
