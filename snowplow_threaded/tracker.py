@@ -193,14 +193,8 @@ class Tracker(LegacyTracking):
                 raise TypeError(f"track() takes an Event, got {type(event).__name__}") from None
             raise
         subject = self.subject
-        if event._event_subject is not None:
-            if subject is not None:
-                nv.update(subject.wire_pairs())
-                nv.update(event._event_subject.explicit_wire_pairs())
-            else:
-                nv.update(event._event_subject.wire_pairs())
-            nv.update(self._tail)
-        elif subject is None:
+        if event._event_subject is not None or subject is None:
+            event._add_subject(nv, subject)
             nv.update(self._tail)
         else:  # the common case: one update with the subject and tracker fields
             wire = subject.wire_pairs()

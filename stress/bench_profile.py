@@ -20,8 +20,9 @@ from stress.bench_runner import WORKLOADS, run_child, sink_process
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("JSON encoding", ("json/", "_json", "encode_json", "encode_basestring")),
     ("base64", ("base64", "b2a_base64", "b64encode")),
-    ("id generation (uuid/urandom)", ("uuid", "urandom", "new_event_id",
-                                      "method 'hex' of 'bytes'")),
+    ("id generation (uuid/random bytes)", ("uuid", "urandom", "RAND_bytes", "new_event_id",
+                                           "_fresh_ids", "method 'hex' of 'bytearray'",
+                                           "method 'hex' of 'bytes'")),
     ("HTTP (requests/urllib3/http.client/socket)", (
         "posix.stat", "genericpath", "getproxies",
         "requests/", "urllib3/", "http/client", "socket", "ssl", "selectors", "email/",

@@ -150,6 +150,12 @@ class Event:
         subject: Subject | None,
     ) -> dict[str, Any]:
         nv = self._build_body(encode_base64, json_encoder)
+        self._add_subject(nv, subject)
+        return nv
+
+    def _add_subject(self, nv: dict[str, Any], subject: Subject | None) -> None:
+        """Add the subject fields to *nv*: the tracker's *subject*, overridden by what this
+        event's own subject set."""
         if self._event_subject is not None:
             if subject is not None:
                 nv.update(subject.wire_pairs())
@@ -158,7 +164,6 @@ class Event:
                 nv.update(self._event_subject.wire_pairs())
         elif subject is not None:
             nv.update(subject.wire_pairs())
-        return nv
 
     def _build_body(
         self, encode_base64: bool, json_encoder: JsonEncoderFunction | None
