@@ -1,4 +1,5 @@
-"""Delivery of one leased batch: the request, the verdict, and the user callbacks.
+"""A worker thread's loop (:func:`send_until`), and the delivery of one leased batch: the
+request, the verdict, and the user callbacks.
 
 Runs on a worker thread with no lock held. Callback exceptions are logged, never raised:
 a broken ``on_success``/``on_failure`` must not kill the worker or lose events.
@@ -7,12 +8,17 @@ a broken ``on_success``/``on_failure`` must not kill the worker or lose events.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .event_store import Lease
 from .retry import NO_RESPONSE, should_retry
-from .transport import SendResult, Transport, sent_timestamp
+from .transport import Bodies, SendResult, Transport, sent_timestamp
 from .typing import FailureCallback, SuccessCallback
+
+if TYPE_CHECKING:
+    from .leasing import LeaseDesk
 
 logger = logging.getLogger("snowplow_threaded.worker")
 
@@ -33,11 +39,14 @@ def deliver(
     max_retries: int | None,
     on_success: SuccessCallback | None,
     on_failure: FailureCallback | None,
+    bodies: Bodies | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Outcome:
-    """Send *lease* once and run the callbacks. Never raises."""
+    """Send *lease* once (its *bodies* if already encoded; *meanwhile* run while the
+    collector answers, see :meth:`Transport.send`) and run the callbacks. Never raises."""
     stm = sent_timestamp()
     lease.attempts += 1
-    result = transport.send(lease.records, stm)
+    result = transport.send(lease.records, stm, bodies, meanwhile)
     failed = result.failed or []
     delivered = len(lease.records) - len(failed)
     retry = bool(failed) and should_retry(result.status, custom_retry_codes)
@@ -69,3 +78,44 @@ def _call(name: str, callback: object, *args: object) -> None:
         callback(*args)  # type: ignore[operator]
     except Exception:
         logger.exception("%s callback raised; the emitter goes on", name)
+
+
+def send_until(dispatcher: LeaseDesk, transport: Transport, until: float | None) -> None:
+    """Lease, send and settle batches until the dispatcher says stop (or *until*, a
+    monotonic deadline: an inline drain). Closes *transport* at the end.
+
+    A worker thread (no *until*) sending POSTs through its own connection leases and
+    encodes its next batch while the collector answers the current one, when one is due
+    (a backlog). It then finds that answer already there instead of blocking on it, and
+    does not queue for the GIL behind the application's threads once per request. A batch
+    leased ahead is sent next, or put back if it may not go now (a backoff began, close()
+    gave up)."""
+    ahead: list[tuple[Lease, Bodies | None]] = []
+
+    def lease_ahead() -> None:
+        lease = dispatcher.lease_now()
+        if lease is None:
+            return
+        ahead.append((lease, None))
+        try:
+            ahead[-1] = (lease, transport.prepare(lease.records, sent_timestamp()))
+        except Exception:  # pragma: no cover - records are dicts of strings
+            logger.exception("encoding a batch ahead failed; it is encoded when sent")
+
+    meanwhile = lease_ahead if until is None and transport.can_overlap else None
+    try:
+        while True:
+            if ahead:
+                lease, bodies = ahead.pop()
+                if not dispatcher.may_send(lease):
+                    continue
+            else:
+                leased = dispatcher.next_lease(until)
+                if leased is None:
+                    return
+                lease, bodies = leased, None
+            dispatcher.attempt(lease, transport, bodies, meanwhile)
+    finally:
+        for lease, _ in ahead:
+            dispatcher.return_unsent(lease)
+        transport.close()
