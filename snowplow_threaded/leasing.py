@@ -79,7 +79,7 @@ class LeaseDesk:
         self._lost_on_close = False
         self._flush_deadline = 0.0  # the latest deadline of a waiting flush()
         self._in_flight = 0
-        self._deciding = 0  # workers inside _next_lease (may sleep): the caller must notify
+        self._deciding = 0  # workers inside next_lease (may sleep): the caller must notify
         self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
         self._dropped: dict[str, int] = {}
         self._last_error: str | None = None
