@@ -60,9 +60,10 @@ except ImportError:  # pragma: no cover - Python built without ssl
     _random_bytes = os.urandom
 
 #: Where event ids' random bits come from. Not ``os.urandom``: it releases the GIL, and a
-#: tracking thread that releases and retakes the GIL every few hundred events starves
-#: the sender thread waiting for it (every hand-back resets the waiter's switch timer;
-#: measured: 47 ms per POST instead of 6 ms next to one busy tracking thread).
+#: tracking thread that releases and retakes the GIL often starves the sender thread
+#: waiting for it (every hand-back restarts the waiter's switch interval; see
+#: ``python -m stress.sender_gil``: a POST next to a busy tracking thread took 31 ms
+#: instead of 5.7 with ids from os.urandom made 256 at a time).
 random_bytes: Callable[[int], bytes] = _random_bytes
 _POOL_IDS = 1024  # ids per refill: ~0.1 ms each time (0.1 % of track() calls)
 # RFC 4122 version 4: byte 6 is 0100xxxx, byte 8 is 10xxxxxx

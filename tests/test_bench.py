@@ -59,3 +59,22 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
         assert chart.exists() and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert "matplotlib is not installed" in report
+
+
+@pytest.mark.parametrize("command, rows", [
+    (["stress.jitter", "--runs", "1", "--events", "2000"], ["sending", "idle", "plain work"]),
+    (["stress.sender_gil", "--runs", "1", "--requests", "3"],
+     ["nothing", "spin", "track", "track, ids from os.urandom (256 per call)"]),
+])
+def test_diagnostic_tools_report_every_set_up(command: list[str], rows: list[str]) -> None:
+    """``stress.jitter`` and ``stress.sender_gil`` run and print a row per set-up, each
+    with a number (what they measure is a report, not asserted)."""
+    proc = subprocess.run([sys.executable, "-m", *command], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = {line.split(" | ")[0].strip("| "): line for line in proc.stdout.splitlines()
+             if line.startswith("| ") and not line.startswith("| ---")}
+    for row in rows:
+        assert row in table, proc.stdout
+        assert any(cell.strip().replace(",", "").replace(".", "").isdigit()
+                   for cell in table[row].split("|")[2:]), table[row]

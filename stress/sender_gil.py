@@ -1,0 +1,115 @@
+"""Does a busy tracking thread starve the sender of the GIL?
+
+``python -m stress.sender_gil [--requests 40] [--runs 3]`` times POSTs of a 500-event body
+to the loopback sink (:mod:`stress.sink`) through the default keep-alive client, in fresh
+processes, while another thread of the same process does one of:
+
+* ``nothing``: the sender alone;
+* ``spin``: a pure-Python busy loop (holds the GIL, never releases it on its own);
+* ``track``: tracks events flat out (to a closed port, so that only this client sends),
+  with event ids from ``ssl.RAND_bytes`` (the library's default);
+* ``track, ids from os.urandom (N per call)``: the same, with ids from ``os.urandom``, a
+  system call that releases the GIL, N ids per call (the library makes 1024 per call).
+
+Every hand-back of the GIL restarts a waiting thread's switch interval (5 ms), so a
+tracking thread that releases and retakes it often keeps the sender waiting much longer
+than one that never does. Nothing is asserted: this prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+from stress.bench_runner import sink_process
+from stress.child import event_factory
+
+LOADS = ("nothing", "spin", "track", "track, ids from os.urandom (1024 per call)",
+         "track, ids from os.urandom (256 per call)")
+
+
+def measure(port: int, load: str, requests: int) -> float:
+    """In a fresh process: median ms per POST next to *load*."""
+    import snowplow_threaded.tracker as tracker_module
+    from snowplow_threaded import Emitter, Tracker
+    from snowplow_threaded.clients import ConnectionClient
+    from snowplow_threaded.transport import post_bodies
+
+    if "os.urandom" in load:
+        tracker_module.random_bytes = os.urandom
+        if "256" in load:
+            fresh = tracker_module._fresh_ids
+            tracker_module._fresh_ids = lambda count=256: fresh(count)
+    source = Tracker("gil", Emitter("http://127.0.0.1:9", max_retry_delay_seconds=60))
+    make = event_factory("ours", "se")
+    records = [source._complete(make()) for _ in range(500)]
+    body = post_bodies(records, "1", 10**7)[0][1]
+    client = ConnectionClient(f"http://127.0.0.1:{port}/com.snowplowanalytics.snowplow/tp2",
+                              (5.0, 10.0))
+    stop = threading.Event()
+
+    def busy() -> None:
+        if load == "spin":
+            count = 0
+            while not stop.is_set():
+                count += 1
+            return
+        tracker = Tracker("busy", Emitter("http://127.0.0.1:9", buffer_capacity=1000,
+                                          max_retry_delay_seconds=60))
+        while not stop.is_set():
+            tracker.track(make())
+
+    if load != "nothing":
+        threading.Thread(target=busy, daemon=True).start()
+        time.sleep(0.05)
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        client.request("POST", body, None)
+        times.append(time.perf_counter() - start)
+    stop.set()
+    client.close()
+    return statistics.median(times) * 1000
+
+
+def run_child(port: int, load: str, requests: int) -> float:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a fresh process per measurement, reporting through the pipe
+        os.close(read_fd)
+        os.write(write_fd, json.dumps(measure(port, load, requests)).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        value: float = json.loads(fh.read())
+    os.waitpid(pid, 0)
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stress.sender_gil", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    results: dict[str, list[float]] = {load: [] for load in LOADS}
+    with sink_process() as port:
+        for _ in range(args.runs):
+            for load in LOADS:
+                results[load].append(run_child(port, load, args.requests))
+    lines = [f"# One POST of 500 events to the loopback sink, next to a busy thread "
+             f"({args.runs} runs x {args.requests} requests, median of medians)", "",
+             "| the other thread | ms per POST | every run |", "| --- | ---: | --- |"]
+    for load, values in results.items():
+        lines.append(f"| {load} | {statistics.median(values):.1f} | "
+                     + ", ".join(f"{v:.1f}" for v in values) + " |")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
