@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -102,7 +102,8 @@ class ConnectionClient:
 
     def __init__(self, uri: str, timeout: RequestTimeout) -> None:
         parts = urlsplit(uri)
-        self._path = parts.path or "/"
+        # non-ASCII path characters percent-encoded as UTF-8, as requests does
+        self._path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
         self._connect_timeout, self._read_timeout = _timeouts(timeout)
         host = parts.hostname or ""
         self._host = host

@@ -140,7 +140,10 @@ class Transport:
     def can_overlap(self) -> bool:
         """Whether :meth:`send` can run other work while the collector answers (POST through
         our own connection)."""
-        return self.method == "post" and isinstance(self.client, ConnectionClient)
+        try:
+            return self.method == "post" and isinstance(self.client, ConnectionClient)
+        except Exception:  # reported by send(), where making the client fails again
+            return False
 
     def prepare(self, records: PayloadDictList, stm: str) -> Bodies:
         """The request bodies of *records* (sets their ``stm``), for :meth:`send`."""
@@ -160,7 +163,10 @@ class Transport:
     def _post_all(self, records: PayloadDictList, bodies: Bodies,
                   meanwhile: Callable[[], object] | None) -> SendResult:
         result = SendResult(200, requests=0)
-        client = self.client
+        try:
+            client = self.client
+        except Exception as exc:  # a client that cannot be made: nothing was sent
+            return self._failed(result, records, NO_RESPONSE, _describe(exc), None)
         own = client if meanwhile is not None and isinstance(client, ConnectionClient) else None
         for index, (count, body) in enumerate(bodies):
             result.requests += 1

@@ -150,3 +150,15 @@ def test_default_transport_request_head(collector: Collector, method: str) -> No
         assert int(head["content-length"]) == len(requests[0].body)
     assert [e["se_la"] for e in collector.events() if "se_la" in e] == ["é ü"]
     assert len({r.connection_id for r in requests}) == 1  # one kept-alive connection
+
+
+def test_non_ascii_endpoint_path_is_percent_encoded(collector: Collector) -> None:
+    emitter = Emitter(collector.endpoint + "/café", batch_size=1)
+    tracker = Tracker("path", emitter)
+    try:
+        tracker.track(StructuredEvent("c", "a"))
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    (request,) = collector.requests
+    assert request.path.startswith("/caf%C3%A9/") and request.accepted
