@@ -23,13 +23,12 @@ passes 1 %). Nothing is asserted: this prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 
-from stress.bench_runner import sink_process
+from stress.bench_runner import in_fresh_process, sink_process
 from stress.child import event_factory, percentiles
 
 
@@ -84,21 +83,12 @@ def measure(endpoint: str, events: int) -> dict[str, float]:
 
 
 def run_child(endpoint: str | None, events: int) -> dict[str, float]:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # a fresh process per run, reporting through the pipe
-        os.close(read_fd)
+    """One set-up's percentiles, measured in a fresh process."""
+    def run() -> dict[str, float]:
         result = measure(endpoint, events) if endpoint else measure_plain(events)
-        os.write(write_fd, json.dumps({k: v for k, v in result.items()
-                                       if isinstance(v, float)}).encode())
-        os._exit(0)
-    os.close(write_fd)
-    chunks = []
-    while chunk := os.read(read_fd, 65536):
-        chunks.append(chunk)
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    parsed: dict[str, float] = json.loads(b"".join(chunks))
+        return {k: v for k, v in result.items() if isinstance(v, float)}
+
+    parsed: dict[str, float] = in_fresh_process(run)
     return parsed
 
 

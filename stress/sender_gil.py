@@ -19,14 +19,13 @@ than one that never does. Nothing is asserted: this prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import threading
 import time
 
-from stress.bench_runner import sink_process
+from stress.bench_runner import in_fresh_process, sink_process
 from stress.child import event_factory
 
 LOADS = ("nothing", "spin", "track", "track, ids from os.urandom (1024 per call)",
@@ -78,16 +77,7 @@ def measure(port: int, load: str, requests: int) -> float:
 
 
 def run_child(port: int, load: str, requests: int) -> float:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # a fresh process per measurement, reporting through the pipe
-        os.close(read_fd)
-        os.write(write_fd, json.dumps(measure(port, load, requests)).encode())
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as fh:
-        value: float = json.loads(fh.read())
-    os.waitpid(pid, 0)
+    value: float = in_fresh_process(measure, port, load, requests)
     return value
 
 
