@@ -73,11 +73,11 @@ _pool = _IdPool()
 
 
 def _fresh_ids(count: int = _POOL_IDS) -> list[str]:
-    """*count* random version-4 UUIDs as text,
-    formatted by C-speed bulk operations (no per-id Python loop): set the version and
-    variant bits of every 16-byte group by strided ``translate``, hex-encode with a dash
-    after every 2 bytes (``xxxx-`` x 8 per id), and delete the three dashes a UUID does
-    not have (after groups 1, 6 and 7) with strided deletes."""
+    """*count* random version-4 UUIDs as text, formatted by C-speed bulk operations (no
+    per-id Python loop): set the version and variant bits of every 16-byte group by
+    strided ``translate``, hex-encode with a dash after every 2 bytes (``xxxx-`` x 8 per
+    id), and delete the three dashes a UUID does not have (after groups 1, 6 and 7) with
+    strided deletes."""
     raw = bytearray(random_bytes(count * 16))
     raw[6::16] = raw[6::16].translate(_VERSION)
     raw[8::16] = raw[8::16].translate(_VARIANT)
