@@ -27,7 +27,8 @@ from .typing import EmitterProtocol, JsonEncoderFunction, PayloadDict
 
 VERSION = TRACKER_VERSION
 _time_ns = time.time_ns
-#: the last ``dtm`` made: (milliseconds, its text), shared by the events of that millisecond
+#: the last ``dtm`` made: (milliseconds, its text), shared by the events of that millisecond;
+#: no lock: the tuple is replaced as a whole, so a reader sees an old or a new pair
 _last_dtm: tuple[int, str] = (0, "0")
 
 
