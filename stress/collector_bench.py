@@ -116,8 +116,7 @@ def _client(endpoint: str, scenario: Scenario, seconds: float, start_at: float,
     def worker(offset: int) -> None:
         conn = http.client.HTTPConnection(host or "127.0.0.1", port, timeout=30)
         sent = events = errors = 0
-        while time.time() < start_at:
-            time.sleep(0.001)
+        time.sleep(max(0.0, start_at - time.time()))  # every client starts together
         deadline = start_at + seconds
         i = offset
         while time.time() < deadline:
@@ -182,8 +181,7 @@ def run_scenario(endpoint: str, scenario: Scenario, seconds: float,
              for _ in range(scenario.processes)]
     for p in procs:
         p.start()
-    while time.time() < start_at:
-        time.sleep(0.001)
+    time.sleep(max(0.0, start_at - time.time()))
     cpu_before = _cpu_seconds(server_pid)
     totals = {"requests": 0, "events": 0, "errors": 0}
     for _ in procs:

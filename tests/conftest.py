@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from snowplow_threaded.collector import Collector as EmbeddedCollector
 from tests.collector import Collector
 
 pytest_plugins = ["pytester"]
@@ -15,3 +16,19 @@ pytest_plugins = ["pytester"]
 def collector() -> Iterator[Collector]:
     with Collector() as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def micro() -> Iterator[EmbeddedCollector]:
+    """The embedded collector (``snowplow_threaded.collector``), one per test module."""
+    with EmbeddedCollector() as c:
+        yield c
+
+
+@pytest.fixture
+def micro_collector(micro: EmbeddedCollector) -> Iterator[EmbeddedCollector]:
+    """``micro``, emptied and serving, for one test."""
+    micro.reset()
+    micro.resume()
+    yield micro
+    micro.resume()

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,18 +25,10 @@ WEB_PAGE = SP + "web_page/jsonschema/1-0-0"
 PAGE = SelfDescribingJson(WEB_PAGE, {"id": str(uuid.uuid4())})
 
 
-@pytest.fixture(scope="module")
-def micro() -> Iterator[Collector]:
-    with Collector() as c:
-        yield c
-
-
 @pytest.fixture
-def collector(micro: Collector) -> Iterator[Collector]:
-    micro.reset()
-    micro.resume()
-    yield micro
-    micro.resume()
+def collector(micro_collector: Collector) -> Collector:
+    """Every test here runs against the embedded collector (see conftest)."""
+    return micro_collector
 
 
 def api(collector: Collector, route: str, body: Any = None) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,16 +27,10 @@ LINK_CLICK = SP + "link_click/jsonschema/1-0-1"
 WEB_PAGE = SP + "web_page/jsonschema/1-0-0"
 
 
-@pytest.fixture(scope="module")
-def micro() -> Iterator[Collector]:
-    with Collector() as c:
-        yield c
-
-
 @pytest.fixture
-def collector(micro: Collector) -> Collector:
-    micro.reset()
-    return micro
+def collector(micro_collector: Collector) -> Collector:
+    """Every test here runs against the embedded collector (see conftest)."""
+    return micro_collector
 
 
 def event(**fields: Any) -> dict[str, Any]:

@@ -35,16 +35,10 @@ SESSION = SelfDescribingJson(SP + "client_session/jsonschema/1-0-2", {
     "storageMechanism": "SQLITE", "firstEventTimestamp": "2024-05-01T10:00:00.000Z"})
 
 
-@pytest.fixture(scope="module")
-def micro() -> Iterator[Collector]:
-    with Collector() as c:
-        yield c
-
-
 @pytest.fixture
-def collector(micro: Collector) -> Collector:
-    micro.reset()
-    return micro
+def collector(micro_collector: Collector) -> Collector:
+    """Every test here runs against the embedded collector (see conftest)."""
+    return micro_collector
 
 
 @pytest.fixture(params=[("post", True), ("post", False), ("get", True), ("get", False)],
