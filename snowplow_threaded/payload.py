@@ -79,18 +79,57 @@ def encode_json(
         ) from exc
 
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
 def b64encode_text(text: str) -> str:
-    """URL-safe base64 of the UTF-8 bytes of *text* (padding kept, as the reference does)."""
-    return binascii.b2a_base64(text.encode("utf-8"), newline=False).translate(_URLSAFE).decode(
-        "ascii"
-    )
+    """URL-safe base64 of the UTF-8 bytes of *text* (padding kept, as the reference does).
+    Two ``replace`` calls, not ``translate``: they skip ahead with ``memchr`` between the
+    few characters to change (about 5x faster on event-sized text)."""
+    return (binascii.b2a_base64(text.encode("utf-8"), newline=False)
+            .replace(b"+", b"-").replace(b"/", b"_").decode("ascii"))
+
+
+def as_text(value: Any) -> str:
+    return value if type(value) is str else str(value)
+
+
+class PayloadPairs(dict[str, Any]):
+    """``Payload.nv_pairs``: a dict that holds every value as the tracker protocol sends
+    it, as text. A value that is not a string is stored as its ``str()`` by item
+    assignment, ``update``, ``setdefault`` and ``|=`` (so ``track()`` needs no check of
+    its own; it checks a plain dict assigned to ``nv_pairs`` instead). Reading gives the
+    text back: ``pairs["tr_tt"] = 9.5`` reads back ``"9.5"``."""
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            self.update(*args, **kwargs)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        put_text(self, key, as_text(value))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        dict.update(self, {key: as_text(value) for key, value in dict(*args, **kwargs).items()})
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        return dict.setdefault(self, key, as_text(default))
+
+    def __ior__(self, other: Any) -> PayloadPairs:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+
+#: Item assignment without :class:`PayloadPairs`' conversion, for values that are text
+#: already (``put_text(pairs, "e", "se")``: no Python-level ``__setitem__`` call).
+put_text: Callable[[dict[str, Any], str, str], None] = dict.__setitem__
+#: ``fill_text(pairs, fields)``: ``update`` without the conversion, for text values (one
+#: call for all of an event's fields: cheaper than a ``put_text`` per field).
+fill_text: Callable[[dict[str, Any], dict[str, str]], None] = dict.update
+_new_pairs = PayloadPairs.__new__  # an empty PayloadPairs, without the __init__ call
 
 
 class Payload:
-    """The name/value pairs of an event (``nv_pairs``), as in the reference API.
+    """The name/value pairs of an event (``nv_pairs``, a :class:`PayloadPairs`), as in the
+    reference API.
 
     ``add`` skips ``None`` and ``""``, so optional fields can be added unconditionally.
     """
@@ -98,13 +137,13 @@ class Payload:
     __slots__ = ("nv_pairs",)
 
     def __init__(self, dict_: PayloadDict | None = None) -> None:
-        self.nv_pairs: PayloadDict = {}
+        self.nv_pairs: PayloadDict = _new_pairs(PayloadPairs)
         if dict_ is not None:
             self.nv_pairs.update(dict_)
 
     def add(self, name: str, value: Any) -> None:
         if not (value is None or value == ""):
-            self.nv_pairs[name] = value
+            put_text(self.nv_pairs, name, value if type(value) is str else str(value))
 
     def add_dict(self, dict_: PayloadDict, base64: bool = False) -> None:
         for name, value in dict_.items():

@@ -19,14 +19,16 @@ from ._version import TRACKER_VERSION
 from .contracts import non_empty_string
 from .emitters import Emitter
 from .events import Event
+from .events.event import all_text
 from .legacy import LegacyTracking
-from .payload import Payload
+from .payload import Payload, PayloadPairs
 from .stats import EmitterStats
 from .subject import Subject
 from .typing import EmitterProtocol, JsonEncoderFunction, PayloadDict
 
 VERSION = TRACKER_VERSION
 _time_ns = time.time_ns
+_getpid = os.getpid
 #: the last ``dtm`` made: (milliseconds, its text), shared by the events of that millisecond;
 #: no lock: the tuple is replaced as a whole, so a reader sees an old or a new pair
 _last_dtm: tuple[int, str] = (0, "0")
@@ -34,11 +36,13 @@ _last_dtm: tuple[int, str] = (0, "0")
 
 def _dtm() -> str:
     """The current time in milliseconds since the epoch, as text (``dtm``)."""
-    global _last_dtm
     ms = _time_ns() // 1_000_000
     last = _last_dtm
-    if last[0] == ms:
-        return last[1]
+    return last[1] if last[0] == ms else _dtm_of(ms)
+
+
+def _dtm_of(ms: int) -> str:
+    global _last_dtm
     text = str(ms)
     _last_dtm = (ms, text)
     return text
@@ -71,6 +75,7 @@ _POOL_IDS = 1024  # ids per refill: ~0.1 ms each time (0.1 % of track() calls)
 _VERSION = bytes(0x40 | (b & 0x0F) for b in range(256))
 _VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
 _pool = _IdPool()
+_NO_SUBJECT = object()  # no subject fields merged yet (see Tracker._merged)
 
 
 def _fresh_ids(count: int = _POOL_IDS) -> list[str]:
@@ -169,7 +174,7 @@ class Tracker(LegacyTracking):
         self._tail: dict[str, str] = {k: v for k, v in self.standard_nv_pairs.items() if v}
         #: (the subject's cached wire pairs, those merged with _tail): rebuilt when the
         #: subject or its fields change; replaced as a whole (thread-safe to read)
-        self._merged: tuple[dict[str, str] | None, dict[str, str]] = (None, self._tail)
+        self._merged: tuple[object, dict[str, str]] = (_NO_SUBJECT, self._tail)
 
     @staticmethod
     def get_uuid() -> str:
@@ -183,11 +188,26 @@ class Tracker(LegacyTracking):
 
     def complete_payload(self, event: Event) -> Payload:
         """The full payload of *event* as it would be sent (without ``stm``)."""
+        nv = self._complete(event)
+        nv["eid"] = new_event_id()
+        nv["dtm"] = _dtm()
         result = Payload()
-        result.nv_pairs = dict(self._complete(event))
+        result.nv_pairs = nv
         return result
 
-    def _complete(self, event: Event, pid: int = 0) -> dict[str, str]:
+    def _merged_for(self, subject: Subject) -> dict[str, str]:
+        """*subject*'s fields merged with the tracker's, with ``eid``/``dtm`` placeholders
+        (cached in ``_merged`` until the subject changes)."""
+        merged = self._merged
+        wire = subject.wire_pairs()
+        if merged[0] is not subject._wire:
+            merged = self._merged = (subject._wire,
+                                     {**wire, **self._tail, "eid": "", "dtm": ""})
+        return merged[1]
+
+    def _complete(self, event: Event) -> dict[str, str]:
+        """*event*'s payload without ``eid`` and ``dtm`` (every case; see :meth:`track`
+        for the common one)."""
         try:
             nv = event._build_body(self.encode_base64, self.json_encoder)
         except AttributeError:
@@ -198,16 +218,8 @@ class Tracker(LegacyTracking):
         if event._event_subject is not None or subject is None:
             event._add_subject(nv, subject)
             nv.update(self._tail)
-        else:  # the common case: one update with the subject and tracker fields
-            wire = subject.wire_pairs()
-            merged = self._merged
-            if merged[0] is not wire:
-                # with placeholders for eid and dtm: update() sizes the dict for every
-                # field at once, and the two assignments below do not grow it again
-                merged = self._merged = (wire, {**wire, **self._tail, "eid": "", "dtm": ""})
-            nv.update(merged[1])
-        nv["eid"] = new_event_id(pid)
-        nv["dtm"] = _dtm()
+        else:
+            nv.update(self._merged_for(subject))
         return nv
 
     def track(self, event: Event) -> str:
@@ -217,9 +229,40 @@ class Tracker(LegacyTracking):
         ``json_encoder``, NaN, a non-Event). Never blocks on the network and never raises
         for collector problems.
         """
-        pid = os.getpid()  # once: the id pool and each emitter check it (fork safety)
-        nv = self._complete(event, pid)
-        eid: str = nv["eid"]
+        pid = _getpid()  # once: the id pool and each emitter check it (fork safety)
+        subject = self.subject
+        merged = self._merged
+        # the common case: no event subject, the tracker's subject unchanged since the
+        # last event: the event's fields over a copy of the merged subject and tracker
+        # fields (one clone of the larger dict, sized for eid/dtm too, and a few inserts)
+        try:
+            fast = (event._event_subject is None and subject is not None
+                    and merged[0] is subject._wire)
+            pairs = event.payload.nv_pairs
+        except AttributeError:
+            fast = False  # _complete() says what is wrong
+        if fast:
+            nv = merged[1].copy()
+            nv.update(pairs)
+            if (len(nv) != len(merged[1]) + len(pairs)  # the event sets a field of ours
+                    or (type(pairs) is not PayloadPairs and not all_text(pairs))):
+                nv = self._complete(event)  # ours win; values made text
+            elif event._has_json or event._context or event._true_timestamp is not None:
+                event._add_parts(nv, self.encode_base64, self.json_encoder)
+        else:
+            nv = self._complete(event)
+        pool = _pool
+        if pool.pid == pid:
+            try:
+                eid = pool.ids.pop()
+            except IndexError:
+                eid = new_event_id(pid)
+        else:
+            eid = new_event_id(pid)
+        nv["eid"] = eid
+        ms = _time_ns() // 1_000_000
+        last = _last_dtm
+        nv["dtm"] = last[1] if last[0] == ms else _dtm_of(ms)
         only = self._only
         if only is not None:  # the common case: one emitter, one of ours
             only(nv, pid)

@@ -13,7 +13,7 @@
   parent (:mod:`stress.bench_runs`) times the exit and asks the sink what arrived.
 * ``floor`` — the per-event cost a sender cannot go below, measured in this process with
   timeit-style loops (best of 7, thread CPU time): event object construction, the
-  payload build (``Tracker._complete``, no enqueue), one ``json.dumps`` of the final
+  payload build (``track()`` with a no-op admission), one ``json.dumps`` of the final
   payload dict, and one keep-alive ``http.client`` POST of a batch to the sink divided by
   its event count.
 """
@@ -41,6 +41,7 @@ from stress.child import (
     event_factory,
     make_tracker,
     percentiles,
+    records_of,
     sink_call,
     warm_up,
 )
@@ -243,17 +244,16 @@ def run_floor(spec: Spec) -> dict[str, Any]:
         make = event_factory("ours", workload)
         event = make()
         construct = best_cpu_us(make, number)
-        complete = tracker._complete
-        build = best_cpu_us(partial(complete, event), number)
-        record = complete(event)
+        # track() with the admission replaced by a no-op: the payload build alone
+        tracker._only = lambda record, pid: None
+        build = best_cpu_us(partial(tracker.track, event), number)
+        record = records_of(tracker, [event])[0]
         record["stm"] = str(time.time_ns() // 1_000_000)
         dumps = best_cpu_us(partial(encode, record), number)
         batch = max(1, int(spec["batches"].get(workload) or 500))
-        records = []
-        for _ in range(batch):
-            one = tracker._complete(event)
+        records = records_of(tracker, [event] * batch)
+        for one in records:
             one["stm"] = record["stm"]
-            records.append(one)
         body = json.dumps({"schema": PAYLOAD_DATA_SCHEMA, "data": records},
                           separators=(",", ":")).encode()
 

@@ -438,7 +438,7 @@ def floor_section(raw: dict[str, Any]) -> str:
     lines = [
         "## How close to the floor (ours, 1 tracking thread, buffer 2xN)", "",
         "Floor per event = building the event object + the payload build "
-        "(`Tracker._complete`, no enqueue) + one `json.dumps` of the final payload dict + one "
+        "(`track()` with a no-op admission) + one `json.dumps` of the final payload dict + one "
         "keep-alive `http.client` POST of a batch of the observed events-per-request to the "
         "sink ÷ its events: thread CPU, best of 7 timeit-style loops in a fresh process, "
         f"each part the minimum over {floor.get('runs', 1)} such process(es); `json.dumps` "

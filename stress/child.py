@@ -123,6 +123,20 @@ def event_factory(lib: str, workload: str) -> EventFactory:
     return make_sd
 
 
+def records_of(tracker: Any, events: Iterable[Any]) -> list[dict[str, str]]:
+    """What ``tracker.track()`` (ours, one emitter) would buffer for *events*: the same
+    call with the admission replaced by a list append. The tracker is left as it was."""
+    records: list[dict[str, str]] = []
+    saved = tracker._only
+    tracker._only = lambda record, pid: records.append(record)
+    try:
+        for event in events:
+            tracker.track(event)
+    finally:
+        tracker._only = saved
+    return records
+
+
 def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
     """(tracker, emitter) for the spec'd library. Silences the reference's logging."""
     lib = spec["lib"]

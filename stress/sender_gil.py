@@ -26,7 +26,7 @@ import threading
 import time
 
 from stress.bench_runner import in_fresh_process, sink_process
-from stress.child import event_factory
+from stress.child import event_factory, records_of
 
 LOADS = ("nothing", "spin", "track", "track, ids from os.urandom (1024 per call)",
          "track, ids from os.urandom (256 per call)")
@@ -46,7 +46,7 @@ def measure(port: int, load: str, requests: int) -> float:
             tracker_module._fresh_ids = lambda count=256: fresh(count)
     source = Tracker("gil", Emitter("http://127.0.0.1:9", max_retry_delay_seconds=60))
     make = event_factory("ours", "se")
-    records = [source._complete(make()) for _ in range(500)]
+    records = records_of(source, [make() for _ in range(500)])
     body = post_bodies(records, "1", 10**7)[0][1]
     client = ConnectionClient(f"http://127.0.0.1:{port}/com.snowplowanalytics.snowplow/tp2",
                               (5.0, 10.0))

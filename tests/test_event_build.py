@@ -11,6 +11,7 @@ import pytest
 
 import snowplow_threaded.tracker as tracker_module
 from snowplow_threaded import Emitter, Event, PagePing, StructuredEvent, Subject, Tracker
+from snowplow_threaded.payload import Payload, PayloadPairs
 from tests.collector import Collector
 
 
@@ -95,7 +96,7 @@ def test_event_subject_overrides_only_what_it_sets(collector: Collector) -> None
     assert (plain["uid"], plain["p"]) == ("tracker", "srv")
 
 
-def test_numbers_keep_their_type_on_the_event_and_are_sent_as_text(
+def test_numbers_are_kept_on_the_event_as_given_and_sent_as_text(
         collector: Collector) -> None:
     structured = StructuredEvent("c", "a", value=2.5)
     ping = PagePing("https://example.com", min_x=0, max_x=10, min_y=5, max_y=7)
@@ -115,7 +116,55 @@ def test_numbers_keep_their_type_on_the_event_and_are_sent_as_text(
     assert (sent[1]["pp_mix"], sent[1]["pp_max"], sent[1]["pp_miy"]) == ("0", "10", "5")
     assert "pp_may" not in sent[1]
     assert (sent[2]["se_va"], sent[2]["extra"]) == ("3", "True")
-    assert raw.payload.nv_pairs["se_va"] == 3  # the event itself is left as it was
+    assert raw.payload.nv_pairs["se_va"] == "3"  # nv_pairs holds the values as sent
+
+
+def test_payload_pairs_hold_text_whichever_way_they_are_set() -> None:
+    pairs = Event(dict_={"a": 1}).payload.nv_pairs
+    pairs["b"] = 2.5
+    pairs.update({"c": 3}, d=4)
+    pairs |= {"e": True}
+    pairs.setdefault("f", 6)
+    assert pairs == {"a": "1", "b": "2.5", "c": "3", "d": "4", "e": "True", "f": "6"}
+    assert PayloadPairs({"g": 7}, h=8) == {"g": "7", "h": "8"}
+    payload = Payload()
+    payload.add("i", 9)
+    payload.add("skipped", None)
+    assert payload.nv_pairs == {"i": "9"}
+    assert type(pairs.copy()) is dict
+
+
+def test_a_plain_dict_assigned_to_nv_pairs_is_sent_as_text(collector: Collector) -> None:
+    event = Event()
+    event.payload.nv_pairs = {"e": "se", "se_ca": "c", "se_ac": "a", "se_va": 4}
+    tracker = _tracker(collector)
+    try:
+        tracker.track(event)
+        event.payload.nv_pairs["se_va"] = "5"
+        tracker.track(event)
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    assert [sent["se_va"] for sent in collector.events()] == ["4", "5"]
+    assert event.payload.nv_pairs["se_va"] == "5"
+
+
+def test_tracker_fields_win_over_the_same_keys_set_on_the_event(
+        collector: Collector) -> None:
+    tracker = _tracker(collector)
+    event = Event(dict_={"e": "se", "se_ca": "c", "se_ac": "a", "tna": "mine",
+                         "eid": "not-an-id", "p": "tv"})
+    try:
+        first = tracker.track(event)
+        second = tracker.track(StructuredEvent("c", "a"))
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    sent = collector.events()
+    assert [e["eid"] for e in sent] == [first, second]
+    assert sent[0]["tna"] == sent[1]["tna"] != "mine"
+    assert sent[0]["p"] == sent[1]["p"] != "tv"
+    assert event.payload.nv_pairs["eid"] == "not-an-id"
 
 
 def test_track_rejects_what_is_not_an_event(collector: Collector) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..contracts import optional_timestamp
-from ..payload import Payload, b64encode_text, encode_json, encoder_for
+from ..payload import Payload, PayloadPairs, b64encode_text, encode_json, encoder_for
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from ..typing import JsonEncoderFunction, PayloadDict
@@ -172,12 +172,19 @@ class Event:
         event object is never modified."""
         pairs = self.payload.nv_pairs
         nv = pairs.copy()
-        try:
-            "".join(nv.values())  # are all values strings? (a C-speed check)
-        except TypeError:  # a number, say, added to the payload directly: sent as its str()
+        if type(pairs) is not PayloadPairs and not all_text(pairs):
+            # a plain dict assigned to payload.nv_pairs, holding a number, say
             for name, value in pairs.items():
                 if type(value) is not str:
                     nv[name] = str(value)
+        self._add_parts(nv, encode_base64, json_encoder)
+        return nv
+
+    def _add_parts(
+        self, nv: dict[str, Any], encode_base64: bool, json_encoder: JsonEncoderFunction | None
+    ) -> None:
+        """Add the parts of this event that are not plain fields: the JSON of the
+        self-describing event and of the context entities, and ``ttm``."""
         sdj = self.self_describing_json() if self._has_json else None
         if sdj is not None or self._context:
             try:
@@ -188,4 +195,12 @@ class Event:
                 raise
         if self._true_timestamp is not None:
             nv["ttm"] = str(int(self._true_timestamp))
-        return nv
+
+
+def all_text(pairs: dict[str, Any]) -> bool:
+    """Whether every value of *pairs* is a string (a C-speed check)."""
+    try:
+        "".join(pairs.values())
+    except TypeError:
+        return False
+    return True

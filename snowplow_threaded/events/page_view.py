@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..contracts import finite, non_empty_string
+from ..payload import as_text, put_text
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from .event import Event
@@ -33,7 +34,7 @@ class PageView(Event):
 
     @page_url.setter
     def page_url(self, value: str) -> None:
-        self.payload.nv_pairs["url"] = non_empty_string(value, "page_url")
+        put_text(self.payload.nv_pairs, "url", non_empty_string(value, "page_url"))
 
     @property
     def page_title(self) -> str | None:
@@ -56,7 +57,7 @@ class PageView(Event):
         if value is None or value == "":
             self.payload.nv_pairs.pop(key, None)
         else:
-            self.payload.nv_pairs[key] = value
+            put_text(self.payload.nv_pairs, key, as_text(value))
 
 
 class PagePing(PageView):
@@ -77,7 +78,7 @@ class PagePing(PageView):
     ) -> None:
         super().__init__(page_url, page_title, referrer, event_subject=event_subject,
                          context=context, true_timestamp=true_timestamp)
-        self.payload.nv_pairs["e"] = "pp"
+        put_text(self.payload.nv_pairs, "e", "pp")
         self._offsets: dict[str, int | None] = {}
         self.min_x = min_x
         self.max_x = max_x
@@ -89,7 +90,7 @@ class PagePing(PageView):
         self._set_optional(key, value)
         self._offsets[key] = value
         if value is not None:
-            self.payload.nv_pairs[key] = str(value)
+            put_text(self.payload.nv_pairs, key, str(value))
 
     @property
     def min_x(self) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..contracts import finite, non_empty_string
+from ..payload import as_text, fill_text, put_text
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from .event import Event
@@ -27,25 +28,29 @@ class StructuredEvent(Event):
     ) -> None:
         super().__init__(event_subject=event_subject, context=context,
                          true_timestamp=true_timestamp)
-        nv = self.payload.nv_pairs
-        nv["e"] = "se"
-        nv["se_ca"] = non_empty_string(category, "category")
-        nv["se_ac"] = non_empty_string(action, "action")
-        if type(label) is str and label:  # else the setters' checks and None/"" rule
-            nv["se_la"] = label
-        else:
+        fields: dict[str, str] = {"e": "se", "se_ca": non_empty_string(category, "category"),
+                  "se_ac": non_empty_string(action, "action")}
+        plain_label = type(label) is str and label != ""
+        if plain_label:  # else the setter's checks and its None/"" rule, below
+            fields["se_la"] = label  # type: ignore[assignment]
+        plain_property = type(property_) is str and property_ != ""
+        if plain_property:
+            fields["se_pr"] = property_  # type: ignore[assignment]
+        value_text = _value_text(value)
+        self._value = value
+        if value_text is not None:
+            fields["se_va"] = value_text
+        fill_text(self.payload.nv_pairs, fields)
+        if not plain_label:
             self.label = label
-        if type(property_) is str and property_:
-            nv["se_pr"] = property_
-        else:
+        if not plain_property:
             self.property_ = property_
-        self.value = value
 
     def _set(self, key: str, value: object) -> None:
         if value is None or value == "":
             self.payload.nv_pairs.pop(key, None)
         else:
-            self.payload.nv_pairs[key] = value
+            put_text(self.payload.nv_pairs, key, as_text(value))
 
     @property
     def category(self) -> str:
@@ -85,8 +90,16 @@ class StructuredEvent(Event):
 
     @value.setter
     def value(self, value: int | float | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(f"value must be a number or None, got {value!r}")
-        finite(value, "value")
+        text = _value_text(value)
         self._value = value
-        self._set("se_va", None if value is None else str(value))
+        self._set("se_va", text)
+
+
+def _value_text(value: object) -> str | None:
+    """*value* checked (a finite number or None) and as sent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"value must be a number or None, got {value!r}")
+    finite(value, "value")
+    return str(value)
