@@ -166,7 +166,7 @@ class Emitter:
     def admit_record(self, record: PayloadDict, pid: int = 0) -> bool:
         """Buffer one event whose values are all strings, taking ownership of the dict
         (the caller must not change it afterwards); False if it was dropped (buffer full
-        or emitter closed). *pid*: the caller's ``os.getpid()``, if it has it."""
+        or emitter closed). *pid*: the caller's :func:`~.process_id.current_pid`, if it has it."""
         return self._dispatcher.admit(record, pid)
 
     # -- flushing -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import time
 
 from . import lifecycle
 from .leasing import CLOSED, CLOSING, OPEN, LeaseDesk
+from .process_id import current_pid
 from .stats import EmitterStats
 from .typing import PayloadDict
 from .worker import report_given_up
@@ -48,8 +49,8 @@ class Dispatcher(LeaseDesk):
     def admit(self, record: PayloadDict, pid: int = 0) -> bool:
         """Buffer one event (a dict of strings, not copied: the caller must not change it).
         O(1), never blocks on I/O. False if it was dropped (full or closed). *pid*: the
-        caller's ``os.getpid()``, if it has it (saves a system call)."""
-        if self._pid != (pid or os.getpid()):
+        caller's :func:`~.process_id.current_pid`, if it has it."""
+        if self._pid != (pid or current_pid()):
             self.reinit_after_fork()
         if self._state is not OPEN:
             with self._cond:

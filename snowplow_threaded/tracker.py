@@ -1,7 +1,7 @@
 """Tracker: builds each event's payload on the caller's thread and hands it to emitters.
 
-``track()`` does the CPU work of an event (payload, JSON of its parts, one encoding of the
-whole event, an id) and a non-blocking enqueue per emitter; it raises at the call site for
+``track()`` does the CPU work of an event (payload, JSON of its parts, an id) and a
+non-blocking enqueue per emitter; it raises at the call site for
 bad input and never for emitter faults. A Tracker is thread-safe for tracking; changing
 its subject or emitters while other threads track is allowed (they see the old or the new
 value).
@@ -22,13 +22,13 @@ from .events import Event
 from .events.event import all_text
 from .legacy import LegacyTracking
 from .payload import Payload, PayloadPairs
+from .process_id import FORK_MARK, KNOWN_PID, current_pid, pid_now
 from .stats import EmitterStats
 from .subject import Subject
 from .typing import EmitterProtocol, JsonEncoderFunction, PayloadDict
 
 VERSION = TRACKER_VERSION
 _time_ns = time.time_ns
-_getpid = os.getpid
 #: the last ``dtm`` made: (milliseconds, its text), shared by the events of that millisecond;
 #: no lock: the tuple is replaced as a whole, so a reader sees an old or a new pair
 _last_dtm: tuple[int, str] = (0, "0")
@@ -102,10 +102,11 @@ def new_event_id(pid: int = 0) -> str:
 
     Ids are made 1024 at a time into a pool shared by all threads. The pool is dropped
     when the process id changes, so a forked child never repeats its parent's ids.
-    *pid*: the caller's ``os.getpid()``, if it has it (saves a system call).
+    *pid*: the caller's :func:`~.process_id.current_pid`, if it has it.
     """
     pool = _pool
-    if pool.pid == (pid or os.getpid()):
+    pid = pid or current_pid()
+    if pool.pid == pid:
         try:
             return pool.ids.pop()
         except IndexError:
@@ -113,7 +114,7 @@ def new_event_id(pid: int = 0) -> str:
     ids = _fresh_ids()
     eid = ids.pop()
     pool.ids = ids
-    pool.pid = pid or os.getpid()
+    pool.pid = pid
     return eid
 
 
@@ -229,7 +230,9 @@ class Tracker(LegacyTracking):
         ``json_encoder``, NaN, a non-Event). Never blocks on the network and never raises
         for collector problems.
         """
-        pid = _getpid()  # once: the id pool and each emitter check it (fork safety)
+        # once: the id pool and each emitter check it (fork safety); a memory read
+        # unless this process forked since (process_id.current_pid, inlined)
+        pid = KNOWN_PID[0] if FORK_MARK[0] else pid_now()
         subject = self.subject
         merged = self._merged
         # the common case: no event subject, the tracker's subject unchanged since the

@@ -120,6 +120,37 @@ wait_children([pid])
     assert_exactly_once(collector, {"parent": 5, "child": 7})
 
 
+def test_fork_without_python_hooks(collector: Collector) -> None:
+    """libc's fork() called directly (through ctypes.PyDLL, which keeps the GIL), as uWSGI
+    does by default: none of Python's at-fork hooks run. The child must still see that
+    it forked (the kernel wipes the pid mark page), re-initialise the inherited emitter
+    (the parent's sender thread is gone), not hand out the ids left in the inherited id
+    pool, and send only its own events."""
+    code = PRELUDE + """
+import ctypes
+import snowplow_threaded.tracker as tracker_module
+from snowplow_threaded import process_id
+track("parent", 5)
+assert tracker.flush(timeout=10)
+assert process_id.MARK_WORKS and process_id.FORK_MARK[0] == 1
+pid = ctypes.PyDLL(None).fork()
+if pid == 0:
+    stale = set(tracker_module._pool.ids[-7:])  # what the inherited pool would give next
+    code = 0 if process_id.FORK_MARK[0] == 0 else 4
+    eids = {tracker.track(StructuredEvent("fork", "child")) for _ in range(7)}
+    code = code or (5 if eids & stale else 0)
+    code = code or (0 if process_id.KNOWN_PID[0] == os.getpid() else 6)
+    # os._exit: no atexit or threading shutdown with the parent's threads still listed
+    os._exit(code or (0 if tracker.flush(timeout=10) else 3))
+wait_children([pid])
+track("parent", 3)
+assert tracker.flush(timeout=10)
+"""
+    proc = run_script(code, collector.endpoint, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 8, "child": 7})
+
+
 def test_fork_while_a_request_is_in_flight(collector: Collector) -> None:
     collector.behavior = slow(1.0)
     code = PRELUDE + """
