@@ -40,21 +40,23 @@ class Subject:
     def _changed(self) -> None:
         self._wire = None
 
-    def wire_pairs(self) -> dict[str, str]:
-        """What this subject adds to an event, as sent: every set, non-empty field as a
-        string, with the default platform. Cached until a setter runs; do not modify."""
+    def _cached_wire(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(:meth:`wire_pairs`, :meth:`explicit_wire_pairs`): one cached tuple, replaced
+        by a new one after a setter ran (so its identity tells whether it is current)."""
         wire = self._wire
         if wire is None:
             wire = self._wire = self._build_wire()
-        return wire[0]
+        return wire
+
+    def wire_pairs(self) -> dict[str, str]:
+        """What this subject adds to an event, as sent: every set, non-empty field as a
+        string, with the default platform. Cached until a setter runs; do not modify."""
+        return self._cached_wire()[0]
 
     def explicit_wire_pairs(self) -> dict[str, str]:
         """:meth:`wire_pairs` without the default platform: what an event subject
         overrides. Cached like :meth:`wire_pairs`; do not modify."""
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = self._build_wire()
-        return wire[1]
+        return self._cached_wire()[1]
 
     def _build_wire(self) -> tuple[dict[str, str], dict[str, str]]:
         explicit = {k: v if type(v) is str else str(v)

@@ -173,8 +173,8 @@ class Tracker(LegacyTracking):
         self.json_encoder = json_encoder
         self.standard_nv_pairs: dict[str, Any] = {"tv": VERSION, "tna": namespace, "aid": app_id}
         self._tail: dict[str, str] = {k: v for k, v in self.standard_nv_pairs.items() if v}
-        #: (the subject's cached wire pairs, those merged with _tail): rebuilt when the
-        #: subject or its fields change; replaced as a whole (thread-safe to read)
+        #: (the subject._cached_wire() tuple, its pairs merged with _tail): rebuilt when
+        #: the subject or its fields change; replaced as a whole (thread-safe to read)
         self._merged: tuple[object, dict[str, str]] = (_NO_SUBJECT, self._tail)
 
     @staticmethod
@@ -200,10 +200,9 @@ class Tracker(LegacyTracking):
         """*subject*'s fields merged with the tracker's, with ``eid``/``dtm`` placeholders
         (cached in ``_merged`` until the subject changes)."""
         merged = self._merged
-        wire = subject.wire_pairs()
-        if merged[0] is not subject._wire:
-            merged = self._merged = (subject._wire,
-                                     {**wire, **self._tail, "eid": "", "dtm": ""})
+        wire = subject._cached_wire()  # never None: so track() cannot match a cleared cache
+        if merged[0] is not wire:
+            merged = self._merged = (wire, {**wire[0], **self._tail, "eid": "", "dtm": ""})
         return merged[1]
 
     def _complete(self, event: Event) -> dict[str, str]:
