@@ -1,7 +1,7 @@
 """Payload: the name/value pairs of one event, and the JSON encoding of its parts.
 
-This module is on the hot path (every ``track()`` call), so it is plain dict work with one
-``json.dumps`` per JSON part.
+This module is on the hot path (every ``track()`` call): ``nv_pairs`` holds text from the
+start (:class:`PayloadPairs`), and each JSON part is one call of a C encoder built once.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def b64encode_text(text: str) -> str:
 
 
 def as_text(value: Any) -> str:
+    """*value* as the protocol sends it: itself if a string, else its ``str()``."""
     return value if type(value) is str else str(value)
 
 

@@ -211,3 +211,28 @@ def test_non_ascii_endpoint_path_is_percent_encoded(collector: Collector) -> Non
         tracker.close(2)
     (request,) = collector.requests
     assert request.path.startswith("/caf%C3%A9/") and request.accepted
+
+
+def test_a_subject_change_racing_the_merge_is_seen_by_the_next_event(
+        collector: Collector) -> None:
+    class Racing(Subject):
+        """Another thread sets a field right after the tracker read the subject's cache."""
+        __slots__ = ("race",)
+
+        def _cached_wire(self) -> tuple[dict[str, str], dict[str, str]]:
+            wire = super()._cached_wire()
+            if self.race:
+                self.race = False
+                self.set_user_id("after")
+            return wire
+
+    subject = Racing().set_user_id("before")
+    subject.race = True
+    tracker = _tracker(collector, subject)
+    try:
+        tracker.track(StructuredEvent("c", "first"))  # merged with "before": raced
+        tracker.track(StructuredEvent("c", "second"))
+        assert tracker.flush(5)
+    finally:
+        tracker.close(2)
+    assert [e["uid"] for e in collector.events()] == ["before", "after"]

@@ -28,22 +28,20 @@ class StructuredEvent(Event):
     ) -> None:
         super().__init__(event_subject=event_subject, context=context,
                          true_timestamp=true_timestamp)
-        fields: dict[str, str] = {"e": "se", "se_ca": non_empty_string(category, "category"),
+        fields = {"e": "se", "se_ca": non_empty_string(category, "category"),
                   "se_ac": non_empty_string(action, "action")}
-        plain_label = type(label) is str and label != ""
-        if plain_label:  # else the setter's checks and its None/"" rule, below
-            fields["se_la"] = label  # type: ignore[assignment]
-        plain_property = type(property_) is str and property_ != ""
-        if plain_property:
-            fields["se_pr"] = property_  # type: ignore[assignment]
+        if type(label) is str and label:  # else the setter's checks and its None/"" rule
+            fields["se_la"] = label
+        if type(property_) is str and property_:
+            fields["se_pr"] = property_
         value_text = _value_text(value)
         self._value = value
         if value_text is not None:
             fields["se_va"] = value_text
-        fill_text(self.payload.nv_pairs, fields)
-        if not plain_label:
+        fill_text(self.payload.nv_pairs, fields)  # one call, no per-field conversion
+        if "se_la" not in fields:
             self.label = label
-        if not plain_property:
+        if "se_pr" not in fields:
             self.property_ = property_
 
     def _set(self, key: str, value: object) -> None:
