@@ -17,18 +17,23 @@ alternating between two set-ups:
   takes a snapshot the caller may then change). Its p99 is a floor for any tracker's
   ``track()`` p99 of that event on this machine.
 
-If p99 is about the same in all three, the tail comes from the process and the machine
-(timer interrupts, scheduling, page faults), not from the sender; GIL hand-offs with the
-sender show at p99.9 and max. ``stalls/s``: calls that took 10 µs or more over p50, per
-second of timed calls (how often the machine interrupts a running thread; a call of *d*
-µs catches one with a probability of about ``d x stalls/s x 1e-6``, which sets p99 once it
-passes 1 %). Nothing is asserted: this prints a table.
+For the two ``track()`` set-ups it also counts the calls during which the thread took a
+minor page fault (``getrusage(RUSAGE_THREAD)`` read before and after each call, outside
+the timed span) and their median time.
+
+If p99 is about the same in the two ``track()`` set-ups, the tail comes from the process
+and the machine (timer interrupts, scheduling, page faults), not from the sender; GIL
+hand-offs with the sender show at p99.9 and max. ``stalls/s``: calls that took 10 µs or
+more over p50, per second of timed calls (how often the machine interrupts a running
+thread; a call of *d* µs catches one with a probability of about ``d x stalls/s x 1e-6``,
+which sets p99 once it passes 1 %). Nothing is asserted: this prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -94,11 +99,20 @@ def measure(endpoint: str, events: int) -> dict[str, float]:
     batch = [make() for _ in range(events)]
     clock = time.perf_counter_ns
     samples: list[int] = []
+    faulted: list[int] = []  # the calls during which this thread took a page fault
+    usage, me = resource.getrusage, resource.RUSAGE_THREAD
     for event in batch:
+        faults = usage(me).ru_minflt  # outside the timed span
         start = clock()
         tracker.track(event)
-        samples.append(clock() - start)
-    return {**percentiles(samples), "stalls": _stall_rate(samples)}
+        took = clock() - start
+        samples.append(took)
+        if usage(me).ru_minflt != faults:
+            faulted.append(took)
+    faulted.sort()
+    return {**percentiles(samples), "stalls": _stall_rate(samples),
+            "faulted_pct": 100 * len(faulted) / len(samples),
+            "faulted_p50": faulted[len(faulted) // 2] / 1000 if faulted else 0.0}
 
 
 def run_child(endpoint: str | None, events: int, json_parts: bool = False
@@ -132,13 +146,20 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"# track() latency, sender busy vs idle, plain work, and the JSON parts of a "
              f"self-describing event ({args.runs} runs x "
              f"{args.events} calls each, medians; load average {os.getloadavg()[0]:.2f})", "",
-             "| set-up | p50 µs | p99 µs | p99.9 µs | max µs | stalls/s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| set-up | p50 µs | p99 µs | p99.9 µs | max µs | stalls/s "
+             "| calls with a page fault | their p50 µs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, runs in results.items():
         cells = [statistics.median(run[key] for run in runs)
                  for key in ("p50", "p99", "p999", "max", "stalls")]
-        lines.append(f"| {name} | " + " | ".join(f"{c:,.1f}" for c in cells[:4])
-                     + f" | {cells[4]:,.0f} |")
+        line = (f"| {name} | " + " | ".join(f"{c:,.1f}" for c in cells[:4])
+                + f" | {cells[4]:,.0f} |")
+        if "faulted_pct" in runs[0]:
+            line += (f" {statistics.median(run['faulted_pct'] for run in runs):.1f} % | "
+                     f"{statistics.median(run['faulted_p50'] for run in runs):.1f} |")
+        else:
+            line += " — | — |"
+        lines.append(line)
     sys.stdout.write("\n".join(lines) + "\n")
 
 

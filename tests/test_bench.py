@@ -62,7 +62,8 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command, rows", [
-    (["stress.jitter", "--runs", "1", "--events", "2000"], ["sending", "idle", "plain work"]),
+    (["stress.jitter", "--runs", "1", "--events", "2000"],
+     ["sending", "idle", "plain work", "SD JSON parts only"]),
     (["stress.sender_gil", "--runs", "1", "--requests", "3"],
      ["nothing", "spin", "track", "track, ids from os.urandom (256 per call)"]),
 ])
