@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 
 _MADV_WIPEONFORK = 18  # <linux/mman.h>; not exported by the mmap module
 
 
 def _make_mark() -> tuple[mmap.mmap | bytearray, bool]:
+    if not sys.platform.startswith("linux"):  # the advice number is Linux's
+        return bytearray(1), False
     try:
         page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - no private mmap
         return bytearray(1), False
     try:
         page.madvise(_MADV_WIPEONFORK)
