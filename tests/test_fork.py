@@ -133,6 +133,10 @@ from snowplow_threaded import process_id
 track("parent", 5)
 assert tracker.flush(timeout=10)
 assert process_id.MARK_WORKS and process_id.FORK_MARK[0] == 1
+# let the sender settle into its wait: a fork without PyOS_AfterFork_Child copies the
+# GIL's own state as it is, and one taken while another thread is mid-hand-off can
+# deadlock the child inside CPython (not a case any library can repair)
+time.sleep(0.2)
 pid = ctypes.PyDLL(None).fork()
 if pid == 0:
     stale = set(tracker_module._pool.ids[-7:])  # what the inherited pool would give next
