@@ -51,21 +51,25 @@ def measure(port: int, load: str, requests: int) -> float:
     client = ConnectionClient(f"http://127.0.0.1:{port}/com.snowplowanalytics.snowplow/tp2",
                               (5.0, 10.0))
     stop = threading.Event()
+    running = threading.Event()
 
     def busy() -> None:
         if load == "spin":
             count = 0
+            running.set()
             while not stop.is_set():
                 count += 1
             return
         tracker = Tracker("busy", Emitter("http://127.0.0.1:9", buffer_capacity=1000,
                                           max_retry_delay_seconds=60))
+        tracker.track(make())
+        running.set()
         while not stop.is_set():
             tracker.track(make())
 
     if load != "nothing":
         threading.Thread(target=busy, daemon=True).start()
-        time.sleep(0.05)
+        running.wait(10)  # the load runs before the first timed request
     times = []
     for _ in range(requests):
         start = time.perf_counter()

@@ -133,10 +133,17 @@ from snowplow_threaded import process_id
 track("parent", 5)
 assert tracker.flush(timeout=10)
 assert process_id.MARK_WORKS and process_id.FORK_MARK[0] == 1
-# let the sender settle into its wait: a fork without PyOS_AfterFork_Child copies the
-# GIL's own state as it is, and one taken while another thread is mid-hand-off can
-# deadlock the child inside CPython (not a case any library can repair)
-time.sleep(0.2)
+# fork only once the sender is parked in its condition wait: a fork without
+# PyOS_AfterFork_Child copies the GIL's own state as it is, and one taken while another
+# thread is mid-hand-off can deadlock the child inside CPython (no library can repair
+# that). _deciding counts a worker inside next_lease; taking _cond then succeeds only
+# while that worker waits (it holds _cond otherwise).
+dispatcher = emitter._dispatcher
+deadline = time.monotonic() + 10
+while not dispatcher._deciding and time.monotonic() < deadline:
+    time.sleep(0.001)
+with dispatcher._cond:
+    assert dispatcher._deciding == 1
 pid = ctypes.PyDLL(None).fork()
 if pid == 0:
     stale = set(tracker_module._pool.ids[-7:])  # what the inherited pool would give next

@@ -6,7 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..contracts import optional_timestamp
-from ..payload import Payload, PayloadPairs, b64encode_text, encode_json, encoder_for
+from ..payload import (
+    Payload,
+    PayloadPairs,
+    as_text,
+    b64encode_text,
+    encode_json,
+    encoder_for,
+)
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from ..typing import JsonEncoderFunction, PayloadDict
@@ -171,12 +178,10 @@ class Event:
         """This event's own fields (no subject): a fresh dict of strings, as sent, so the
         event object is never modified."""
         pairs = self.payload.nv_pairs
-        nv = pairs.copy()
-        if type(pairs) is not PayloadPairs and not all_text(pairs):
-            # a plain dict assigned to payload.nv_pairs, holding a number, say
-            for name, value in pairs.items():
-                if type(value) is not str:
-                    nv[name] = str(value)
+        if type(pairs) is PayloadPairs or all_text(pairs):
+            nv = pairs.copy()
+        else:  # a plain dict assigned to payload.nv_pairs, holding a number, say
+            nv = {name: as_text(value) for name, value in pairs.items()}
         self._add_parts(nv, encode_base64, json_encoder)
         return nv
 
