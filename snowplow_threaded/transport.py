@@ -10,8 +10,6 @@ one worker.
 
 from __future__ import annotations
 
-import json
-import json.encoder
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 
+from .batch_json import records_json
 from .clients import (
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -37,24 +36,7 @@ __all__ = ["PAYLOAD_DATA_SCHEMA", "USER_AGENT", "SendResult", "Transport", "post
 logger = logging.getLogger("snowplow_threaded.transport")
 
 PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
-_BODY_PREFIX = '{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":'
-
-def _records_encoder() -> Callable[[PayloadDictList], str]:
-    """Compact JSON of a list of records (dicts of strings), non-ASCII kept as UTF-8 text:
-    the C encoder without a circular-reference table (records are flat), which is the
-    cheapest stdlib encoding (``json.dumps`` with ``ensure_ascii`` costs ~25 % more for
-    the long base64 values of self-describing events)."""
-    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is None:  # pragma: no cover - interpreters without _json
-        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
-                                check_circular=False).encode
-    c_encode = c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",",
-                              False, False, False)
-    return lambda records: "".join(c_encode(records, 0))
-
-
-_encode = _records_encoder()
-_SLICE = 32  # records per encoder call (see post_bodies)
+_BODY_PREFIX = ('{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":').encode()
 
 
 @dataclass
@@ -88,16 +70,7 @@ def post_bodies(records: PayloadDictList, stm: str, max_bytes: int) -> Bodies:
     on each record (the send time of this attempt)."""
     for record in records:
         record["stm"] = stm
-    # encoded in slices: one C call over hundreds of records would hold the GIL for a
-    # millisecond or more, stalling the application's threads; between slices the
-    # interpreter can hand the GIL over (same bytes as one call)
-    if len(records) <= _SLICE:
-        body = _BODY_PREFIX + _encode(records) + "}"
-    else:
-        body = _BODY_PREFIX + "[" + ",".join(
-            [_encode(records[i:i + _SLICE])[1:-1] for i in range(0, len(records), _SLICE)]
-        ) + "]}"
-    data = body.encode("utf-8")
+    data = _BODY_PREFIX + records_json(records) + b"}"
     if len(data) <= max_bytes or len(records) == 1:
         return [(len(records), data)]
     half = len(records) // 2

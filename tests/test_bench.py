@@ -66,10 +66,13 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
      ["sending", "idle", "plain work", "SD JSON parts only"]),
     (["stress.sender_gil", "--runs", "1", "--requests", "3"],
      ["nothing", "spin", "track", "track, ids from os.urandom (256 per call)"]),
+    (["stress.encode_cost", "--runs", "1", "--batch", "100"],
+     ["(a) StructuredEvent", "(b) SelfDescribing+2 ctx, base64",
+      "(b) SelfDescribing+2 ctx, no base64"]),
 ])
 def test_diagnostic_tools_report_every_set_up(command: list[str], rows: list[str]) -> None:
-    """``stress.jitter`` and ``stress.sender_gil`` run and print a row per set-up, each
-    with a number (what they measure is a report, not asserted)."""
+    """``stress.jitter``, ``stress.sender_gil`` and ``stress.encode_cost`` run and print a
+    row per set-up, each with a number (what they measure is a report, not asserted)."""
     proc = subprocess.run([sys.executable, "-m", *command], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]

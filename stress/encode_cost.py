@@ -1,0 +1,79 @@
+"""What encoding a batch costs the sender: the transport's template encoding
+(:func:`snowplow_threaded.batch_json.records_json`) against the C JSON encoder it falls
+back to, and ``json.dumps``, on the bench's workloads.
+
+Run: ``python -m stress.encode_cost [--batch 500] [--runs 5]``. For each workload, a batch
+of records as ``track()`` builds them (the bench's events, ``stm`` set) is encoded to the
+UTF-8 bytes of its JSON array; thread CPU per record, best of 7 loops (the encoders take
+turns), median over *runs* fresh processes. No network. Prints a Markdown table; nothing
+is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from functools import partial
+
+from stress.bench_procs import best_cpu_us
+from stress.bench_runner import in_fresh_process
+from stress.child import event_factory, records_of
+
+WORKLOADS = {"se": "(a) StructuredEvent", "sd": "(b) SelfDescribing+2 ctx, base64",
+             "sd_raw": "(b) SelfDescribing+2 ctx, no base64"}
+ENCODERS = ("template (records_json)", "C encoder (the fallback)", "json.dumps")
+
+
+def measure(workload: str, batch: int) -> dict[str, float]:
+    """In a fresh process: µs per record for each encoder, on one batch of *workload*."""
+    from snowplow_threaded import Snowplow, TrackerConfiguration
+    from snowplow_threaded.batch_json import encode_records, records_json
+
+    tracker = Snowplow.create_tracker(
+        f"encode-{workload}", "http://127.0.0.1:9", app_id="bench",
+        tracker_config=TrackerConfiguration(encode_base64=workload != "sd_raw"))
+    make = event_factory("ours", workload)
+    records = records_of(tracker, [make() for _ in range(batch)])
+    for record in records:
+        record["stm"] = "1700000000000"
+    tracker.close(0)
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    variants = {
+        ENCODERS[0]: partial(records_json, records),
+        ENCODERS[1]: lambda: encode_records(records).encode("utf-8"),
+        ENCODERS[2]: lambda: dumps(records).encode("utf-8"),
+    }
+    expected = variants[ENCODERS[2]]()
+    if any(fn() != expected for fn in variants.values()):
+        raise AssertionError("the encoders disagree")  # they must give the same bytes
+    number = max(3, 20_000 // batch)
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(7):  # the encoders take turns, so a change of machine speed hits all
+        for name, fn in variants.items():
+            best[name] = min(best[name], best_cpu_us(fn, number, repeat=1) / batch)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stress.encode_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    lines = [f"# Encoding a batch of {args.batch} records: thread CPU µs per record "
+             f"(median of {args.runs} fresh processes, best of 7 loops each)", "",
+             "| workload | " + " | ".join(ENCODERS) + " | template / C encoder |",
+             "| --- |" + " ---: |" * (len(ENCODERS) + 1)]
+    for workload, label in WORKLOADS.items():
+        runs = [in_fresh_process(measure, workload, args.batch) for _ in range(args.runs)]
+        cells = {name: statistics.median(run[name] for run in runs) for name in ENCODERS}
+        ratio = statistics.median(run[ENCODERS[0]] / run[ENCODERS[1]] for run in runs)
+        lines.append(f"| {label} | " + " | ".join(f"{cells[n]:.2f}" for n in ENCODERS)
+                     + f" | {ratio:.2f}x |")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

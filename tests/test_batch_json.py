@@ -1,0 +1,109 @@
+"""batch_json: the template encoder gives the very bytes of the json module, for every
+kind of text, and falls back to the C encoder when a character needs escaping."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from snowplow_threaded import batch_json
+from snowplow_threaded.batch_json import records_json
+
+
+def reference(records: list[dict[str, str]]) -> bytes:
+    return json.dumps(records, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+TRICKY = [
+    "", "plain", 'say "hi"', "back\\slash", "tab\there", "line\nbreak", "\r", "\x00", "\x1f",
+    "\x7f", "é café", "日本語", "emoji 🎉", "nbsp\xa0here", "sep\u2028\u2029", "%s", "%%",
+    "%(name)s", "%d", "a%", '","x":"', "}{][", "/slashes/", "iglu:com.acme/x/jsonschema/1-0-0",
+]
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_every_kind_of_value_encodes_as_the_json_module_does(value: str) -> None:
+    records = [{"e": "se", "se_ca": value, "eid": "x"}, {"e": "pv", "url": value}]
+    assert records_json(records) == reference(records)
+
+
+@pytest.mark.parametrize("key", ["%", "%s", 'q"uote', "back\\", "ctl\x01", "ключ", ""])
+def test_unusual_keys_encode_as_the_json_module_does(key: str) -> None:
+    records = [{key: "v", "e": "se"}]
+    assert records_json(records) == reference(records)
+
+
+def test_empty_batch_and_empty_record() -> None:
+    assert records_json([]) == b"[]"
+    assert records_json([{}]) == reference([{}])
+
+
+def test_mixed_shapes_keep_each_record_and_its_key_order() -> None:
+    records = [{"e": "se", "a": "1"}, {"a": "1", "e": "se"}, {"z": "last"}] * 3
+    out = records_json(records)
+    assert out == reference(records)
+    assert [list(r) for r in json.loads(out)] == [list(r) for r in records]
+
+
+def test_one_escaped_character_in_a_large_batch_uses_the_c_encoder_for_all_of_it() -> None:
+    records = [{"e": "se", "n": str(i)} for i in range(100)]
+    records[77]["n"] = 'has "quotes" and \\ and \n'
+    assert len(records) > batch_json._SLICE  # the sliced fallback
+    assert records_json(records) == reference(records)
+
+
+def test_a_lone_surrogate_is_an_encode_error_as_before() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        records_json([{"e": "\ud800"}])
+
+
+def test_more_shapes_than_the_template_cache_holds() -> None:
+    records = [{f"k{i}": "v", "e": "se"} for i in range(batch_json._TEMPLATES_MAX + 20)]
+    assert records_json(records) == reference(records)
+    assert len(batch_json._TEMPLATES) <= batch_json._TEMPLATES_MAX
+
+
+def test_random_text_matches_the_json_module() -> None:
+    rng = random.Random(1234)
+    alphabet = 'ab%s"\\\t\n\x00\x1féü日🎉{}[],:\xa0\u2028 '
+    for _ in range(300):
+        records = [
+            {"".join(rng.choices(alphabet, k=rng.randint(0, 4))) or "k": "".join(
+                rng.choices(alphabet, k=rng.randint(0, 12))) for _ in range(rng.randint(0, 5))}
+            for _ in range(rng.randint(0, 6))
+        ]
+        assert records_json(records) == reference(records), records
+
+
+def test_text_with_nothing_to_escape_never_reaches_the_c_encoder(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(records: object) -> str:
+        raise AssertionError("the C encoder was used")
+
+    monkeypatch.setattr(batch_json, "encode_records", refuse)
+    rng = random.Random(99)
+    alphabet = "abc%s%%é日🎉{}[],:/=-_ \xa0\u2028"
+    for _ in range(200):
+        records = [{"".join(rng.choices(alphabet, k=rng.randint(1, 4))): "".join(
+            rng.choices(alphabet, k=rng.randint(0, 12))) for _ in range(rng.randint(0, 5))}
+            for _ in range(rng.randint(0, 40))]
+        assert records_json(records) == reference(records), records
+    with pytest.raises(AssertionError, match="C encoder"):
+        records_json([{"e": 'a"b'}])
+
+
+def test_a_batch_whose_first_record_needs_escaping_skips_the_templates(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    filled: list[int] = []
+    real = batch_json._filled
+
+    def counting(records: list[dict[str, str]]) -> tuple[bytes, int]:
+        filled.append(len(records))
+        return real(records)
+
+    monkeypatch.setattr(batch_json, "_filled", counting)
+    records = [{"e": "ue", "ue_pr": '{"schema":"iglu:x/y/jsonschema/1-0-0"}'}] * 50
+    assert records_json(records) == reference(records)
+    assert filled == [1]  # only the first record was tried
