@@ -18,6 +18,7 @@ Two interfaces live here:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections import deque
@@ -120,9 +121,11 @@ class InMemoryEventStore:
         retry before a pending one); both are counted.
 
     Lock: ``_lock`` guards every field except ``_pending``'s right end: ``put`` appends
-    without it (see there); everything else, held only for O(1) deque work (``take`` is
-    O(batch)). The first positional argument may be a ``logging.Logger`` as in the
-    reference (``InMemoryEventStore(logger, buffer_capacity)``); it is ignored.
+    without it (see there), and ``_rejected``, a count that a full ``drop_newest`` store
+    advances without it (see ``_put_full``); everything else, held only for O(1) deque
+    work (``take`` is O(batch)). The first positional argument may be a
+    ``logging.Logger`` as in the reference (``InMemoryEventStore(logger,
+    buffer_capacity)``); it is ignored.
     """
 
     def __init__(
@@ -149,6 +152,10 @@ class InMemoryEventStore:
         self._held = 0  # records in _retry and _leased
         self._removed = 0  # records ever taken or evicted from _pending: the oldest's seq
         self._drops = {"buffer_full": 0, "evicted_oldest": 0}
+        # drop_newest rejections, counted without the lock: next() on a count is one C call,
+        # atomic under the GIL; read by drop_counts() (under _lock), which takes one too
+        self._rejected = itertools.count()
+        self._rejected_reads = 0
 
     # -- hot path ------------------------------------------------------------------------
     def put(self, record: PayloadDict) -> int:
@@ -166,10 +173,16 @@ class InMemoryEventStore:
         return len(pending)
 
     def _put_full(self, record: PayloadDict) -> int:
+        """drop_newest: reject without the lock. Producers that outrun the sender all come
+        here; taking the lock each time brought the convoys of :meth:`put` back, and made
+        the sender wait for the lock (and the GIL) behind them in :meth:`take`."""
+        if self.drop_policy != DROP_OLDEST:
+            next(self._rejected)
+            return -1
         with self._lock:
             pending = self._pending
             if len(pending) + self._held >= self.buffer_capacity:
-                if self.drop_policy == DROP_OLDEST and (self._retry or pending):
+                if self._retry or pending:
                     self._evict_oldest_locked()
                     self._drops["evicted_oldest"] += 1
                 else:
@@ -201,12 +214,13 @@ class InMemoryEventStore:
                 pending = self._pending
                 if not pending:
                     return None
-                # popleft only: other threads may append (lock-free) meanwhile
+                # popleft only: other threads may append (lock-free) meanwhile. _held first:
+                # put()'s unlocked capacity check must not see the batch in neither count
                 count = min(max_events, len(pending))
+                self._held += count
                 popleft = pending.popleft
                 lease = Lease([popleft() for _ in range(count)], self._removed)
                 self._removed += count
-                self._held += count
             self._leased.add(lease)
             return lease
 
@@ -249,7 +263,10 @@ class InMemoryEventStore:
 
     def drop_counts(self) -> dict[str, int]:
         with self._lock:
-            return {k: v for k, v in self._drops.items() if v}
+            rejected = next(self._rejected) - self._rejected_reads  # this read's own next()
+            self._rejected_reads += 1
+            drops = {**self._drops, "buffer_full": self._drops["buffer_full"] + rejected}
+            return {k: v for k, v in drops.items() if v}
 
     def discard_pending(self) -> int:
         with self._lock:
@@ -271,6 +288,7 @@ class InMemoryEventStore:
                 self._retry = deque(leases)
                 self._leased = set()
             self._drops = {"buffer_full": 0, "evicted_oldest": 0}
+            self._rejected, self._rejected_reads = itertools.count(), 0
             return 0
         dropped = len(self._pending) + self._held
         # Keep the parent's records referenced instead of freeing them: freeing would write

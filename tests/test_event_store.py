@@ -251,6 +251,72 @@ def test_concurrent_puts_and_takes_lose_nothing() -> None:
     assert store.next_seq() == 40_000 and store.oldest_seq() is None
 
 
+def test_full_store_counts_every_rejection_exactly_across_threads_and_reads() -> None:
+    """drop_newest rejects without the lock; no rejection is lost or counted twice, even
+    with drop_counts() read while producers race (each read takes from the same count)."""
+    store = InMemoryEventStore(buffer_capacity=100)
+    accepted: list[int] = []
+    reads: list[int] = []
+    start = threading.Barrier(9)
+
+    def producer() -> None:
+        start.wait()
+        accepted.append(sum(store.put(rec(i)) >= 0 for i in range(5000)))
+
+    def reader() -> None:
+        start.wait()
+        for _ in range(2000):
+            reads.append(store.drop_counts().get("buffer_full", 0))
+
+    threads = [threading.Thread(target=producer) for _ in range(8)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert reads == sorted(reads)  # never goes back
+    # racing producers may overshoot the capacity by one record each (see put)
+    assert 100 <= sum(accepted) <= 108 and store.size() == sum(accepted)
+    assert store.drop_counts() == {"buffer_full": 40_000 - sum(accepted)}
+    assert store.drop_counts() == {"buffer_full": 40_000 - sum(accepted)}  # reads are idempotent
+
+
+def test_a_take_in_progress_never_frees_capacity_early() -> None:
+    """take() counts the batch as held before it pops it: the unlocked capacity check in
+    put() never sees records that are in neither count."""
+    store = InMemoryEventStore(buffer_capacity=50)
+    for i in range(50):
+        store.put(rec(i))
+    seen: list[int] = []
+    real_popleft = store._pending.popleft
+
+    class Watched:  # deque stand-in that checks the count at every pop
+        def __len__(self) -> int:
+            return len(pending)
+
+        def popleft(self) -> PayloadDict:
+            seen.append(len(pending) + store._held)
+            return real_popleft()
+
+    pending = store._pending
+    store._pending = Watched()  # type: ignore[assignment]
+    lease = store.take(30)
+    store._pending = pending
+    assert lease is not None and len(lease) == 30
+    assert min(seen) >= 50  # the batch never vanished from the count mid-take
+    assert store.size() == 50
+
+
+def test_rejections_are_forgotten_in_a_forked_child_either_way() -> None:
+    for keep in (False, True):
+        store = InMemoryEventStore(buffer_capacity=1)
+        store.put(rec(0))
+        assert store.put(rec(1)) == -1
+        assert store.drop_counts() == {"buffer_full": 1}
+        store.reset_after_fork(keep=keep)
+        assert store.drop_counts() == {}
+
+
 # -- LegacyStoreAdapter ----------------------------------------------------------------------
 
 
