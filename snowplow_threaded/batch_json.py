@@ -25,9 +25,10 @@ import json
 import json.encoder
 from collections.abc import Callable, Sequence
 
+from .payload import wire_text
 from .typing import PayloadDict
 
-__all__ = ["encode_records", "records_json"]
+__all__ = ["encode_records", "records_json", "wire_record"]
 
 #: maps every byte a JSON string must escape (control characters, ``\\``) to ``"``
 _AS_QUOTE = bytes.maketrans(bytes(range(0x20)) + b"\\", b'"' * 0x21)
@@ -77,17 +78,37 @@ def _clean(data: bytes, fields: int) -> bool:
 
 def records_json(records: Sequence[PayloadDict]) -> bytes:
     """The compact JSON array of *records* (dicts of strings) as UTF-8 bytes, the same
-    bytes as ``json.dumps(records, separators=(",", ":"), ensure_ascii=False)``.
-    Raises ``UnicodeEncodeError`` for a lone surrogate, as encoding that text would.
+    bytes as ``json.dumps(records, separators=(",", ":"), ensure_ascii=False)``. Never
+    raises for text: a lone surrogate (a ``str`` that is not valid Unicode, which UTF-8
+    cannot encode) is sent as U+FFFD, and logged (see :func:`.payload.wire_text`).
 
     The first record is tried alone first: when it needs escaping (say every event of
     the batch carries JSON that is not base64-encoded), the batch goes straight to the C
     encoder instead of being filled and checked for nothing."""
-    if _clean(*_filled(records[:1])):
-        data, fields = _filled(records)
-        if _clean(data, fields):
-            return data
+    try:
+        if _clean(*_filled(records[:1])):
+            data, fields = _filled(records)
+            if _clean(data, fields):
+                return data
+        return _c_json(records).encode("utf-8")
+    except UnicodeEncodeError:
+        return wire_text(_c_json(records)).encode("utf-8")
+
+
+def _c_json(records: Sequence[PayloadDict]) -> str:
     if len(records) <= _SLICE:
-        return encode_records(records).encode("utf-8")
-    return ("[" + ",".join([encode_records(records[i:i + _SLICE])[1:-1]
-                            for i in range(0, len(records), _SLICE)]) + "]").encode("utf-8")
+        return encode_records(records)
+    return "[" + ",".join([encode_records(records[i:i + _SLICE])[1:-1]
+                           for i in range(0, len(records), _SLICE)]) + "]"
+
+
+def wire_record(record: PayloadDict) -> PayloadDict:
+    """*record* itself if all its text can be sent as UTF-8, else a copy fixed by
+    :func:`.payload.wire_text` (for GET, whose query string is UTF-8 too)."""
+    try:
+        for key, value in record.items():
+            key.encode("utf-8")
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return {wire_text(key): wire_text(value) for key, value in record.items()}
+    return record

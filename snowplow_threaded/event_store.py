@@ -326,6 +326,15 @@ def stringify(payload: PayloadDict) -> PayloadDict:
     return {k: v if type(v) is str else str(v) for k, v in payload.items()}
 
 
+def _as_record(payload: PayloadDict) -> PayloadDict:
+    """A payload from a user's store as a record; one that cannot be made text is kept as
+    it is, and its batch fails for good when encoded (``SendResult.unsendable``)."""
+    try:
+        return stringify(payload)
+    except Exception:
+        return payload
+
+
 class LegacyStoreAdapter:
     """Runs a user store that implements only the reference's :class:`EventStore`.
 
@@ -360,7 +369,12 @@ class LegacyStoreAdapter:
                 self._leased.add(lease)
                 return lease
             if not self._overflow:
-                self._overflow.extend(stringify(p) for p in self.store.get_events_batch())
+                try:
+                    batch = self.store.get_events_batch()
+                except Exception:  # the user's store: logged, asked again on the next wake
+                    logger.exception("event store get_events_batch() raised")
+                    return None
+                self._overflow.extend(_as_record(p) for p in batch)
             if not self._overflow:
                 return None
             count = min(max_events, len(self._overflow))

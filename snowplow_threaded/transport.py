@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 
-from .batch_json import records_json
+from .batch_json import records_json, wire_record
 from .clients import (
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -53,6 +53,9 @@ class SendResult:
     # no response, but the request may have reached the collector (timeout or reset after
     # it was sent): a retry may deliver those events twice
     maybe_received: bool = False
+    # the failed records were never sent: one of them cannot be encoded, so a retry would
+    # fail the same way (they fail for good)
+    unsendable: bool = False
 
 
 def sent_timestamp() -> str:
@@ -130,8 +133,26 @@ class Transport:
         the collector answers the last request (if :attr:`can_overlap`; it must not
         raise)."""
         if self.method == "post":
-            return self._post_all(records, bodies or self.prepare(records, stm), meanwhile)
+            if bodies is None:
+                try:
+                    bodies = self.prepare(records, stm)
+                except Exception as exc:
+                    return self._unsendable(SendResult(NO_RESPONSE, requests=0), records, 0, exc)
+            return self._post_all(records, bodies, meanwhile)
         return self._get_each(records, stm)
+
+    @staticmethod
+    def _unsendable(result: SendResult, records: PayloadDictList, index: int,
+                    exc: Exception) -> SendResult:
+        """*records* from *index* on fail for good: one of them cannot be encoded (say a
+        user's EventStore handed back a value whose ``str()`` raises)."""
+        logger.error("a batch of %d event(s) could not be encoded", len(records) - index,
+                     exc_info=exc)
+        result.status = NO_RESPONSE
+        result.error = _describe(exc)
+        result.failed = list(range(index, len(records)))
+        result.unsendable = True
+        return result
 
     def _post_all(self, records: PayloadDictList, bodies: Bodies,
                   meanwhile: Callable[[], object] | None) -> SendResult:
@@ -171,11 +192,15 @@ class Transport:
         result = SendResult(200, requests=0)
         failed: list[int] = []
         for index, record in enumerate(records):
-            record["stm"] = stm
+            try:
+                record["stm"] = stm
+                query = wire_record(record)
+            except Exception as exc:
+                return self._unsendable(result, records, index, exc)
             result.requests += 1
             retry_after: str | None = None
             try:
-                status, retry_after = self.client.request("GET", None, record)
+                status, retry_after = self.client.request("GET", None, query)
             except Exception as exc:
                 status = NO_RESPONSE
                 result.error = _describe(exc)

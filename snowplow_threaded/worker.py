@@ -46,10 +46,18 @@ def deliver(
     collector answers, see :meth:`Transport.send`) and run the callbacks. Never raises."""
     stm = sent_timestamp()
     lease.attempts += 1
-    result = transport.send(lease.records, stm, bodies, meanwhile)
+    try:
+        result = transport.send(lease.records, stm, bodies, meanwhile)
+    except Exception as exc:  # pragma: no cover - send() returns every outcome; a bug here
+        # must not end the worker (every later event would wait forever)
+        logger.exception("sending a batch of %d event(s) failed", len(lease.records))
+        result = SendResult(NO_RESPONSE, failed=list(range(len(lease.records))),
+                            error=f"{type(exc).__name__}: {exc}", requests=0,
+                            unsendable=True)
     failed = result.failed or []
     delivered = len(lease.records) - len(failed)
-    retry = bool(failed) and should_retry(result.status, custom_retry_codes)
+    retry = bool(failed) and not result.unsendable and should_retry(result.status,
+                                                                    custom_retry_codes)
     if retry and max_retries is not None and lease.attempts > max_retries:
         retry = False
     if failed:
@@ -60,17 +68,23 @@ def deliver(
         logger.log(level, "%d event(s) not delivered to %s (%s); %s", len(failed),
                    transport.uri, result.error, verdict)
     if on_success is not None and delivered:
-        _call("on_success", on_success, [dict(r) for r in lease.records[:delivered]])
+        _call("on_success", on_success, _copies(lease.records[:delivered]))
     if on_failure is not None and failed:
-        _call("on_failure", on_failure, delivered, [dict(lease.records[i]) for i in failed])
+        _call("on_failure", on_failure, delivered, _copies([lease.records[i] for i in failed]))
     return Outcome(result, delivered, retry)
+
+
+def _copies(records: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The payloads handed to a callback: copies, so that it cannot change a record that
+    may be sent again (anything a user's EventStore returned that is not a dict, as is)."""
+    return [dict(r) if isinstance(r, dict) else r for r in records]
 
 
 def report_given_up(on_failure: FailureCallback | None, records: list[dict[str, str]]) -> None:
     """Events dropped unsent when ``close()`` ran out of time: ``on_failure(0, payloads)``,
     on the closing thread. Never raises."""
     if on_failure is not None and records:
-        _call("on_failure", on_failure, 0, [dict(r) for r in records])
+        _call("on_failure", on_failure, 0, _copies(records))
 
 
 def _call(name: str, callback: object, *args: object) -> None:

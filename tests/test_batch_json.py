@@ -54,9 +54,27 @@ def test_one_escaped_character_in_a_large_batch_uses_the_c_encoder_for_all_of_it
     assert records_json(records) == reference(records)
 
 
-def test_a_lone_surrogate_is_an_encode_error_as_before() -> None:
-    with pytest.raises(UnicodeEncodeError):
-        records_json([{"e": "\ud800"}])
+@pytest.mark.parametrize("size", [1, 3, 100])  # first record, later record, sliced fallback
+def test_a_lone_surrogate_is_sent_as_a_replacement_character(
+        size: int, caplog: pytest.LogCaptureFixture) -> None:
+    records = [{"e": "se", "n": str(i)} for i in range(size)]
+    records[-1]["se_la"] = "bad \ud800 text"
+    records[0]["\udcff"] = "key too"
+    with caplog.at_level("WARNING", logger="snowplow_threaded"):
+        out = records_json(records)
+    decoded = json.loads(out.decode("utf-8"))  # valid UTF-8, valid JSON
+    assert decoded[-1]["se_la"] == "bad \ufffd text"
+    assert decoded[0]["\ufffd"] == "key too"
+    assert [r["n"] for r in decoded] == [str(i) for i in range(size)]
+    assert "lone surrogate" in caplog.text
+
+
+def test_wire_record_fixes_only_what_cannot_be_sent() -> None:
+    good = {"e": "se", "se_la": "日本 🎉"}
+    assert batch_json.wire_record(good) is good
+    bad = {"e": "se", "se_la": "x\ud83d"}
+    assert batch_json.wire_record(bad) == {"e": "se", "se_la": "x\ufffd"}
+    assert bad["se_la"] == "x\ud83d"  # the record itself is left as it was
 
 
 def test_more_shapes_than_the_template_cache_holds() -> None:

@@ -85,6 +85,26 @@ def test_batches_of_batch_size(collector: Collector, make: Make) -> None:
     assert emitter.flush(timeout=5) is True
 
 
+@pytest.mark.parametrize("method", ["post", "get"])
+def test_text_that_is_not_valid_unicode_is_sent_and_the_worker_lives_on(
+        collector: Collector, make: Make, method: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A lone surrogate (a str UTF-8 cannot encode) used to kill the worker at encoding,
+    leaving every later event unsent; it is now sent as U+FFFD."""
+    tracker, emitter = make(method=method, batch_size=2)
+    with caplog.at_level(logging.WARNING, logger="snowplow_threaded"):
+        bad = tracker.track(StructuredEvent("c", "a", label="x\ud800"))
+        good = track(tracker, 1, start=7)
+        assert emitter.flush(timeout=10) is True
+        later = track(tracker, 2, start=8)
+        assert emitter.flush(timeout=10) is True
+    events = collector.events()
+    assert eids(events) == [bad, *good, *later]
+    assert events[0]["se_la"] == "x\ufffd"
+    stats = emitter.stats()
+    assert stats.sent == 4 and stats.failed == 0 and stats.retried == 0
+    assert "lone surrogate" in caplog.text and "worker died" not in caplog.text
+
+
 def test_low_traffic_sends_after_flush_interval(collector: Collector, make: Make) -> None:
     tracker, _ = make(batch_size=10, flush_interval=0.2)
     start = time.monotonic()
@@ -670,6 +690,41 @@ def test_reference_protocol_store_end_to_end_with_retries(collector: Collector,
     assert store.size() == 0 and store.cleaned == 30
     stats = emitter.stats()
     assert stats.retried > 0 and stats.sent == 30 and stats.queued == 0
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this value")
+
+
+@pytest.mark.parametrize("method", ["post", "get"])
+def test_a_record_that_cannot_be_encoded_is_dropped_and_the_worker_lives_on(
+        collector: Collector, make: Make, caplog: pytest.LogCaptureFixture,
+        method: str) -> None:
+    """A user's store that hands back a value no encoder can write used to end the worker
+    (nothing was sent after it); its batch (GET: from that event on) now fails for good
+    and is reported."""
+    store = ListStore()
+    failures: list[tuple[int, list[PayloadDict]]] = []
+    tracker, emitter = make(method=method, batch_size=3, flush_interval=30,
+                            event_store=store, on_failure=lambda n, p: failures.append((n, p)))
+    with caplog.at_level(logging.ERROR, logger="snowplow_threaded"):
+        batch = track(tracker, 2)
+        store.items[1]["se_la"] = Unprintable()  # type: ignore[assignment]
+        batch += track(tracker, 1, start=2)  # the third event makes the batch due
+        assert emitter.flush(timeout=10) is True
+        later = track(tracker, 3, start=3)
+        assert emitter.flush(timeout=10) is True
+    sent_first = 1 if method == "get" else 0  # GET sent the event before the bad one
+    assert eids(collector.events()) == batch[:sent_first] + later
+    assert [(n, [p["eid"] for p in payloads]) for n, payloads in failures] == [
+        (sent_first, batch[sent_first:])]
+    stats = emitter.stats()
+    assert stats.failed == 3 - sent_first and stats.sent == 3 + sent_first
+    assert stats.retried == 0
+    # POST fails making the value text, GET making the query of it
+    assert any(why in (stats.last_error or "") for why in ("no text for this", "Unprintable"))
+    assert "could not be encoded" in caplog.text and "worker died" not in caplog.text
 
 
 # -- GET -------------------------------------------------------------------------------------

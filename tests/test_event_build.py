@@ -4,13 +4,24 @@ Everything sends to a real local collector."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import uuid
 
 import pytest
 
 import snowplow_threaded.tracker as tracker_module
-from snowplow_threaded import Emitter, Event, PagePing, StructuredEvent, Subject, Tracker
+from snowplow_threaded import (
+    Emitter,
+    Event,
+    PagePing,
+    SelfDescribing,
+    SelfDescribingJson,
+    StructuredEvent,
+    Subject,
+    Tracker,
+)
 from snowplow_threaded.payload import Payload, PayloadPairs
 from tests.collector import Collector
 
@@ -236,3 +247,24 @@ def test_a_subject_change_racing_the_merge_is_seen_by_the_next_event(
     finally:
         tracker.close(2)
     assert [e["uid"] for e in collector.events()] == ["before", "after"]
+
+
+def test_self_describing_text_that_is_not_valid_unicode_is_encoded_as_a_replacement(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A lone surrogate in self-describing data or a context cannot be UTF-8: with base64
+    on, track() encodes it as U+FFFD (as the transport does for plain fields) instead of
+    raising UnicodeEncodeError."""
+    tracker = Tracker("ns", Emitter("http://127.0.0.1:9"))
+    try:
+        event = SelfDescribing(
+            SelfDescribingJson("iglu:com.acme/x/jsonschema/1-0-0", {"a": "b\ud800"}),
+            context=[SelfDescribingJson("iglu:com.acme/c/jsonschema/1-0-0", {"k": "\udcff"})])
+        with caplog.at_level("WARNING", logger="snowplow_threaded"):
+            nv = tracker.complete_payload(event).nv_pairs
+        unstruct = json.loads(base64.urlsafe_b64decode(nv["ue_px"]))
+        contexts = json.loads(base64.urlsafe_b64decode(nv["cx"]))
+        assert unstruct["data"]["data"] == {"a": "b\ufffd"}
+        assert contexts["data"][0]["data"] == {"k": "\ufffd"}
+        assert "lone surrogate" in caplog.text
+    finally:
+        tracker.close(0)

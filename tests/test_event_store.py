@@ -405,3 +405,31 @@ def test_reference_protocol_get_events_batch_and_cleanup() -> None:
     store.cleanup(batch[:2], need_retry=True)
     store.cleanup(batch[2:], need_retry=False)
     assert store.size() == 2 and [r["n"] for r in store.get_events_batch()] == ["0", "1"]
+
+
+def test_legacy_adapter_survives_a_user_store_that_raises_or_returns_bad_values(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Flaky(ListStore):
+        fail = True
+
+        def get_events_batch(self) -> PayloadDictList:
+            if self.fail:
+                self.fail = False
+                raise OSError("disk busy")
+            return super().get_events_batch()
+
+    class NoText:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    user = Flaky()
+    adapter = LegacyStoreAdapter(user)
+    adapter.put(rec(0))
+    user.items.append({"e": "se", "n": NoText()})  # type: ignore[dict-item]
+    with caplog.at_level("ERROR", logger="snowplow_threaded"):
+        assert adapter.take(10) is None  # logged; asked again next time
+    assert "get_events_batch() raised" in caplog.text
+    lease = adapter.take(10)
+    assert lease is not None and len(lease) == 2
+    assert lease.records[0] == {"e": "se", "n": "0"}
+    assert isinstance(lease.records[1]["n"], NoText)  # kept as is: its batch fails when sent
