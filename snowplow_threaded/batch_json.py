@@ -90,9 +90,13 @@ def records_json(records: Sequence[PayloadDict]) -> bytes:
             data, fields = _filled(records)
             if _clean(data, fields):
                 return data
-        return _c_json(records).encode("utf-8")
+    except Exception:  # what templates cannot take (a key that is not a string, text that
+        pass  # is not valid Unicode): the C encoder decides, as for text to escape
+    text = _c_json(records)
+    try:
+        return text.encode("utf-8")
     except UnicodeEncodeError:
-        return wire_text(_c_json(records)).encode("utf-8")
+        return wire_text(text).encode("utf-8")
 
 
 def _c_json(records: Sequence[PayloadDict]) -> str:

@@ -125,3 +125,8 @@ def test_a_batch_whose_first_record_needs_escaping_skips_the_templates(
     records = [{"e": "ue", "ue_pr": '{"schema":"iglu:x/y/jsonschema/1-0-0"}'}] * 50
     assert records_json(records) == reference(records)
     assert filled == [1]  # only the first record was tried
+
+
+def test_keys_that_are_not_strings_go_through_the_c_encoder() -> None:
+    records = [{"e": "se", 7: "seven", None: "none"}]  # type: ignore[dict-item]
+    assert records_json(records) == reference(records)  # type: ignore[arg-type]
