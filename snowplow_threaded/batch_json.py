@@ -25,7 +25,7 @@ import json
 import json.encoder
 from collections.abc import Callable, Sequence
 
-from .payload import wire_text
+from .payload import as_text, wire_text
 from .typing import PayloadDict
 
 __all__ = ["encode_records", "records_json", "wire_record"]
@@ -48,9 +48,13 @@ def _c_records_encoder() -> Callable[[Sequence[PayloadDict]], str]:
     if c_make_encoder is None:  # pragma: no cover - interpreters without _json
         return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                                 check_circular=False).encode
-    c_encode = c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",",
-                              False, False, False)
+    c_encode = c_make_encoder(None, _not_json, json.encoder.encode_basestring, None, ":",
+                              ",", False, False, False)
     return lambda records: "".join(c_encode(records, 0))
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 encode_records = _c_records_encoder()
@@ -107,12 +111,17 @@ def _c_json(records: Sequence[PayloadDict]) -> str:
 
 
 def wire_record(record: PayloadDict) -> PayloadDict:
-    """*record* itself if all its text can be sent as UTF-8, else a copy fixed by
-    :func:`.payload.wire_text` (for GET, whose query string is UTF-8 too)."""
+    """*record* as the text of a GET query string: itself if its keys and values are all
+    ``str`` that UTF-8 can encode, else a copy made text (:func:`.payload.as_text`, whose
+    ``str()`` may raise: the record is then unsendable) and fixed by
+    :func:`.payload.wire_text`."""
     try:
         for key, value in record.items():
+            if type(key) is not str or type(value) is not str:
+                raise TypeError
             key.encode("utf-8")
             value.encode("utf-8")
-    except UnicodeEncodeError:
-        return {wire_text(key): wire_text(value) for key, value in record.items()}
+    except (TypeError, UnicodeEncodeError):
+        return {wire_text(as_text(key)): wire_text(as_text(value))
+                for key, value in record.items()}
     return record

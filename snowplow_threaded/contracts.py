@@ -14,10 +14,13 @@ from .typing import FORM_NODE_NAMES, FORM_TYPES
 
 
 def non_empty_string(value: Any, name: str) -> str:
-    """Return *value* if it is a non-empty ``str``; raise ``ValueError`` otherwise."""
-    if type(value) is not str or not value:
+    """Return *value* if it is a non-empty ``str`` (one of a subclass, such as a ``str``
+    enum, as the text it holds); raise ``ValueError`` otherwise."""
+    if type(value) is str and value:
+        return value
+    if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value
+    return str.__str__(value)
 
 
 def optional_string(value: Any, name: str) -> None:

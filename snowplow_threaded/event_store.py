@@ -24,6 +24,7 @@ import threading
 from collections import deque
 from typing import Protocol, runtime_checkable
 
+from .payload import as_text
 from .typing import PayloadDict, PayloadDictList
 
 logger = logging.getLogger("snowplow_threaded.event_store")
@@ -214,12 +215,19 @@ class InMemoryEventStore:
                 pending = self._pending
                 if not pending:
                     return None
-                # popleft only: other threads may append (lock-free) meanwhile. _held first:
-                # put()'s unlocked capacity check must not see the batch in neither count
+                # popleft only: other threads may append (lock-free) meanwhile. Each record
+                # is counted as held just before it leaves _pending, so put()'s unlocked
+                # check (pending + held) is never under the truth, and over it by at most
+                # one record (a whole batch either way made the buffer overshoot, or
+                # reject events while far from full)
                 count = min(max_events, len(pending))
-                self._held += count
                 popleft = pending.popleft
-                lease = Lease([popleft() for _ in range(count)], self._removed)
+                records: PayloadDictList = []
+                append = records.append
+                for _ in range(count):
+                    self._held += 1
+                    append(popleft())
+                lease = Lease(records, self._removed)
                 self._removed += count
             self._leased.add(lease)
             return lease
@@ -323,7 +331,7 @@ class InMemoryEventStore:
 
 def stringify(payload: PayloadDict) -> PayloadDict:
     """A copy of *payload* with every value a string (as the protocol sends them)."""
-    return {k: v if type(v) is str else str(v) for k, v in payload.items()}
+    return {k: v if type(v) is str else as_text(v) for k, v in payload.items()}
 
 
 def _as_record(payload: PayloadDict) -> PayloadDict:
@@ -370,9 +378,10 @@ class LegacyStoreAdapter:
                 return lease
             if not self._overflow:
                 try:
-                    batch = self.store.get_events_batch()
+                    batch = list(self.store.get_events_batch())
                 except Exception:  # the user's store: logged, asked again on the next wake
-                    logger.exception("event store get_events_batch() raised")
+                    logger.exception("event store get_events_batch() raised or did not "
+                                     "return a list")
                     return None
                 self._overflow.extend(_as_record(p) for p in batch)
             if not self._overflow:

@@ -108,8 +108,13 @@ def wire_text(text: str) -> str:
 
 
 def as_text(value: Any) -> str:
-    """*value* as the protocol sends it: itself if a string, else its ``str()``."""
-    return value if type(value) is str else str(value)
+    """*value* as the protocol sends it: itself if a ``str``; the text it holds if an
+    instance of a ``str`` subclass (an enum with a ``str`` mixin: ``"red"``, not
+    ``"Color.RED"``, as ``json.dumps`` and the reference send it); else its ``str()``.
+    Always an exact ``str``, so every encoder of a record writes the same text."""
+    if type(value) is str:
+        return value
+    return str.__str__(value) if isinstance(value, str) else str(value)
 
 
 class PayloadPairs(dict[str, Any]):
@@ -164,7 +169,7 @@ class Payload:
 
     def add(self, name: str, value: Any) -> None:
         if not (value is None or value == ""):
-            put_text(self.nv_pairs, name, value if type(value) is str else str(value))
+            put_text(self.nv_pairs, name, value if type(value) is str else as_text(value))
 
     def add_dict(self, dict_: PayloadDict, base64: bool = False) -> None:
         for name, value in dict_.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .contracts import one_of, positive_int
+from .payload import as_text
 from .typing import SUPPORTED_PLATFORMS, PayloadDict, SupportedPlatform
 
 DEFAULT_PLATFORM = "pc"
@@ -59,7 +60,7 @@ class Subject:
         return self._cached_wire()[1]
 
     def _build_wire(self) -> tuple[dict[str, str], dict[str, str]]:
-        explicit = {k: v if type(v) is str else str(v)
+        explicit = {k: v if type(v) is str else as_text(v)
                     for k, v in self._pairs.items() if v is not None and v != ""}
         full = explicit if "p" in self._pairs else {"p": DEFAULT_PLATFORM, **explicit}
         return full, explicit

@@ -130,3 +130,10 @@ def test_a_batch_whose_first_record_needs_escaping_skips_the_templates(
 def test_keys_that_are_not_strings_go_through_the_c_encoder() -> None:
     records = [{"e": "se", 7: "seven", None: "none"}]  # type: ignore[dict-item]
     assert records_json(records) == reference(records)  # type: ignore[arg-type]
+
+
+def test_wire_record_makes_keys_and_values_that_are_not_strings_text() -> None:
+    odd = {"e": "pv", 7: 8.5}  # type: ignore[dict-item]
+    assert batch_json.wire_record(odd) == {"e": "pv", "7": "8.5"}  # type: ignore[arg-type]
+    bad = {"e": "\ud800", 7: 8}  # type: ignore[dict-item]
+    assert batch_json.wire_record(bad) == {"e": "\ufffd", "7": "8"}  # type: ignore[arg-type]

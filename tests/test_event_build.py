@@ -5,6 +5,7 @@ Everything sends to a real local collector."""
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import os
 import uuid
@@ -266,5 +267,33 @@ def test_self_describing_text_that_is_not_valid_unicode_is_encoded_as_a_replacem
         assert unstruct["data"]["data"] == {"a": "b\ufffd"}
         assert contexts["data"][0]["data"] == {"k": "\ufffd"}
         assert "lone surrogate" in caplog.text
+    finally:
+        tracker.close(0)
+
+
+class Colour(str, enum.Enum):
+    RED = "red"
+
+
+def test_str_subclass_values_are_sent_as_the_text_they_hold() -> None:
+    """An enum with a str mixin is sent as "red" (as json.dumps and the reference send
+    it), never as its str() "Colour.RED", and every record holds exact strs, so each
+    encoder of the transport writes the same bytes."""
+    tracker = Tracker("ns", Emitter("http://127.0.0.1:9"),
+                      subject=Subject().set_user_id(Colour.RED))
+    try:
+        event = StructuredEvent(Colour.RED, Colour.RED, label=Colour.RED)
+        plain = Event()
+        plain.payload.nv_pairs = {"e": "se", "se_ca": Colour.RED}  # type: ignore[assignment]
+        records: list[dict[str, str]] = []
+        saved = tracker._only
+        tracker._only = lambda record, pid: records.append(record)  # type: ignore[assignment]
+        tracker.track(event)
+        tracker.track(plain)
+        for record in records:
+            assert all(type(v) is str for v in record.values()), record
+        assert [records[0][k] for k in ("se_ca", "se_ac", "se_la", "uid")] == ["red"] * 4
+        assert records[1]["se_ca"] == "red"
+        tracker._only = saved
     finally:
         tracker.close(0)

@@ -304,6 +304,7 @@ def test_a_take_in_progress_never_frees_capacity_early() -> None:
     store._pending = pending
     assert lease is not None and len(lease) == 30
     assert min(seen) >= 50  # the batch never vanished from the count mid-take
+    assert max(seen) <= 51  # nor was it counted twice (a put() racing it would be refused)
     assert store.size() == 50
 
 
@@ -433,3 +434,24 @@ def test_legacy_adapter_survives_a_user_store_that_raises_or_returns_bad_values(
     assert lease is not None and len(lease) == 2
     assert lease.records[0] == {"e": "se", "n": "0"}
     assert isinstance(lease.records[1]["n"], NoText)  # kept as is: its batch fails when sent
+
+
+def test_legacy_adapter_survives_a_user_store_that_returns_none(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class ReturnsNone(ListStore):
+        broken = True
+
+        def get_events_batch(self) -> PayloadDictList:
+            if self.broken:
+                self.broken = False
+                return None  # type: ignore[return-value]
+            return super().get_events_batch()
+
+    adapter = LegacyStoreAdapter(ReturnsNone())
+    adapter.put(rec(0))
+    with caplog.at_level("ERROR", logger="snowplow_threaded"):
+        assert adapter.take(10) is None
+    assert "did not return a list" in caplog.text
+    adapter.put(rec(1))
+    lease = adapter.take(10)
+    assert lease is not None and ns(lease.records) == [0, 1]
