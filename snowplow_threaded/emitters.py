@@ -25,9 +25,9 @@ from .event_store import (
     BatchStore,
     EventStore,
     InMemoryEventStore,
-    LegacyStoreAdapter,
     stringify,
 )
+from .legacy_store import LegacyStoreAdapter
 from .retry import Backoff, is_success
 from .stats import EmitterStats
 from .transport import Transport

@@ -4,7 +4,7 @@ Two interfaces live here:
 
 * :class:`EventStore` — the reference tracker's 4-method protocol (``add_event``,
   ``get_events_batch``, ``cleanup``, ``size``). A user store implementing only that still
-  works: the emitter wraps it in :class:`LegacyStoreAdapter`.
+  works: the emitter wraps it in :class:`.legacy_store.LegacyStoreAdapter`.
 * :class:`BatchStore` — what the engine uses. Records are event payload dicts whose values
   are all strings; the worker encodes them at send time. Batches are *leased* (``take``)
   and later *settled* (``settle``: delivered/failed for good, or back for a retry ahead of
@@ -26,8 +26,6 @@ from typing import Protocol, runtime_checkable
 
 from .payload import as_text
 from .typing import PayloadDict, PayloadDictList
-
-logger = logging.getLogger("snowplow_threaded.event_store")
 
 DROP_NEWEST = "drop_newest"
 DROP_OLDEST = "drop_oldest"
@@ -332,122 +330,3 @@ class InMemoryEventStore:
 def stringify(payload: PayloadDict) -> PayloadDict:
     """A copy of *payload* with every value a string (as the protocol sends them)."""
     return {k: v if type(v) is str else as_text(v) for k, v in payload.items()}
-
-
-def _as_record(payload: PayloadDict) -> PayloadDict:
-    """A payload from a user's store as a record; one that cannot be made text is kept as
-    it is, and its batch fails for good when encoded (``SendResult.unsendable``)."""
-    try:
-        return stringify(payload)
-    except Exception:
-        return payload
-
-
-class LegacyStoreAdapter:
-    """Runs a user store that implements only the reference's :class:`EventStore`.
-
-    Such a store hands out *all* its events at once, so the adapter keeps what does not fit
-    in one request in an overflow queue it owns. ``oldest_seq`` is derived from counts
-    (``next_seq - unsettled``), exact as long as the user store is first-in first-out.
-    ``_lock`` guards the adapter and serialises every call into the user store.
-    """
-
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._overflow: deque[PayloadDict] = deque()
-        self._retry: deque[Lease] = deque()
-        self._leased: set[Lease] = set()
-        self._next_seq = 0
-        self._settled = 0
-        self._rejected = 0
-
-    def put(self, record: PayloadDict) -> int:
-        with self._lock:
-            if not self.store.add_event(record):
-                self._rejected += 1
-                return -1
-            self._next_seq += 1
-            return self.store.size() + len(self._overflow)
-
-    def take(self, max_events: int) -> Lease | None:
-        with self._lock:
-            if self._retry:
-                lease = self._retry.popleft()
-                self._leased.add(lease)
-                return lease
-            if not self._overflow:
-                try:
-                    batch = list(self.store.get_events_batch())
-                except Exception:  # the user's store: logged, asked again on the next wake
-                    logger.exception("event store get_events_batch() raised or did not "
-                                     "return a list")
-                    return None
-                self._overflow.extend(_as_record(p) for p in batch)
-            if not self._overflow:
-                return None
-            count = min(max_events, len(self._overflow))
-            records = [self._overflow.popleft() for _ in range(count)]
-            lease = Lease(records, self._next_seq - self._unsettled_locked())
-            self._leased.add(lease)
-            return lease
-
-    def _unsettled_locked(self) -> int:
-        return self._next_seq - self._settled
-
-    def settle(self, lease: Lease, retry: bool, done: int = 0) -> None:
-        payloads = lease.records if not retry else lease.records[:done]
-        with self._lock:
-            self._leased.discard(lease)
-            if retry and done < len(lease.records):
-                del lease.records[:done]
-                self._retry.append(lease)
-            self._settled += len(payloads)
-            if payloads:
-                try:
-                    self.store.cleanup(payloads, False)
-                except Exception:
-                    logger.exception("event store cleanup() raised")
-
-    def pending(self) -> int:
-        with self._lock:
-            return (self.store.size() + len(self._overflow)
-                    + sum(len(lease) for lease in self._retry))
-
-    def oldest_seq(self) -> int | None:
-        with self._lock:
-            unsettled = self._unsettled_locked()
-            return None if unsettled <= 0 else self._next_seq - unsettled
-
-    def next_seq(self) -> int:
-        return self._next_seq
-
-    def drop_counts(self) -> dict[str, int]:
-        return {"buffer_full": self._rejected} if self._rejected else {}
-
-    def discard_pending(self) -> int:
-        with self._lock:
-            dropped = list(self.store.get_events_batch())
-            count = len(dropped) + len(self._overflow) + sum(len(x) for x in self._retry)
-            self._overflow.clear()
-            self._retry.clear()
-            self._settled += count
-            return count
-
-    def reset_after_fork(self, keep: bool = False) -> int:
-        self._lock = threading.Lock()
-        if keep:
-            self._retry = deque(sorted([*self._retry, *self._leased],
-                                       key=lambda x: x.oldest_seq))
-            self._leased = set()
-            self._rejected = 0
-            return 0
-        self._overflow = deque()
-        self._retry = deque()
-        self._leased = set()
-        try:
-            dropped = len(self.store.get_events_batch())
-        except Exception:  # pragma: no cover - a user store's own fork trouble
-            dropped = 0
-        self._settled = self._next_seq
-        return dropped

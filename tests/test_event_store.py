@@ -8,9 +8,9 @@ import pytest
 
 from snowplow_threaded.event_store import (
     InMemoryEventStore,
-    LegacyStoreAdapter,
     stringify,
 )
+from snowplow_threaded.legacy_store import LegacyStoreAdapter
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
 
 
