@@ -115,13 +115,17 @@ def wire_record(record: PayloadDict) -> PayloadDict:
     ``str`` that UTF-8 can encode, else a copy made text (:func:`.payload.as_text`, whose
     ``str()`` may raise: the record is then unsendable) and fixed by
     :func:`.payload.wire_text`."""
-    try:
-        for key, value in record.items():
-            if type(key) is not str or type(value) is not str:
-                raise TypeError
-            key.encode("utf-8")
-            value.encode("utf-8")
-    except (TypeError, UnicodeEncodeError):
-        return {wire_text(as_text(key)): wire_text(as_text(value))
-                for key, value in record.items()}
+    for key, value in record.items():
+        if type(key) is not str or type(value) is not str or not _utf8(key + value):
+            return {wire_text(as_text(key)): wire_text(as_text(value))
+                    for key, value in record.items()}
     return record
+
+
+def _utf8(text: str) -> bool:
+    """Whether UTF-8 can encode *text* (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -119,9 +119,9 @@ def as_text(value: Any) -> str:
 
 class PayloadPairs(dict[str, Any]):
     """``Payload.nv_pairs``: a dict that holds every value as the tracker protocol sends
-    it, as text. A value that is not a string is stored as its ``str()`` by item
-    assignment, ``update``, ``setdefault`` and ``|=`` (so ``track()`` needs no check of
-    its own; it checks a plain dict assigned to ``nv_pairs`` instead). Reading gives the
+    it, as text. A value that is not an exact ``str`` is stored as :func:`as_text` makes it
+    by item assignment, ``update``, ``setdefault`` and ``|=`` (so ``track()`` needs no
+    check of its own; it checks a plain dict assigned to ``nv_pairs`` instead). Reading gives the
     text back: ``pairs["tr_tt"] = 9.5`` reads back ``"9.5"``."""
 
     __slots__ = ()

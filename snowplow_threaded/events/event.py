@@ -206,5 +206,4 @@ def all_text(pairs: dict[str, Any]) -> bool:
     """Whether every value of *pairs* is an exact ``str`` (a subclass is converted by
     ``as_text``: its ``str()`` may not be its text). For a plain dict assigned to
     ``nv_pairs``; a ``PayloadPairs`` holds exact strings already."""
-    str_ = str
-    return all(type(value) is str_ for value in pairs.values())
+    return all(type(value) is str for value in pairs.values())
