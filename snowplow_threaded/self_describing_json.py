@@ -46,7 +46,9 @@ class SelfDescribingJson:
     __slots__ = ("_data", "_schema")
 
     def __init__(self, schema: str, data: Any) -> None:
-        self._schema = check_schema_uri(schema)
+        # a URI seen before: the dict lookup of check_schema_uri without the call
+        self._schema = schema if type(schema) is str and schema in _VALID else (
+            check_schema_uri(schema))
         self._data = data
 
     @property

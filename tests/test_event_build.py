@@ -297,3 +297,27 @@ def test_str_subclass_values_are_sent_as_the_text_they_hold() -> None:
         tracker._only = saved
     finally:
         tracker.close(0)
+
+
+class _Entity(SelfDescribingJson):
+    """A subclass: accepted wherever a SelfDescribingJson is."""
+
+
+@pytest.mark.parametrize("extra", [{}, {"true_timestamp": 1_700_000_000_000}],
+                         ids=["no-other-argument", "with-true-timestamp"])
+def test_an_event_keeps_its_own_copy_of_the_context_list(extra: dict[str, int]) -> None:
+    first = SelfDescribingJson("iglu:com.acme/c/jsonschema/1-0-0", {"k": 1})
+    entities: list[SelfDescribingJson] = [first, _Entity("iglu:com.acme/d/jsonschema/1-0-0", {})]
+    event = SelfDescribing(SelfDescribingJson("iglu:com.acme/e/jsonschema/1-0-0", {}),
+                           context=entities, **extra)  # type: ignore[arg-type]
+    entities.append(first)
+    entities[1] = first
+    assert event.context is not entities
+    assert [type(e) for e in event.context] == [SelfDescribingJson, _Entity]
+    with pytest.raises(TypeError, match="context"):
+        SelfDescribing(first, context=[first, {"schema": "x", "data": {}}],  # type: ignore[list-item]
+                       **extra)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="event_json"):
+        SelfDescribing({"schema": "x", "data": {}})  # type: ignore[arg-type]
+    assert SelfDescribing(_Entity("iglu:com.acme/e/jsonschema/1-0-0", {})).event_json.schema \
+        == "iglu:com.acme/e/jsonschema/1-0-0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/json
 # them needs escaping), with one encoder call per entity's data instead of a full dump.
 _UE_HEAD = '{"schema": "' + UNSTRUCT_EVENT_SCHEMA + '", "data": '
 _CO_HEAD = '{"schema": "' + CONTEXT_SCHEMA + '", "data": ['
+#: ``map(isinstance, entities, _SDJ)``: the context check without a Python-level loop
+_SDJ = itertools.repeat(SelfDescribingJson)
 
 
 def _checked(json_encoder: JsonEncoderFunction | None) -> Callable[[Any, str], str]:
@@ -63,11 +66,16 @@ class Event:
         true_timestamp: float | None = None,
     ) -> None:
         self.payload = Payload(dict_=dict_)
-        if event_subject is None and context is None and true_timestamp is None:
-            self._event_subject: Subject | None = None  # common case: no setter checks
-            self._context: list[SelfDescribingJson] = []
+        if event_subject is None and true_timestamp is None:
+            # common case: no setter calls (context checked inline, as its setter does)
+            self._event_subject: Subject | None = None
             self._true_timestamp: float | None = None
-            return
+            if context is None:
+                self._context: list[SelfDescribingJson] = []
+                return
+            if type(context) is list and all(map(isinstance, context, _SDJ)):
+                self._context = context.copy()
+                return
         self.event_subject = event_subject
         self.context = context
         self.true_timestamp = true_timestamp
@@ -81,8 +89,8 @@ class Event:
         if value is None:
             self._context = []
             return
-        if type(value) is list and all(type(e) is SelfDescribingJson for e in value):
-            self._context = list(value)
+        if type(value) is list and all(map(isinstance, value, _SDJ)):
+            self._context = value.copy()
             return
         if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
             raise TypeError(f"context must be a list of SelfDescribingJson, got {value!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..payload import put_text
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from .event import Event
@@ -19,8 +20,11 @@ class SelfDescribing(Event):
     ) -> None:
         super().__init__(event_subject=event_subject, context=context,
                          true_timestamp=true_timestamp)
-        self.payload.add("e", "ue")
-        self.event_json = event_json
+        put_text(self.payload.nv_pairs, "e", "ue")
+        if type(event_json) is not SelfDescribingJson:
+            self.event_json = event_json  # the setter's check, for anything else
+        else:
+            self._event_json = event_json
 
     @property
     def event_json(self) -> SelfDescribingJson:
