@@ -113,8 +113,10 @@ def send_until(dispatcher: LeaseDesk, transport: Transport, until: float | None)
         ahead.append((lease, None))
         try:
             ahead[-1] = (lease, transport.prepare(lease.records, sent_timestamp()))
-        except Exception:  # pragma: no cover - records are dicts of strings
-            logger.exception("encoding a batch ahead failed; it is encoded when sent")
+        except Exception:  # a user's store handed back a value no encoder can write: the
+            # send encodes it again, fails it for good and reports it (once, there)
+            logger.debug("encoding a batch ahead failed; it is encoded when sent",
+                         exc_info=True)
 
     meanwhile = lease_ahead if until is None and transport.can_overlap else None
     try:

@@ -727,6 +727,42 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_the_worker_lives_on(
     assert "could not be encoded" in caplog.text and "worker died" not in caplog.text
 
 
+class BadFifthStore(ListStore):
+    """Stores the fifth event with a value no encoder can write, and hands out nothing
+    until ``gate`` is set (so that every event waits when the worker first leases)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def add_event(self, payload: PayloadDict) -> bool:
+        if len(self.items) == 4:
+            payload = {**payload, "se_la": Unprintable()}  # type: ignore[dict-item]
+        return super().add_event(payload)
+
+    def get_events_batch(self) -> PayloadDictList:
+        return super().get_events_batch() if self.gate.is_set() else []
+
+
+def test_a_batch_that_cannot_be_encoded_ahead_is_reported_once(
+        collector: Collector, make: Make, caplog: pytest.LogCaptureFixture) -> None:
+    """Under a backlog the worker encodes its next batch while the collector answers the
+    current one; a batch that cannot be encoded there is encoded again when sent, fails
+    for good and is reported then: one error, not one ahead and one at send time."""
+    store = BadFifthStore()
+    tracker, emitter = make(batch_size=3, max_events_per_request=3, flush_interval=30,
+                            event_store=store)
+    with caplog.at_level(logging.DEBUG, logger="snowplow_threaded"):
+        sent = track(tracker, 9)
+        store.gate.set()
+        assert emitter.flush(timeout=10) is True
+    assert eids(collector.events()) == sent[:3] + sent[6:]
+    assert "encoding a batch ahead failed" in caplog.text  # it was encoded ahead
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "could not be encoded" in errors[0].getMessage()
+    assert emitter.stats().failed == 3
+
+
 # -- GET -------------------------------------------------------------------------------------
 
 
