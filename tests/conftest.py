@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,12 @@ from snowplow_threaded.collector import Collector as EmbeddedCollector
 from tests.collector import Collector
 
 pytest_plugins = ["pytester"]
+
+# Every test talks to servers on 127.0.0.1 only: a proxy set in the environment (as on
+# many company machines) must not take that traffic, in this process or in the servers
+# and workers the tests start (requests and this library honour NO_PROXY).
+for _name in ("NO_PROXY", "no_proxy"):
+    os.environ[_name] = ",".join(filter(None, (os.environ.get(_name), "127.0.0.1", "localhost")))
 
 
 @pytest.fixture

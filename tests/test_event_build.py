@@ -81,7 +81,7 @@ def test_subject_changes_reach_the_next_event(collector: Collector) -> None:
         tracker.track(StructuredEvent("c", "a"))
         tracker.set_subject(None)
         tracker.track(StructuredEvent("c", "a"))
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     first, second, third, fourth, fifth = collector.events()
@@ -100,7 +100,7 @@ def test_event_subject_overrides_only_what_it_sets(collector: Collector) -> None
     try:
         tracker.track(StructuredEvent("c", "a", event_subject=Subject().set_user_id("event")))
         tracker.track(StructuredEvent("c", "a"))
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     overridden, plain = collector.events()
@@ -120,7 +120,7 @@ def test_numbers_are_kept_on_the_event_as_given_and_sent_as_text(
     try:
         for event in (structured, ping, raw):
             tracker.track(event)
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     sent = collector.events()
@@ -154,7 +154,7 @@ def test_a_plain_dict_assigned_to_nv_pairs_is_sent_as_text(collector: Collector)
         tracker.track(event)
         event.payload.nv_pairs["se_va"] = "5"
         tracker.track(event)
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     assert [sent["se_va"] for sent in collector.events()] == ["4", "5"]
@@ -169,7 +169,7 @@ def test_tracker_fields_win_over_the_same_keys_set_on_the_event(
     try:
         first = tracker.track(event)
         second = tracker.track(StructuredEvent("c", "a"))
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     sent = collector.events()
@@ -198,7 +198,7 @@ def test_default_transport_request_head(collector: Collector, method: str) -> No
     try:
         tracker.track(StructuredEvent("c", "a", label="é ü"))
         tracker.track(StructuredEvent("c", "a"))
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     requests = collector.requests
@@ -218,7 +218,7 @@ def test_non_ascii_endpoint_path_is_percent_encoded(collector: Collector) -> Non
     tracker = Tracker("path", emitter)
     try:
         tracker.track(StructuredEvent("c", "a"))
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     (request,) = collector.requests
@@ -244,7 +244,7 @@ def test_a_subject_change_racing_the_merge_is_seen_by_the_next_event(
     try:
         tracker.track(StructuredEvent("c", "first"))  # merged with "before": raced
         tracker.track(StructuredEvent("c", "second"))
-        assert tracker.flush(5)
+        assert tracker.flush(timeout=5)
     finally:
         tracker.close(2)
     assert [e["uid"] for e in collector.events()] == ["before", "after"]
@@ -321,3 +321,26 @@ def test_an_event_keeps_its_own_copy_of_the_context_list(extra: dict[str, int]) 
         SelfDescribing({"schema": "x", "data": {}})  # type: ignore[arg-type]
     assert SelfDescribing(_Entity("iglu:com.acme/e/jsonschema/1-0-0", {})).event_json.schema \
         == "iglu:com.acme/e/jsonschema/1-0-0"
+
+
+def test_a_subclass_setter_runs_when_the_event_is_built() -> None:
+    """The constructors skip the property setters only for classes that keep ours: a
+    subclass's own setter still sees every value, as it would without the shortcut."""
+    seen: list[tuple[str, object]] = []
+
+    class Audited(SelfDescribing):
+        @SelfDescribing.context.setter  # type: ignore[attr-defined, untyped-decorator]
+        def context(self, value: list[SelfDescribingJson] | None) -> None:
+            seen.append(("context", value))
+            SelfDescribing.context.fset(self, value)  # type: ignore[attr-defined]
+
+        @SelfDescribing.event_json.setter  # type: ignore[attr-defined, untyped-decorator]
+        def event_json(self, value: SelfDescribingJson) -> None:
+            seen.append(("event_json", value))
+            SelfDescribing.event_json.fset(self, value)  # type: ignore[attr-defined]
+
+    entity = SelfDescribingJson("iglu:com.acme/c/jsonschema/1-0-0", {"k": 1})
+    event = Audited(entity, context=[entity])
+    assert seen == [("context", [entity]), ("event_json", entity)]
+    assert event.context == [entity] and event.event_json is entity
+    assert SelfDescribing._own_setters and not Audited._own_setters

@@ -53,10 +53,15 @@ class Event:
 
     #: whether this class overrides :meth:`self_describing_json` (set for each subclass)
     _has_json = False
+    #: whether this class keeps the property setters ``__init__`` may skip (else a
+    #: subclass's own setters run on every construction)
+    _own_setters = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._has_json = cls.self_describing_json is not Event.self_describing_json
+        cls._own_setters = all(getattr(cls, name) is getattr(Event, name)
+                               for name in ("event_subject", "context", "true_timestamp"))
 
     def __init__(
         self,
@@ -66,7 +71,7 @@ class Event:
         true_timestamp: float | None = None,
     ) -> None:
         self.payload = Payload(dict_=dict_)
-        if event_subject is None and true_timestamp is None:
+        if event_subject is None and true_timestamp is None and self._own_setters:
             # common case: no setter calls (context checked inline, as its setter does)
             self._event_subject: Subject | None = None
             self._true_timestamp: float | None = None
