@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -283,8 +284,14 @@ class Tracker(LegacyTracking):
         call is delivered or failed for good (True) or *timeout* passes (False; default
         each emitter's ``flush_timeout``). ``is_async=True``: trigger and return.
 
-        Unlike the reference, this returns a bool, not the tracker.
+        Unlike the reference, this returns a bool, not the tracker. A number as the first
+        argument (``flush(5)``) is ``is_async`` as in the reference, so it does not wait: a
+        ``UserWarning`` says to pass ``timeout=`` instead.
         """
+        if type(is_async) in (int, float):  # not bool: its type is bool
+            warnings.warn(f"Tracker.flush({is_async!r}) does not wait: its first argument "
+                          f"is is_async, as in the reference; pass timeout={is_async!r} to "
+                          "wait up to that many seconds", UserWarning, stacklevel=2)
         ok = True
         for emitter in self.emitters:
             if isinstance(emitter, Emitter):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -439,6 +440,25 @@ def test_async_tracker_flush_returns_at_once(collector: Collector, make: Make) -
     tracker.flush(is_async=True)
     assert time.monotonic() - start < 0.5
     assert collector.wait_for_events(3, timeout=5)  # ... and it did trigger the send
+
+
+def test_a_number_as_tracker_flush_first_argument_warns(collector: Collector,
+                                                        make: Make) -> None:
+    """``tracker.flush(5)`` is ``is_async=5`` (the reference's signature): an async flush,
+    which this library's own tests once mistook for a 5 s wait. It still triggers the send
+    and returns, and warns with the call to write instead."""
+    collector.behavior = slow(1.0)
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=5)
+    track(tracker, 2)
+    start = time.monotonic()
+    with pytest.warns(UserWarning, match=r"pass timeout=5 "):
+        assert tracker.flush(5) is True  # type: ignore[arg-type]
+    assert time.monotonic() - start < 0.5
+    assert collector.wait_for_events(2, timeout=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tracker.flush(True)
+        tracker.flush(timeout=5)
 
 
 def test_flush_before_any_event(collector: Collector, make: Make) -> None:
