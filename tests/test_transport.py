@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 
 import pytest
 
@@ -68,12 +69,17 @@ def test_post_bodies_are_utf8_and_limited_in_bytes() -> None:
     assert all(len(body) <= 2 * one for _, body in bodies)
 
 
-def test_sent_timestamp_is_milliseconds() -> None:
-    import time
-
+def test_sent_timestamp_is_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
     before = time.time() * 1000
     stm = int(sent_timestamp())
     assert before - 1 <= stm <= time.time() * 1000 + 1
+    # not truncated to seconds, as the reference's is (a fixed clock: the real one may
+    # land on a whole second)
+    import snowplow_threaded.transport as transport_module
+
+    clock = types.SimpleNamespace(time_ns=lambda: 1_700_000_000_123_456_789)
+    monkeypatch.setattr(transport_module, "time", clock)
+    assert sent_timestamp() == "1700000000123"
 
 
 # -- Transport.send over real HTTP -----------------------------------------------------------

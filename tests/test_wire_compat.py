@@ -386,9 +386,13 @@ def _check_events(events: list[dict[str, str]], before: int, after: int) -> None
             assert len(ev[key]) == 13, (key, ev[key])
             assert before <= int(ev[key]) <= after, (key, ev[key], before, after)
         assert int(ev["dtm"]) <= int(ev["stm"])
-    # truncation to seconds would make every stm end in 000; 23 of them all doing so by
-    # chance has a probability of 1e-69
-    assert not all(ev["stm"].endswith("000") for ev in events)
+    # truncation to seconds would make every stm end in 000. The events of one POST share
+    # one stm, which ends in 000 by chance once in 1 000 runs: only several distinct ones
+    # (GET: one per request) say anything here; test_sent_timestamp_is_milliseconds
+    # checks the clock arithmetic with a fixed clock
+    sent = {ev["stm"] for ev in events}
+    if len(sent) >= 3:
+        assert not all(stm.endswith("000") for stm in sent)
     assert len({ev["eid"] for ev in events}) == len(events)
 
 
