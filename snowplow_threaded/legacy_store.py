@@ -61,12 +61,9 @@ class LegacyStoreAdapter:
                 self._leased.add(lease)
                 return lease
             if not self._overflow:
-                try:
-                    batch = list(self.store.get_events_batch())
-                except Exception:  # the user's store: logged, asked again on the next wake
-                    logger.exception("event store get_events_batch() raised or did not "
-                                     "return a list")
-                    return None
+                batch = self._user_batch()
+                if batch is None:
+                    return None  # asked again on the next wake
                 self._overflow.extend(_as_record(p) for p in batch)
             if not self._overflow:
                 return None
@@ -75,6 +72,17 @@ class LegacyStoreAdapter:
             lease = Lease(records, self._next_seq - self._unsettled_locked())
             self._leased.add(lease)
             return lease
+
+    def _user_batch(self) -> list[PayloadDict] | None:
+        """The user store's ``get_events_batch()`` as a list, or None (logged) when it
+        raised or did not return an iterable: every path that empties the user's store
+        goes through here, so none of them (``take``, ``close()``'s discard, a fork) raises
+        for it. Called under ``_lock``, or in a forked child before any other use."""
+        try:
+            return list(self.store.get_events_batch())
+        except Exception:
+            logger.exception("event store get_events_batch() raised or did not return a list")
+            return None
 
     def _unsettled_locked(self) -> int:
         return self._next_seq - self._settled
@@ -111,8 +119,8 @@ class LegacyStoreAdapter:
 
     def discard_pending(self) -> int:
         with self._lock:
-            dropped = list(self.store.get_events_batch())
-            count = len(dropped) + len(self._overflow) + sum(len(x) for x in self._retry)
+            count = (len(self._user_batch() or ()) + len(self._overflow)
+                     + sum(len(x) for x in self._retry))
             self._overflow.clear()
             self._retry.clear()
             self._settled += count
@@ -129,9 +137,6 @@ class LegacyStoreAdapter:
         self._overflow = deque()
         self._retry = deque()
         self._leased = set()
-        try:
-            dropped = len(self.store.get_events_batch())
-        except Exception:  # pragma: no cover - a user store's own fork trouble
-            dropped = 0
+        dropped = len(self._user_batch() or ())
         self._settled = self._next_seq
         return dropped

@@ -441,3 +441,9 @@ def test_legacy_adapter_survives_a_user_store_that_misbehaves(
     assert lease is not None and len(lease) == 2
     assert lease.records[0] == {"e": "se", "n": "0"}
     assert isinstance(lease.records[1]["n"], NoText)
+    # every other path that empties the user's store is as safe: close()'s discard
+    adapter.put(rec(1))
+    user.broken = True
+    with caplog.at_level("ERROR", logger="snowplow_threaded"):
+        assert adapter.discard_pending() == 0  # the user's store kept it: not counted
+    assert user.size() == 1
