@@ -25,7 +25,7 @@ import json
 import json.encoder
 from collections.abc import Callable, Sequence
 
-from .payload import as_text, wire_text
+from .payload import as_text, not_json, wire_text
 from .typing import PayloadDict
 
 __all__ = ["encode_records", "records_json", "wire_record"]
@@ -48,13 +48,9 @@ def _c_records_encoder() -> Callable[[Sequence[PayloadDict]], str]:
     if c_make_encoder is None:  # pragma: no cover - interpreters without _json
         return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                                 check_circular=False).encode
-    c_encode = c_make_encoder(None, _not_json, json.encoder.encode_basestring, None, ":",
+    c_encode = c_make_encoder(None, not_json, json.encoder.encode_basestring, None, ":",
                               ",", False, False, False)
     return lambda records: "".join(c_encode(records, 0))
-
-
-def _not_json(value: object) -> object:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 encode_records = _c_records_encoder()

@@ -18,7 +18,9 @@ from .typing import JsonEncoderFunction, PayloadDict
 logger = logging.getLogger("snowplow_threaded.payload")
 
 
-def _no_default(value: Any) -> Any:
+def not_json(value: Any) -> Any:
+    """The ``default`` of an encoder with no ``json_encoder``: what the C encoder meets
+    that is not JSON raises ``TypeError`` naming its type, as ``json.dumps`` does."""
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -30,7 +32,7 @@ _ENCODERS_MAX = 64
 
 
 def _make_encoder(json_encoder: JsonEncoderFunction | None) -> Callable[[Any, str], str]:
-    default = json_encoder if json_encoder is not None else _no_default
+    default = json_encoder if json_encoder is not None else not_json
     c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:  # pragma: no cover - interpreters without _json
         encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=default)
