@@ -5,14 +5,21 @@ back to, and ``json.dumps``, on the bench's workloads.
 Run: ``python -m stress.encode_cost [--batch 500] [--runs 5]``. For each workload, a batch
 of records as ``track()`` builds them (the bench's events, ``stm`` set) is encoded to the
 UTF-8 bytes of its JSON array; thread CPU per record, best of 7 loops (the encoders take
-turns), median over *runs* fresh processes. No network. Prints a Markdown table; nothing
+turns), median over *runs* fresh processes. No network. Prints Markdown tables; nothing
 is asserted.
+
+A second table is about the caller's thread: could ``track()`` check a context entity
+instead of encoding it, and leave the encoding to the sender? It times the C encoder
+``track()`` uses on each of workload (b)'s three entities against the cheapest Python check
+that such a design needs (a dict of ``str`` keys and JSON scalars, finite floats, then a
+shallow snapshot): a check no cheaper than the encoding means nothing to gain.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from functools import partial
@@ -56,6 +63,42 @@ def measure(workload: str, batch: int) -> dict[str, float]:
     return best
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+CALLER = ("encode (the C encoder track() uses)", "check and snapshot in Python")
+
+
+def _checked_snapshot(data: object) -> dict[str, object] | None:
+    """What a sender-side encoding would need from ``track()``: a snapshot of *data* if it
+    is a dict of ``str`` keys to JSON scalars (finite floats), else None."""
+    if type(data) is not dict:
+        return None
+    types = set(map(type, data.values()))
+    if not types <= _SCALARS or not all(type(key) is str for key in data):
+        return None
+    if float in types and not all(map(math.isfinite,
+                                      [v for v in data.values() if type(v) is float])):
+        return None
+    return data.copy()
+
+
+def measure_caller() -> dict[str, float]:
+    """In a fresh process: µs per entity of workload (b), encoded or checked."""
+    from snowplow_threaded.payload import encoder_for
+
+    encode = encoder_for(None)
+    event = event_factory("ours", "sd")()
+    entities = [event.event_json.data] + [entity.data for entity in event.context]
+    if any(_checked_snapshot(data) is None for data in entities):
+        raise AssertionError("the check must accept the bench's entities")
+    variants = {CALLER[0]: lambda: [encode(data, "") for data in entities],
+                CALLER[1]: lambda: [_checked_snapshot(data) for data in entities]}
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(7):
+        for name, fn in variants.items():
+            best[name] = min(best[name], best_cpu_us(fn, 5000, repeat=1) / len(entities))
+    return best
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stress.encode_cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +115,13 @@ def main(argv: list[str] | None = None) -> None:
         ratio = statistics.median(run[ENCODERS[0]] / run[ENCODERS[1]] for run in runs)
         lines.append(f"| {label} | " + " | ".join(f"{cells[n]:.2f}" for n in ENCODERS)
                      + f" | {ratio:.2f}x |")
+    caller = [in_fresh_process(measure_caller) for _ in range(args.runs)]
+    encoded, checked = (statistics.median(run[name] for run in caller) for name in CALLER)
+    ratio = statistics.median(run[CALLER[1]] / run[CALLER[0]] for run in caller)
+    lines += ["", "On the caller's thread, per context entity of workload (b) (the mean of "
+              "its three): thread CPU µs, median of the runs", "",
+              "| " + " | ".join(CALLER) + " | check / encode |", "| ---: | ---: | ---: |",
+              f"| {encoded:.2f} | {checked:.2f} | {ratio:.2f}x |"]
     sys.stdout.write("\n".join(lines) + "\n")
 
 
