@@ -65,10 +65,11 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     (["stress.jitter", "--runs", "1", "--events", "2000"],
      ["sending", "idle", "plain work", "SD JSON parts only"]),
     (["stress.sender_gil", "--runs", "1", "--requests", "3"],
-     ["nothing", "spin", "track", "track, ids from os.urandom (256 per call)"]),
+     ["nothing", "spin", "track", "track, ids from os.urandom (256 per call)",
+      "track, 4 threads", "track, 16 threads"]),
     (["stress.encode_cost", "--runs", "1", "--batch", "100"],
      ["(a) StructuredEvent", "(b) SelfDescribing+2 ctx, base64",
-      "(b) SelfDescribing+2 ctx, no base64"]),
+      "(b) SelfDescribing+2 ctx, no base64", "(b) SelfDescribing+2 ctx: data and contexts"]),
 ])
 def test_diagnostic_tools_report_every_set_up(command: list[str], rows: list[str]) -> None:
     """``stress.jitter``, ``stress.sender_gil`` and ``stress.encode_cost`` run and print a
