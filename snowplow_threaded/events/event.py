@@ -28,7 +28,8 @@ UNSTRUCT_EVENT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/json
 # them needs escaping), with one encoder call per entity's data instead of a full dump.
 _UE_HEAD = '{"schema": "' + UNSTRUCT_EVENT_SCHEMA + '", "data": '
 _CO_HEAD = '{"schema": "' + CONTEXT_SCHEMA + '", "data": ['
-#: ``map(isinstance, entities, _SDJ)``: the context check without a Python-level loop
+#: ``map(isinstance, entities, _SDJ)``: the context check without a Python-level loop.
+#: Shared by every thread without a lock: an endless ``repeat`` has no state to change.
 _SDJ = itertools.repeat(SelfDescribingJson)
 
 
