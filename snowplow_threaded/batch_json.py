@@ -12,7 +12,7 @@ encoded by the C encoder.
 
 Why: the C encoder makes a new string object for every key and every value of every
 record. Filling templates costs the sender's thread, which shares the GIL with the
-application's threads, 20–25 % less per record for the bench's events
+application's threads, 20 to 25 % less per record for the bench's events
 (``python -m stress.encode_cost``).
 
 Thread-safe: the template cache is a dict read and written under the GIL, bounded, and a
