@@ -1,5 +1,6 @@
 """What code written for ``snowplow-tracker`` 1.1.0 relies on beyond the documented calls:
-the contracts switch exported from the package root. Events go to the embedded collector."""
+the contracts switch exported from the package root, and ``Tracker.flush()`` with an
+emitter the user wrote. Events go to the embedded collector."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib
 import json
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -148,3 +150,87 @@ def test_the_references_switch_does_not_skip_its_empty_string_check() -> None:
             reference.PageView("")
     finally:
         reference.enable_contracts()
+
+
+# -- Tracker.flush() with an emitter that is not ours -----------------------------------------
+
+
+class InputOnly:
+    """A user's emitter with nothing but ``input()``: the reference skips it on flush."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def input(self, payload: dict[str, Any]) -> None:
+        self.payloads.append(payload)
+
+
+class SyncAndAsync(InputOnly):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+    def sync_flush(self) -> None:
+        self.calls.append("sync_flush")
+
+
+class FlushOnly(InputOnly):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+
+class SyncOnly(InputOnly):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def sync_flush(self) -> None:
+        self.calls.append("sync_flush")
+
+
+def test_flush_calls_what_a_foreign_emitter_has(micro_collector: Collector) -> None:
+    ours = Emitter(micro_collector.endpoint, batch_size=100, flush_interval=60)
+    both, flush_only, sync_only, bare = SyncAndAsync(), FlushOnly(), SyncOnly(), InputOnly()
+    tracker = Tracker("t", [bare, both, ours, flush_only, sync_only])
+    try:
+        tracker.track(StructuredEvent("c", "a"))
+        assert tracker.flush() is True  # input() only: skipped, no AttributeError
+        assert micro_collector.wait_for(1, timeout=1)  # ours was flushed, blocking
+        assert (both.calls, flush_only.calls, sync_only.calls) == (
+            ["sync_flush"], ["flush"], ["sync_flush"])
+        assert tracker.flush(is_async=True) is True
+        assert (both.calls, flush_only.calls, sync_only.calls) == (
+            ["sync_flush", "flush"], ["flush", "flush"], ["sync_flush"])
+        assert len(bare.payloads) == len(both.payloads) == 1
+    finally:
+        tracker.close(5)
+
+
+def test_flush_of_a_reference_emitter_waits_for_its_send(micro_collector: Collector) -> None:
+    """A ``snowplow_tracker.AsyncEmitter`` next to ours: a blocking flush is its
+    ``sync_flush()``, which returns once its send is done."""
+    reference = import_reference()
+    theirs = reference.AsyncEmitter(micro_collector.endpoint, protocol="http", batch_size=100)
+    sent = threading.Event()
+    theirs.on_success = lambda payloads: sent.set()
+    tracker = Tracker("t", [theirs])
+    tracker.track(StructuredEvent("c", "a"))
+    assert not sent.is_set()
+    assert tracker.flush() is True
+    assert sent.is_set() and micro_collector.wait_for(1, timeout=5)
+
+
+def test_flush_raises_what_a_foreign_emitter_raises() -> None:
+    class Broken(InputOnly):
+        def sync_flush(self) -> None:
+            raise RuntimeError("theirs")
+
+    with pytest.raises(RuntimeError, match="theirs"):
+        Tracker("t", Broken()).flush()
