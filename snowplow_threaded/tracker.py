@@ -186,7 +186,7 @@ class Tracker(LegacyTracking):
     def get_timestamp(tstamp: float | None = None) -> int:
         if isinstance(tstamp, (int, float)) and not isinstance(tstamp, bool):
             return int(tstamp)
-        return time.time_ns() // 1_000_000
+        return _time_ns() // 1_000_000
 
     def complete_payload(self, event: Event) -> Payload:
         """The full payload of *event* as it would be sent (without ``stm``)."""
