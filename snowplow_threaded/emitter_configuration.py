@@ -12,8 +12,8 @@ from typing import Any
 import requests
 
 from .contracts import positive_int, positive_number
-from .event_store import DROP_POLICIES, EventStore
-from .typing import FailureCallback, RequestTimeout, SuccessCallback
+from .event_store import DEFAULT_BUFFER_MAX_BYTES, DROP_NEWEST, WHEN_FULL, EventStore
+from .typing import DropCallback, FailureCallback, RequestTimeout, SuccessCallback
 
 #: Defaults of the engine settings (the reference's settings keep the reference defaults).
 DEFAULTS: dict[str, Any] = {
@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "on_failure": None,
     "byte_limit": None,
     "request_timeout": None,  # (5 s connect, 10 s read)
-    "buffer_capacity": None,  # 10 000
+    "buffer_capacity": None,  # 100 000
     "custom_retry_codes": None,
     "event_store": None,
     "session": None,
@@ -31,8 +31,12 @@ DEFAULTS: dict[str, Any] = {
     "flush_interval": 1.0,
     "flush_timeout": 10.0,
     "shutdown_timeout": 5.0,
-    "drop_policy": "drop_newest",
-    "max_events_per_request": 500,
+    "buffer_max_bytes": DEFAULT_BUFFER_MAX_BYTES,
+    "when_full": DROP_NEWEST,
+    "block_timeout": 1.0,
+    "on_drop": None,
+    "drop_policy": None,  # deprecated: when_full
+    "max_events_per_request": None,  # no count limit: max_request_bytes decides
     "max_request_bytes": 1_000_000,
     "max_retries": None,
 }
@@ -90,9 +94,14 @@ def _session(value: Any, name: str) -> None:
         raise TypeError(f"{name} must be a requests.Session, got {type(value).__name__}")
 
 
+def _when_full(value: Any, name: str) -> None:
+    if value not in WHEN_FULL:
+        raise ValueError(f"{name} must be one of {WHEN_FULL}, got {value!r}")
+
+
 def _drop_policy(value: Any, name: str) -> None:
-    if value not in DROP_POLICIES:
-        raise ValueError(f"{name} must be one of {DROP_POLICIES}, got {value!r}")
+    if value not in WHEN_FULL[:2]:
+        raise ValueError(f"{name} must be one of {WHEN_FULL[:2]}, got {value!r}")
 
 
 def _non_negative(value: Any, name: str) -> None:
@@ -119,8 +128,12 @@ CHECKS: dict[str, Callable[[Any, str], None]] = {
     "flush_interval": positive_number,
     "flush_timeout": _non_negative,
     "shutdown_timeout": _non_negative,
-    "drop_policy": _drop_policy,
-    "max_events_per_request": positive_int,
+    "buffer_max_bytes": positive_int,
+    "when_full": _when_full,
+    "block_timeout": _non_negative,
+    "on_drop": _optional(_callable),
+    "drop_policy": _optional(_drop_policy),
+    "max_events_per_request": _optional(positive_int),
     "max_request_bytes": positive_int,
     "max_retries": _optional(_non_negative_int),
 }
@@ -137,8 +150,9 @@ class EmitterConfiguration:
     The reference's fields (``batch_size``, ``on_success``, ``on_failure``, ``byte_limit``,
     ``request_timeout``, ``buffer_capacity``, ``custom_retry_codes``, ``event_store``,
     ``session``) plus the engine's (``max_retry_delay_seconds``, ``thread_count``,
-    ``flush_interval``, ``flush_timeout``, ``shutdown_timeout``, ``drop_policy``,
-    ``max_events_per_request``, ``max_request_bytes``, ``max_retries``); see
+    ``flush_interval``, ``flush_timeout``, ``shutdown_timeout``, ``buffer_max_bytes``,
+    ``when_full``, ``block_timeout``, ``on_drop``, ``max_events_per_request``,
+    ``max_request_bytes``, ``max_retries``; ``drop_policy``, deprecated: ``when_full``); see
     :class:`~snowplow_threaded.Emitter` for what each does. Every field is honoured, and
     each instance has its own ``custom_retry_codes`` dict (no shared mutable default).
     """
@@ -157,8 +171,12 @@ class EmitterConfiguration:
     flush_interval: float
     flush_timeout: float
     shutdown_timeout: float
-    drop_policy: str
-    max_events_per_request: int
+    buffer_max_bytes: int
+    when_full: str
+    block_timeout: float
+    on_drop: DropCallback | None
+    drop_policy: str | None
+    max_events_per_request: int | None
     max_request_bytes: int
     max_retries: int | None
 
@@ -179,8 +197,12 @@ class EmitterConfiguration:
         flush_interval: float = DEFAULTS["flush_interval"],
         flush_timeout: float = DEFAULTS["flush_timeout"],
         shutdown_timeout: float = DEFAULTS["shutdown_timeout"],
-        drop_policy: str = DEFAULTS["drop_policy"],
-        max_events_per_request: int = DEFAULTS["max_events_per_request"],
+        buffer_max_bytes: int = DEFAULTS["buffer_max_bytes"],
+        when_full: str = DEFAULTS["when_full"],
+        block_timeout: float = DEFAULTS["block_timeout"],
+        on_drop: DropCallback | None = DEFAULTS["on_drop"],
+        drop_policy: str | None = DEFAULTS["drop_policy"],
+        max_events_per_request: int | None = DEFAULTS["max_events_per_request"],
         max_request_bytes: int = DEFAULTS["max_request_bytes"],
         max_retries: int | None = DEFAULTS["max_retries"],
     ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,15 @@ from .event_store import (
     BatchStore,
     EventStore,
     InMemoryEventStore,
-    stringify,
 )
 from .legacy_store import LegacyStoreAdapter
+from .record import Record, record_of
 from .retry import Backoff, is_success
 from .stats import EmitterStats
 from .transport import Transport
 from .typing import (
+    Callbacks,
+    DropCallback,
     FailureCallback,
     HttpProtocol,
     Method,
@@ -58,7 +61,7 @@ class Emitter:
     :param byte_limit: send when this many bytes wait; also caps a POST body
     :param request_timeout: seconds, or ``(connect, read)``; default ``(5, 10)``
     :param max_retry_delay_seconds: cap of the backoff and of ``Retry-After`` (60)
-    :param buffer_capacity: most events held in memory (10 000)
+    :param buffer_capacity: most events held in memory (100 000)
     :param custom_retry_codes: ``{status: retry?}`` overriding the defaults (400, 401,
         403, 410 and 422 are not retried; every other failure is)
     :param event_store: a store implementing the reference's ``EventStore`` protocol, or
@@ -69,9 +72,17 @@ class Emitter:
     :param flush_interval: most seconds an event waits for a full batch (1.0)
     :param flush_timeout: default timeout of ``flush()`` (10 s)
     :param shutdown_timeout: the deadline of ``close()`` and of the exit flush (5 s)
-    :param drop_policy: ``"drop_newest"`` (default) or ``"drop_oldest"`` when full
+    :param buffer_max_bytes: most memory the buffered events take (16 MiB)
+    :param when_full: a new event when the buffer is full: ``"drop_newest"`` (default:
+        it is dropped), ``"drop_oldest"`` (the oldest waiting events are dropped to make
+        room) or ``"block"`` (``track()`` waits for room up to ``block_timeout``, but
+        drops at once while the collector is failing)
+    :param block_timeout: most seconds a ``track()`` waits with ``when_full="block"`` (1)
+    :param on_drop: ``f(reason, count)`` when events are dropped (see ``stats().dropped``)
+    :param drop_policy: deprecated name of ``when_full`` (``"drop_newest"`` or
+        ``"drop_oldest"``)
     :param max_events_per_request: a backlog is coalesced into POSTs of up to this many
-        events (500) ...
+        events (default: no count limit) ...
     :param max_request_bytes: ... and this many bytes (1 000 000)
     :param max_retries: give a batch up after this many retries (default: never)
     """
@@ -99,8 +110,12 @@ class Emitter:
         flush_interval: float = DEFAULTS["flush_interval"],
         flush_timeout: float = DEFAULTS["flush_timeout"],
         shutdown_timeout: float = DEFAULTS["shutdown_timeout"],
-        drop_policy: str = DEFAULTS["drop_policy"],
-        max_events_per_request: int = DEFAULTS["max_events_per_request"],
+        buffer_max_bytes: int = DEFAULTS["buffer_max_bytes"],
+        when_full: str = DEFAULTS["when_full"],
+        block_timeout: float = DEFAULTS["block_timeout"],
+        on_drop: DropCallback | None = DEFAULTS["on_drop"],
+        drop_policy: str | None = DEFAULTS["drop_policy"],
+        max_events_per_request: int | None = DEFAULTS["max_events_per_request"],
         max_request_bytes: int = DEFAULTS["max_request_bytes"],
         max_retries: int | None = DEFAULTS["max_retries"],
     ) -> None:
@@ -110,6 +125,7 @@ class Emitter:
         self.endpoint = collector_uri(endpoint, protocol or self._default_protocol, port, method)
         if protocol is None and self._default_protocol == "https":
             warn_if_https_by_default(endpoint)
+        when_full = _when_full(when_full, drop_policy)
         self.method = method
         if batch_size is None:
             batch_size = DEFAULT_MAX_LENGTH if method == "post" else 1
@@ -119,6 +135,7 @@ class Emitter:
         self.request_timeout = request_timeout
         self.on_success = on_success
         self.on_failure = on_failure
+        self.on_drop = on_drop
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.custom_retry_codes: dict[int, bool] = dict(custom_retry_codes or {})
         self.session = session
@@ -126,22 +143,26 @@ class Emitter:
         self.flush_timeout = flush_timeout
         self.shutdown_timeout = shutdown_timeout
         if event_store is None:
-            event_store = InMemoryEventStore(buffer_capacity=capacity, drop_policy=drop_policy)
+            event_store = InMemoryEventStore(buffer_capacity=capacity, when_full=when_full,
+                                             max_bytes=buffer_max_bytes)
         self.event_store = event_store
         store: Any = event_store
         if not hasattr(store, "take"):
             store = LegacyStoreAdapter(store)
         request_bytes = max_request_bytes if byte_limit is None else min(max_request_bytes,
                                                                          byte_limit)
-        uri, timeout = self.endpoint, request_timeout
+        uri, timeout, codes = self.endpoint, request_timeout, self.custom_retry_codes
         self._dispatcher = Dispatcher(
             store,
-            lambda: Transport(uri, method, timeout, session, request_bytes),
+            lambda: Transport(uri, method, timeout, session, request_bytes, codes),
             thread_count=thread_count,
             batch_size=self.batch_size,
             byte_limit=byte_limit,
             flush_interval=flush_interval,
             max_events_per_request=max_events_per_request,
+            max_request_bytes=request_bytes,
+            when_full=when_full,
+            block_timeout=block_timeout,
             backoff=Backoff(cap=max_retry_delay_seconds),
             custom_retry_codes=self.custom_retry_codes,
             max_retries=max_retries,
@@ -162,13 +183,14 @@ class Emitter:
 
     # -- tracking -------------------------------------------------------------------------------
     def input(self, payload: PayloadDict) -> None:
-        """Buffer one event payload (values are sent as strings). Never blocks."""
-        self._dispatcher.admit(stringify(payload))
+        """Buffer one event payload (values are sent as strings). Never blocks, unless
+        ``when_full="block"``. Raises ``ValueError`` for an empty payload."""
+        self._dispatcher.admit(record_of(payload))
 
-    def admit_record(self, record: PayloadDict, pid: int = 0) -> bool:
-        """Buffer one event whose values are all strings, taking ownership of the dict
-        (the caller must not change it afterwards); False if it was dropped (buffer full
-        or emitter closed). *pid*: the caller's :func:`~.process_id.current_pid`, if it has it."""
+    def admit_record(self, record: Record, pid: int = 0) -> bool:
+        """Buffer one event as a record (:mod:`.record`); False if it was dropped (buffer
+        full or emitter closed). *pid*: the caller's :func:`~.process_id.current_pid`, if
+        it has it."""
         return self._dispatcher.admit(record, pid)
 
     # -- flushing -------------------------------------------------------------------------------
@@ -225,15 +247,29 @@ class Emitter:
         return is_success(status_code)
 
 
-def _weak_callbacks(emitter: Emitter) -> Callable[[], tuple[object, object]]:
-    """The emitter's current callbacks, without keeping the emitter alive."""
+def _weak_callbacks(emitter: Emitter) -> Callable[[], Callbacks]:
+    """The emitter's current callbacks (on_success, on_failure, on_drop), without keeping
+    the emitter alive."""
     ref = weakref.ref(emitter)
 
-    def current() -> tuple[object, object]:
+    def current() -> Callbacks:
         obj = ref()
-        return (None, None) if obj is None else (obj.on_success, obj.on_failure)
+        return (None, None, None) if obj is None else (obj.on_success, obj.on_failure,
+                                                       obj.on_drop)
 
     return current
+
+
+def _when_full(when_full: str, drop_policy: str | None) -> str:
+    """``when_full``, or the deprecated ``drop_policy`` (which says the same)."""
+    if drop_policy is None:
+        return when_full
+    warnings.warn("drop_policy is deprecated: use when_full (the same values, and "
+                  "'block')", DeprecationWarning, stacklevel=3)
+    if when_full not in (DEFAULTS["when_full"], drop_policy):
+        raise ValueError(f"when_full={when_full!r} and drop_policy={drop_policy!r} "
+                         "disagree; pass when_full only")
+    return drop_policy
 
 
 class AsyncEmitter(Emitter):

@@ -27,10 +27,11 @@ import threading
 import time
 
 from . import lifecycle
+from .event_store import BLOCK
 from .leasing import CLOSED, CLOSING, OPEN, LeaseDesk
 from .process_id import current_pid
+from .record import Record
 from .stats import EmitterStats
-from .typing import PayloadDict
 from .worker import report_given_up
 
 logger = logging.getLogger("snowplow_threaded.engine")
@@ -46,19 +47,22 @@ class Dispatcher(LeaseDesk):
     on the caller's thread, flush, close, fork re-initialisation and stats."""
 
     # -- caller side (hot path) -----------------------------------------------------------------
-    def admit(self, record: PayloadDict, pid: int = 0) -> bool:
-        """Buffer one event (a dict of strings, not copied: the caller must not change it).
-        O(1), never blocks on I/O. False if it was dropped (full or closed). *pid*: the
-        caller's :func:`~.process_id.current_pid`, if it has it."""
+    def admit(self, record: Record, pid: int = 0) -> bool:
+        """Buffer one event (a :mod:`.record`). O(1), never blocks on I/O, and never waits
+        unless ``when_full="block"``. False if it was dropped (full or closed). *pid*:
+        the caller's :func:`~.process_id.current_pid`, if it has it."""
         if self._pid != (pid or current_pid()):
             self.reinit_after_fork()
         if self._state is not OPEN:
             with self._cond:
                 self._dropped["closed"] = self._dropped.get("closed", 0) + 1
+            self._drop_reported()
             return False
         pending = self.store.put(record)
         if pending < 0:
-            return False
+            pending = self._full(record)
+            if pending < 0:
+                return False
         if self._state is CLOSED:  # close() ran between the check above and the put
             return self._drop_late()
         if not self._started:
@@ -70,6 +74,67 @@ class Dispatcher(LeaseDesk):
             with self._cond:
                 self._cond.notify()
         return True
+
+    def _full(self, record: Record) -> int:
+        """The store refused *record*: with ``when_full="block"``, wait for room; else, or
+        when waiting is not allowed, drop it (counted without a lock: producers that outrun
+        the sender all come here). The pending count, or -1."""
+        if self.when_full == BLOCK and self._started:
+            pending = self._wait_for_room(record)
+            if pending >= 0:
+                return pending
+        next(self._rejections)
+        self._drop_reported()
+        return -1
+
+    def _wait_for_room(self, record: Record) -> int:
+        """Put *record* as soon as there is room, for at most ``block_timeout``; give up at
+        once while the sender is failing (in a backoff), is not running, or on a sender
+        thread (a callback that tracks)."""
+        deadline = time.monotonic() + self.block_timeout
+        if threading.current_thread() in self._workers:
+            return -1
+        with self._cond:
+            self._blocked += 1
+            try:
+                while True:
+                    pending = self.store.put(record)
+                    now = time.monotonic()
+                    if (pending >= 0 or now >= deadline or now < self._resume_at
+                            or self._state is not OPEN
+                            or not any(t.is_alive() for t in self._workers)):
+                        return pending
+                    self._cond.notify()  # a sender that sleeps (lingering) may go now
+                    self._cond.wait(deadline - now)
+            finally:
+                self._blocked -= 1
+
+    def _drop_reported(self) -> None:
+        """After a drop on the caller's thread: log it / call on_drop when due."""
+        if self._drop_report.due():
+            self.report_drops()
+
+    def report_drops(self, final: bool = False) -> None:
+        """Say what was dropped (see :class:`.drops.DropReport`); no lock may be held."""
+        self._drop_report.report(self._drop_totals(), self._callbacks()[2], final)
+
+    def _drop_totals(self) -> dict[str, int]:
+        store_drops = self.store.drop_counts()
+        with self._cond:
+            totals = dict(self._dropped)
+            rejected = self._rejected_locked()
+        for reason, count in store_drops.items():
+            totals[reason] = totals.get(reason, 0) + count
+        if rejected:
+            totals["buffer_full"] = totals.get("buffer_full", 0) + rejected
+        return totals
+
+    def _rejected_locked(self) -> int:
+        """Events refused when full so far (``_cond`` held): the count's next value, less
+        the reads (each read takes one)."""
+        rejected = next(self._rejections) - self._rejection_reads
+        self._rejection_reads += 1
+        return rejected
 
     def _drop_late(self) -> bool:
         """Discard (and count) what was put after close()'s own discard, under ``_cond``."""
@@ -102,22 +167,41 @@ class Dispatcher(LeaseDesk):
     # -- flush / close ------------------------------------------------------------------------
     def flush(self, timeout: float, wait: bool = True) -> bool:
         """Send everything buffered now; with *wait*, block until all events tracked before
-        the call are delivered or failed for good (True) or *timeout* passes (False)."""
+        the call are delivered or failed for good, or *timeout* passes. True if every event
+        tracked since the previous flush()/close() call (or the start) and before this
+        one was delivered: none dropped, none failed, none still waiting."""
         if self._pid != os.getpid():
             self.reinit_after_fork()
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._cond:
             target = self.store.next_seq()
             self._urgent_until = max(self._urgent_until, target)
-            if wait:
-                self._flush_deadline = max(self._flush_deadline, deadline)
+            if not wait:
+                self._cond.notify_all()
+                return self._settled_before(target)
+            window = self._begin_window(target)
+            self._flush_deadline = max(self._flush_deadline, deadline)
             self._probe_if_blocked(deadline)
             self._cond.notify_all()
-            if not wait or threading.current_thread() in self._workers:
-                return self._settled_before(target)
-        if not any(t.is_alive() for t in self._workers):
-            self._drain_inline(deadline)
-        return self._wait_settled(target, deadline)
+            on_worker = threading.current_thread() in self._workers
+        if on_worker:
+            settled = self._settled_before(target)
+        else:
+            if not any(t.is_alive() for t in self._workers):
+                self._drain_inline(deadline)
+            settled = self._wait_settled(target, deadline)
+        self.report_drops(final=True)
+        return self._end_window(window) and settled
+
+    def _begin_window(self, target: int) -> tuple[int, ...]:
+        """A flush()/close() call's window of events (``_cond`` held)."""
+        return self._losses.begin(target, self._rejected_locked() + self._dropped.get(
+            "closed", 0), self.store.drop_counts().get("evicted_oldest", 0))
+
+    def _end_window(self, window: tuple[int, ...]) -> bool:
+        evicted = self.store.drop_counts().get("evicted_oldest", 0)
+        with self._cond:
+            return self._losses.end(window, evicted)
 
     def _settled_before(self, target: int) -> bool:
         oldest = self.store.oldest_seq()
@@ -169,15 +253,23 @@ class Dispatcher(LeaseDesk):
             # would only run out the deadline; the workers drain until it (False: not
             # known to be delivered yet)
             return False
-        if self._state is CLOSED:
+        if self._state is CLOSED:  # idempotent: the verdict stays, and late drops count
+            with self._cond:
+                window = self._begin_window(self.store.next_seq())
+            if not self._end_window(window):
+                self._lost_on_close = True
+            self.report_drops(final=True)
             return not self._lost_on_close and self.store.oldest_seq() is None
+        with self._cond:
+            window = self._begin_window(self.store.next_seq())
         if not any(t.is_alive() for t in self._workers) and self._pid == os.getpid():
             self._drain_inline(deadline)
         delivered = self._wait_settled(self.store.next_seq(), deadline)
-        given_up: list[dict[str, str]] = []
+        delivered = self._end_window(window) and delivered
+        given_up: list[Record] = []
         with self._cond:
             self._state = CLOSED
-            while (lease := self.store.take(self.trigger.max_events_per_request)) is not None:
+            while (lease := self.take()) is not None:
                 given_up.extend(lease.records)  # never sent: reported to on_failure below
                 self.store.settle(lease, retry=False)
             lost = len(given_up) + self.store.discard_pending()
@@ -193,7 +285,8 @@ class Dispatcher(LeaseDesk):
             if thread is not threading.current_thread():
                 thread.join(max(0.0, join_until - time.monotonic()))
         if given_up:
-            report_given_up(self._callbacks()[1], given_up)  # type: ignore[arg-type]
+            report_given_up(self._callbacks()[1], given_up)
+        self.report_drops(final=True)
         if not delivered:
             stats = self.stats()
             logger.warning(
@@ -239,8 +332,11 @@ class Dispatcher(LeaseDesk):
             self.reinit_after_fork()
         store_drops = self.store.drop_counts()
         with self._cond:
+            rejected = self._rejected_locked()
             return EmitterStats.snapshot(
                 tracked=self.store.next_seq(), pending=self.store.pending(),
                 in_flight=self._in_flight, counts=self._counts,
-                dropped=[self._dropped, store_drops], last_error=self._last_error,
+                dropped=[self._dropped, store_drops,
+                         {"buffer_full": rejected} if rejected else {}],
+                last_error=self._last_error,
             )

@@ -12,6 +12,7 @@ fork re-initialisation and stats.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -19,10 +20,12 @@ import time
 from collections.abc import Callable
 
 from .batching import BatchTrigger
+from .drops import DropReport, LossLedger
 from .event_store import BatchStore, Lease
 from .retry import Backoff
-from .transport import Bodies, Transport
-from .worker import Outcome, deliver, report_given_up, send_until
+from .transport import Transport
+from .typing import Callbacks
+from .worker import Outcome, Prepared, deliver, report_given_up, send_until
 
 logger = logging.getLogger("snowplow_threaded.engine")
 
@@ -41,11 +44,14 @@ class LeaseDesk:
         batch_size: int,
         byte_limit: int | None,
         flush_interval: float,
-        max_events_per_request: int,
+        max_events_per_request: int | None,
+        max_request_bytes: int,
+        when_full: str,
+        block_timeout: float,
         backoff: Backoff,
         custom_retry_codes: dict[int, bool],
         max_retries: int | None,
-        callbacks: Callable[[], tuple[object, object]],
+        callbacks: Callable[[], Callbacks],
         name: str,
         shutdown_timeout: float,
     ) -> None:
@@ -54,6 +60,9 @@ class LeaseDesk:
         self.thread_count = thread_count
         self.trigger = BatchTrigger(batch_size, byte_limit, flush_interval,
                                     max_events_per_request)
+        self.max_request_bytes = max_request_bytes
+        self.when_full = when_full
+        self.block_timeout = block_timeout
         self.custom_retry_codes = custom_retry_codes
         self.max_retries = max_retries
         self._callbacks = callbacks
@@ -62,6 +71,10 @@ class LeaseDesk:
         #: called in a forked child after re-initialisation (e.g. fresh user-session pools)
         self.after_fork: Callable[[], None] | None = None
         self._backoff = backoff
+        self._drop_report = DropReport(name, {
+            "buffer_capacity": getattr(store, "buffer_capacity", None),
+            "buffer_max_bytes": getattr(store, "max_bytes", None),
+            "when_full": when_full, "thread_count": thread_count})
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -80,8 +93,16 @@ class LeaseDesk:
         self._flush_deadline = 0.0  # the latest deadline of a waiting flush()
         self._in_flight = 0
         self._deciding = 0  # workers inside next_lease (may sleep): the caller must notify
-        self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
+        self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0,
+                        "split_requests": 0}
         self._dropped: dict[str, int] = {}
+        # refused when full, counted without the lock: next() on a count is one C call,
+        # atomic under the GIL; read (under _cond) by _rejected_locked, which takes one too
+        self._rejections = itertools.count()
+        self._rejection_reads = 0
+        self._blocked = 0  # track() calls waiting for room (when_full="block")
+        self._losses = LossLedger()
+        self._drop_report.reset()
         self._last_error: str | None = None
         self.trigger.reset()
         self._backoff.reset()
@@ -98,13 +119,15 @@ class LeaseDesk:
         """Lease and send batches on this thread until told to stop (or *until*)."""
         send_until(self, self._transport_factory(), until)
 
-    def attempt(self, lease: Lease, transport: Transport, bodies: Bodies | None = None,
+    def attempt(self, lease: Lease, transport: Transport, prepared: Prepared | None = None,
                 meanwhile: Callable[[], object] | None = None) -> None:
         """Send *lease* once (see :func:`worker.deliver`) and settle it."""
-        on_success, on_failure = self._callbacks()
-        outcome = deliver(lease, transport, self.custom_retry_codes, self.max_retries,
-                          on_success, on_failure, bodies, meanwhile)  # type: ignore[arg-type]
+        on_success, on_failure, _ = self._callbacks()
+        outcome = deliver(lease, transport, self.max_retries, on_success, on_failure,
+                          prepared, meanwhile)
         self._finish(lease, outcome)
+        if self._drop_report.due():
+            self.report_drops()  # type: ignore[attr-defined]
 
     def lease_now(self) -> Lease | None:
         """The next batch if one is due now (not in a backoff; a full batch right after a
@@ -113,9 +136,9 @@ class LeaseDesk:
         with self._cond:
             now = time.monotonic()
             if (self._state is CLOSED or self._pid != os.getpid() or now < self._resume_at
-                    or not self._is_due(now)):
+                    or self._backoff.failures or not self._is_due(now)):
                 return None
-            lease = self.store.take(self.trigger.max_events_per_request)
+            lease = self.take()
             if lease is not None:
                 self.trigger.due_at = None
                 self._in_flight += len(lease)
@@ -123,11 +146,14 @@ class LeaseDesk:
             return lease
 
     def may_send(self, lease: Lease) -> bool:
-        """Whether a batch leased ahead may go now; if not, it goes back to the store."""
+        """Whether a batch leased ahead may go now; if not, it goes back to the store. Not
+        after a failure: the failed batch is retried first (a retry never lets newer
+        events overtake), even when it is retried at once."""
         with self._cond:
             now = time.monotonic()
             if (self._state is OPEN or (self._state is CLOSING and now < self._close_deadline)
-                    ) and self._pid == os.getpid() and now >= self._resume_at:
+                    ) and self._pid == os.getpid() and now >= self._resume_at \
+                    and not self._backoff.failures:
                 return True
         self.return_unsent(lease)
         return False
@@ -144,7 +170,11 @@ class LeaseDesk:
             self.store.settle(lease, retry=not given_up)
             self._cond.notify_all()
         if given_up:
-            report_given_up(self._callbacks()[1], lease.records)  # type: ignore[arg-type]
+            report_given_up(self._callbacks()[1], lease.records)
+
+    def take(self) -> Lease | None:
+        """The next batch from the store, sized for one request (``_cond`` held)."""
+        return self.store.take(self.trigger.max_events_per_request, self.max_request_bytes)
 
     def _is_due(self, now: float) -> bool:
         store = self.store
@@ -177,7 +207,7 @@ class LeaseDesk:
             if now < self._resume_at:
                 wait: float | None = self._resume_at - now
             elif self._is_due(now):
-                lease = self.store.take(self.trigger.max_events_per_request)
+                lease = self.take()
                 if lease is not None:
                     self.trigger.due_at = None
                     self._in_flight += len(lease)
@@ -200,14 +230,17 @@ class LeaseDesk:
             counts = self._counts
             counts["requests"] += result.requests
             counts["bytes"] += result.nbytes
+            counts["split_requests"] += result.split_requests
             if result.requests:
                 self.trigger.refine(result.nbytes, len(lease))
             counts["sent"] += outcome.delivered
+            counts["failed"] += outcome.failed
             self._in_flight -= len(lease)
-            rest = len(lease) - outcome.delivered
+            rest = len(lease) - outcome.done
             if result.error is not None:
                 self._last_error = result.error
             retry = outcome.retry and self._state is not CLOSED and self._pid == os.getpid()
+            self._note_losses(lease, outcome)
             if rest and retry:
                 counts["retried"] += rest
                 delay = self._backoff.next_delay(result.retry_after)
@@ -220,11 +253,23 @@ class LeaseDesk:
                     self._probe_if_blocked(waiting)
             elif rest and outcome.retry:
                 self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + rest
-            else:
-                counts["failed"] += rest
+            elif rest:  # given up (max_retries): the next batch starts afresh
                 self._backoff.reset()
-            self.store.settle(lease, retry, outcome.delivered)
+            elif result.requests:
+                self._backoff.success()
+            self.store.settle(lease, retry, outcome.done)
             self._cond.notify_all()
+
+    def _note_losses(self, lease: Lease, outcome: Outcome) -> None:
+        """Record which events of *lease* failed for good (``_cond`` held, before the
+        store settles it)."""
+        base = lease.oldest_seq
+        for index in outcome.result.refused:
+            self._losses.lost(base + index, base + index + 1)
+        if not outcome.retry and outcome.done < len(lease):
+            self._losses.lost(base + outcome.done, base + len(lease))
+        if lease.unsendable:  # from a user's store, whose sequence numbers are counts
+            self._losses.lost(base, base + len(lease) + len(lease.unsendable))
 
     def _probe_if_blocked(self, deadline: float) -> None:
         """During a backoff longer than the caller will wait, allow one early attempt (at

@@ -24,9 +24,10 @@ from .events.event import all_text
 from .legacy import LegacyTracking
 from .payload import Payload, PayloadPairs
 from .process_id import FORK_MARK, KNOWN_PID, current_pid, pid_now
+from .record import CommonFields, Record, payload_of, record_of
 from .stats import EmitterStats
 from .subject import Subject
-from .typing import EmitterProtocol, JsonEncoderFunction, PayloadDict
+from .typing import EmitterProtocol, JsonEncoderFunction
 
 VERSION = TRACKER_VERSION
 _time_ns = time.time_ns
@@ -76,7 +77,7 @@ _POOL_IDS = 1024  # ids per refill: ~0.1 ms each time (0.1 % of track() calls)
 _VERSION = bytes(0x40 | (b & 0x0F) for b in range(256))
 _VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
 _pool = _IdPool()
-_NO_SUBJECT = object()  # no subject fields merged yet (see Tracker._merged)
+_NO_SUBJECT = object()  # no subject fields merged yet (see Tracker._common)
 
 
 def _fresh_ids(count: int = _POOL_IDS) -> list[str]:
@@ -119,7 +120,7 @@ def new_event_id(pid: int = 0) -> str:
     return eid
 
 
-def _admit_of(emitter: Emitter) -> Callable[[PayloadDict, int], bool]:
+def _admit_of(emitter: Emitter) -> Callable[[Record, int], bool]:
     """*emitter*'s admission, skipping one call level unless a subclass overrides it."""
     if type(emitter).admit_record is Emitter.admit_record:
         return emitter._dispatcher.admit
@@ -166,7 +167,7 @@ class Tracker(LegacyTracking):
         self.emitters: list[EmitterProtocol] = []
         self._ours: tuple[Emitter, ...] = ()
         self._foreign: tuple[EmitterProtocol, ...] = ()
-        self._only: Callable[[PayloadDict, int], bool] | None = None
+        self._only: Callable[[Record, int], bool] | None = None
         for item in items:
             self.add_emitter(item)
         self.subject: Subject | None = Subject() if subject is None else subject
@@ -174,9 +175,9 @@ class Tracker(LegacyTracking):
         self.json_encoder = json_encoder
         self.standard_nv_pairs: dict[str, Any] = {"tv": VERSION, "tna": namespace, "aid": app_id}
         self._tail: dict[str, str] = {k: v for k, v in self.standard_nv_pairs.items() if v}
-        #: (the subject._cached_wire() tuple, its pairs merged with _tail): rebuilt when
+        #: the subject's fields (its ``_cached_wire()``) and _tail, encoded: rebuilt when
         #: the subject or its fields change; replaced as a whole (thread-safe to read)
-        self._merged: tuple[object, dict[str, str]] = (_NO_SUBJECT, self._tail)
+        self._common = CommonFields(_NO_SUBJECT, self._tail)
 
     @staticmethod
     def get_uuid() -> str:
@@ -197,14 +198,14 @@ class Tracker(LegacyTracking):
         result.nv_pairs = nv
         return result
 
-    def _merged_for(self, subject: Subject) -> dict[str, str]:
-        """*subject*'s fields merged with the tracker's, with ``eid``/``dtm`` placeholders
-        (cached in ``_merged`` until the subject changes)."""
-        merged = self._merged
+    def _common_for(self, subject: Subject) -> CommonFields:
+        """*subject*'s fields merged with the tracker's, encoded (cached in ``_common``
+        until the subject changes)."""
+        common = self._common
         wire = subject._cached_wire()  # never None: so track() cannot match a cleared cache
-        if merged[0] is not wire:
-            merged = self._merged = (wire, {**wire[0], **self._tail, "eid": "", "dtm": ""})
-        return merged[1]
+        if common.source is not wire:
+            common = self._common = CommonFields(wire, {**wire[0], **self._tail})
+        return common
 
     def _complete(self, event: Event) -> dict[str, str]:
         """*event*'s payload without ``eid`` and ``dtm`` (every case; see :meth:`track`
@@ -220,7 +221,7 @@ class Tracker(LegacyTracking):
             event._add_subject(nv, subject)
             nv.update(self._tail)
         else:
-            nv.update(self._merged_for(subject))
+            nv.update(self._common_for(subject).fields)
         return nv
 
     def track(self, event: Event) -> str:
@@ -234,24 +235,21 @@ class Tracker(LegacyTracking):
         # unless this process forked since (process_id.current_pid, inlined)
         pid = KNOWN_PID[0] if FORK_MARK[0] else pid_now()
         subject = self.subject
-        merged = self._merged
+        common = self._common
         # the common case: no event subject, the tracker's subject unchanged since the
-        # last event: the event's fields over a copy of the merged subject and tracker
-        # fields (one clone of the larger dict, sized for eid/dtm too, and a few inserts)
+        # last event, only emitters of ours: the record is made from the event's own
+        # fields and the tracker's, encoded once (record.CommonFields)
         try:
             fast = (event._event_subject is None and subject is not None
-                    and merged[0] is subject._wire)
+                    and common.source is subject._wire and not self._foreign)
             pairs = event.payload.nv_pairs
         except AttributeError:
             fast = False  # _complete() says what is wrong
-        if fast:
-            nv = merged[1].copy()
-            nv.update(pairs)
-            if (len(nv) != len(merged[1]) + len(pairs)  # the event sets a field of ours
-                    or (type(pairs) is not PayloadPairs and not all_text(pairs))):
-                nv = self._complete(event)  # ours win; values made text
-            elif event._has_json or event._context or event._true_timestamp is not None:
-                event._add_parts(nv, self.encode_base64, self.json_encoder)
+        if fast and (type(pairs) is PayloadPairs or all_text(pairs)):
+            if event._has_json or event._context or event._true_timestamp is not None:
+                pairs = pairs.copy()  # a plain dict: the event is never changed
+                event._add_parts(pairs, self.encode_base64, self.json_encoder)
+            nv = None
         else:
             nv = self._complete(event)
         pool = _pool
@@ -262,21 +260,25 @@ class Tracker(LegacyTracking):
                 eid = new_event_id(pid)
         else:
             eid = new_event_id(pid)
-        nv["eid"] = eid
         ms = _time_ns() // 1_000_000
         last = _last_dtm
-        nv["dtm"] = last[1] if last[0] == ms else _dtm_of(ms)
+        dtm = last[1] if last[0] == ms else _dtm_of(ms)
+        if nv is None:
+            record = common.record(pairs, eid, dtm)
+        else:
+            nv["eid"] = eid
+            nv["dtm"] = dtm
+            record = record_of(nv)
         only = self._only
         if only is not None:  # the common case: one emitter, one of ours
-            only(nv, pid)
+            only(record, pid)
             return eid
-        ours = self._ours
-        if ours:
-            ours[0].admit_record(nv, pid)
-            for emitter in ours[1:]:
-                emitter.admit_record(dict(nv), pid)  # each emitter owns its record (stm)
-        for other in self._foreign:
-            other.input(dict(nv))
+        for emitter in self._ours:
+            emitter.admit_record(record, pid)  # bytes: shared, never changed
+        if self._foreign:
+            payload = nv if nv is not None else payload_of(record)  # (an emitter added meanwhile)
+            for other in self._foreign:
+                other.input(dict(payload))
         return eid
 
     def flush(self, is_async: bool = False, timeout: float | None = None) -> bool:

@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .event_store import Lease
-from .retry import NO_RESPONSE, should_retry
+from .record import Record, get_fields, payload_of
+from .retry import NO_RESPONSE
 from .transport import Bodies, SendResult, Transport, sent_timestamp
-from .typing import FailureCallback, SuccessCallback
+from .typing import FailureCallback, PayloadDictList, SuccessCallback
 
 if TYPE_CHECKING:
     from .leasing import LeaseDesk
 
 logger = logging.getLogger("snowplow_threaded.worker")
+
+#: a batch's request bodies made ahead, and the ``stm`` they carry
+Prepared = tuple[str, Bodies]
 
 
 @dataclass
@@ -28,63 +32,77 @@ class Outcome:
     """What the dispatcher must do with a lease after one attempt."""
 
     result: SendResult
-    delivered: int  # the first `delivered` records were accepted
+    done: int  # the first `done` records are settled (delivered, or refused for good)
     retry: bool  # the rest go back for another attempt (else they failed for good)
+    delivered: int  # of the first `done`, those the collector accepted
+    failed: int  # events failed for good: refused, the rest if not retried, unsendable
 
 
 def deliver(
     lease: Lease,
     transport: Transport,
-    custom_retry_codes: dict[int, bool],
     max_retries: int | None,
     on_success: SuccessCallback | None,
     on_failure: FailureCallback | None,
-    bodies: Bodies | None = None,
+    prepared: Prepared | None = None,
     meanwhile: Callable[[], object] | None = None,
 ) -> Outcome:
-    """Send *lease* once (its *bodies* if already encoded; *meanwhile* run while the
-    collector answers, see :meth:`Transport.send`) and run the callbacks. Never raises."""
-    stm = sent_timestamp()
+    """Send *lease* once (its *prepared* bodies if made ahead; *meanwhile* run while the
+    collector answers, see :meth:`Transport.send`), log what failed and run the callbacks.
+    Never raises."""
+    stm, bodies = prepared if prepared is not None else (sent_timestamp(), None)
     lease.attempts += 1
+    records = lease.records
+    retry = True
     try:
-        result = transport.send(lease.records, stm, bodies, meanwhile)
+        result = transport.send(records, stm, bodies, meanwhile) if records else SendResult()
     except Exception as exc:  # pragma: no cover - send() returns every outcome; a bug here
-        # must not end the worker (every later event would wait forever)
-        logger.exception("sending a batch of %d event(s) failed", len(lease.records))
-        result = SendResult(NO_RESPONSE, failed=list(range(len(lease.records))),
-                            error=f"{type(exc).__name__}: {exc}", requests=0,
-                            unsendable=True)
-    failed = result.failed or []
-    delivered = len(lease.records) - len(failed)
-    retry = bool(failed) and not result.unsendable and should_retry(result.status,
-                                                                    custom_retry_codes)
-    if retry and max_retries is not None and lease.attempts > max_retries:
+        # must not end the worker (every later event would wait forever), nor loop
+        logger.exception("sending a batch of %d event(s) failed", len(records))
+        result = SendResult(NO_RESPONSE, error=f"{type(exc).__name__}: {exc}")
         retry = False
-    if failed:
+    rest = len(records) - result.done
+    if max_retries is not None and lease.attempts > max_retries:
+        retry = False
+    refused = result.refused
+    if refused:
+        logger.warning("%d event(s) refused by %s with HTTP %s, not retried: dropped "
+                       "(%d request(s) to single them out)", len(refused), transport.uri,
+                       result.refused_status, result.split_requests)
+    if rest:
         level = logging.WARNING if result.status == NO_RESPONSE or not retry else logging.INFO
         verdict = "will retry" if retry else "giving up"
         if result.maybe_received:
             verdict += " (the collector may have received them: a retry may duplicate them)"
-        logger.log(level, "%d event(s) not delivered to %s (%s); %s", len(failed),
-                   transport.uri, result.error, verdict)
+        logger.log(level, "%d event(s) not delivered to %s (%s); %s", rest, transport.uri,
+                   result.error, verdict)
+    unsendable = lease.unsendable or []
+    if unsendable:
+        logger.error("%d event(s) from the event store could not be encoded (a value whose "
+                     "str() fails): dropped", len(unsendable))
+    delivered = result.delivered
     if on_success is not None and delivered:
-        _call("on_success", on_success, _copies(lease.records[:delivered]))
-    if on_failure is not None and failed:
-        _call("on_failure", on_failure, delivered, _copies([lease.records[i] for i in failed]))
-    return Outcome(result, delivered, retry)
+        skip = set(refused)
+        _call("on_success", on_success,
+              [get_fields(records[i], stm) for i in range(result.done) if i not in skip])
+    if on_failure is not None and (refused or rest or unsendable):
+        failed = [get_fields(records[i], stm) for i in (*refused, *range(result.done,
+                                                                          len(records)))]
+        _call("on_failure", on_failure, delivered, failed + _copies(unsendable))
+    failed_count = len(refused) + (0 if retry else rest) + len(unsendable)
+    return Outcome(result, result.done, retry and rest > 0, delivered, failed_count)
 
 
-def _copies(records: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The payloads handed to a callback: copies, so that it cannot change a record that
-    may be sent again (anything a user's EventStore returned that is not a dict, as is)."""
-    return [dict(r) if isinstance(r, dict) else r for r in records]
+def _copies(payloads: PayloadDictList) -> PayloadDictList:
+    """Payloads handed to a callback: copies (anything that is not a dict, as is)."""
+    return [dict(p) if isinstance(p, dict) else p for p in payloads]
 
 
-def report_given_up(on_failure: FailureCallback | None, records: list[dict[str, str]]) -> None:
+def report_given_up(on_failure: FailureCallback | None, records: list[Record]) -> None:
     """Events dropped unsent when ``close()`` ran out of time: ``on_failure(0, payloads)``,
     on the closing thread. Never raises."""
     if on_failure is not None and records:
-        _call("on_failure", on_failure, 0, _copies(records))
+        _call("on_failure", on_failure, 0, [payload_of(record) for record in records])
 
 
 def _call(name: str, callback: object, *args: object) -> None:
@@ -104,33 +122,29 @@ def send_until(dispatcher: LeaseDesk, transport: Transport, until: float | None)
     does not queue for the GIL behind the application's threads once per request. A batch
     leased ahead is sent next, or put back if it may not go now (a backoff began, close()
     gave up)."""
-    ahead: list[tuple[Lease, Bodies | None]] = []
+    ahead: list[tuple[Lease, Prepared | None]] = []
 
     def lease_ahead() -> None:
         lease = dispatcher.lease_now()
         if lease is None:
             return
-        ahead.append((lease, None))
-        try:
-            ahead[-1] = (lease, transport.prepare(lease.records, sent_timestamp()))
-        except Exception:  # a user's store handed back a value no encoder can write: the
-            # send encodes it again, fails it for good and reports it (once, there)
-            logger.debug("encoding a batch ahead failed; it is encoded when sent",
-                         exc_info=True)
+        stm = sent_timestamp()
+        ahead.append((lease, (stm, transport.prepare(lease.records, stm))
+                      if lease.records else None))
 
     meanwhile = lease_ahead if until is None and transport.can_overlap else None
     try:
         while True:
             if ahead:
-                lease, bodies = ahead.pop()
+                lease, prepared = ahead.pop()
                 if not dispatcher.may_send(lease):
                     continue
             else:
                 leased = dispatcher.next_lease(until)
                 if leased is None:
                     return
-                lease, bodies = leased, None
-            dispatcher.attempt(lease, transport, bodies, meanwhile)
+                lease, prepared = leased, None
+            dispatcher.attempt(lease, transport, prepared, meanwhile)
     finally:
         for lease, _ in ahead:
             dispatcher.return_unsent(lease)

@@ -438,15 +438,17 @@ def floor_section(raw: dict[str, Any]) -> str:
     lines = [
         "## How close to the floor (ours, 1 tracking thread, buffer 2xN)", "",
         "Floor per event = building the event object + the payload build "
-        "(`track()` with a no-op admission) + the JSON of the final payload dict + one "
+        "(`track()` with a no-op admission: the event's record, its JSON included) + what "
+        "is left of the JSON for the sender + one "
         "keep-alive `http.client` POST of a batch of the observed events-per-request to the "
         "sink ÷ its events: thread CPU, best of 7 timeit-style loops in a fresh process, "
-        f"each part the minimum over {floor.get('runs', 1)} such process(es); JSON: the cheaper "
-        "of one `json.dumps` (the transport's compact separators, its encoder built once) and "
-        "the transport's own encoding of a batch ÷ its events. Measured: process "
+        f"each part the minimum over {floor.get('runs', 1)} such process(es); sender JSON: "
+        "the cheaper of one `json.dumps` of the payload dict (the transport's compact "
+        "separators, its encoder built once) and the request body made of a batch's "
+        "records ÷ its events. Measured: process "
         "CPU per delivered event of the 1-thread no-drop run (median). Buckets: share of "
         "profiled CPU (cProfile, all threads, the bench harness left out).", "",
-        "| workload | event object µs | payload build µs | JSON µs "
+        "| workload | event object µs | payload build µs | sender JSON µs "
         "| HTTP µs / event (events per POST; µs per POST) | floor µs | measured CPU µs / event "
         "| measured / floor | largest profile buckets |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

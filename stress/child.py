@@ -123,10 +123,11 @@ def event_factory(lib: str, workload: str) -> EventFactory:
     return make_sd
 
 
-def records_of(tracker: Any, events: Iterable[Any]) -> list[dict[str, str]]:
-    """What ``tracker.track()`` (ours, one emitter) would buffer for *events*: the same
-    call with the admission replaced by a list append. The tracker is left as it was."""
-    records: list[dict[str, str]] = []
+def records_of(tracker: Any, events: Iterable[Any]) -> list[bytes]:
+    """What ``tracker.track()`` (ours, one emitter) would buffer for *events* (records:
+    see ``snowplow_threaded.record``): the same call with the admission replaced by a
+    list append. The tracker is left as it was."""
+    records: list[bytes] = []
     saved = tracker._only
     tracker._only = lambda record, pid: records.append(record)
     try:

@@ -9,7 +9,8 @@ Standard library only. It serves the two tracker-protocol routes on 127.0.0.1:
 Everything else gets a 404. Every request is recorded as a :class:`RecordedRequest`.
 What the collector answers to tracker requests is decided by :attr:`Collector.behavior`,
 a callable ``(index, request) -> Reply``; ready-made behaviours are :func:`healthy`,
-:func:`always`, :func:`every_nth`, :func:`sequence`, :func:`slow` and :func:`retry_after`.
+:func:`always`, :func:`every_nth`, :func:`refusing`, :func:`sequence`, :func:`slow` and
+:func:`retry_after`.
 
 Example::
 
@@ -52,6 +53,7 @@ __all__ = [
     "always",
     "every_nth",
     "healthy",
+    "refusing",
     "retry_after",
     "sequence",
     "slow",
@@ -210,6 +212,17 @@ def every_nth(n: int, status: int, headers: dict[str, str] | None = None) -> Beh
 
     def behavior(index: int, req: RecordedRequest) -> Reply:
         return failure if (index + 1) % n == 0 else _OK
+
+    return behavior
+
+
+def refusing(eids: set[str], status: int = 400) -> Behavior:
+    """Answer ``status`` to every tracker request that carries an event whose ``eid`` is in
+    ``eids`` (a poison event), 200 to the others."""
+    refusal = Reply(status=status)
+
+    def behavior(index: int, req: RecordedRequest) -> Reply:
+        return refusal if any(e.get("eid") in eids for e in req.events) else _OK
 
     return behavior
 

@@ -24,6 +24,7 @@ from snowplow_threaded import (
     Tracker,
 )
 from snowplow_threaded.payload import Payload, PayloadPairs
+from snowplow_threaded.record import payload_of
 from tests.collector import Collector
 
 
@@ -287,7 +288,7 @@ def test_str_subclass_values_are_sent_as_the_text_they_hold() -> None:
         plain.payload.nv_pairs = {"e": "se", "se_ca": Colour.RED}  # type: ignore[assignment]
         records: list[dict[str, str]] = []
         saved = tracker._only
-        tracker._only = lambda record, pid: records.append(record)  # type: ignore[assignment]
+        tracker._only = lambda record, pid: records.append(payload_of(record))  # type: ignore[assignment]
         tracker.track(event)
         tracker.track(plain)
         for record in records:

@@ -1,0 +1,197 @@
+"""Saying that events were dropped: never silently.
+
+An event is *dropped* when it never reaches a request: the buffer was full
+(``buffer_full``, ``evicted_oldest``), it was tracked after ``close()`` (``closed``), or
+``close()`` ran out of time (``shutdown_timeout``). Each emitter's
+:class:`DropReport` turns its counts by reason into:
+
+* one WARNING at the first drop in a process, naming the count, the reason and the
+  setting to change;
+* then at most one summary WARNING per :data:`SUMMARY_INTERVAL` while drops continue
+  (and one more for the drops after the last summary, at the next report);
+* ``on_drop(reason, count)`` calls with the count since the previous call, at most about
+  once per :data:`CALLBACK_INTERVAL` while drops continue, and at every ``flush()`` and
+  ``close()``.
+
+:meth:`DropReport.report` is called with the totals by the thread that drops (when
+:meth:`due`), by the sender threads after each request and by ``flush()``/``close()``.
+Thread-safe: one lock (``_lock``) guards the counts and times; it is never held while
+logging or calling ``on_drop``, and ``_report_lock`` keeps two reports from interleaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from .typing import DropCallback
+
+logger = logging.getLogger("snowplow_threaded.drops")
+
+#: Most seconds between two summary warnings while drops continue.
+SUMMARY_INTERVAL = 60.0
+#: Most seconds between two on_drop calls while drops continue.
+CALLBACK_INTERVAL = 1.0
+
+#: What to change, per reason.
+ADVICE = {
+    "buffer_full": "the buffer was full: raise buffer_max_bytes or buffer_capacity, add "
+                   "thread_count, or set when_full='block' (see docs/settings.md)",
+    "evicted_oldest": "the buffer was full and when_full='drop_oldest' made room: raise "
+                      "buffer_max_bytes or buffer_capacity, or add thread_count",
+    "closed": "tracked after close(): close the emitter after the last track()",
+    "shutdown_timeout": "close() (or the exit flush) ran out of time: raise "
+                        "shutdown_timeout, or flush() earlier",
+}
+
+#: The process that logged its first-drop warning (a forked child logs its own).
+_warned_pid = [0]
+
+
+class DropReport:
+    """One emitter's drop accounting (see the module docstring). *name* says which
+    emitter in the log; *settings* are quoted in the first warning."""
+
+    def __init__(self, name: str, settings: Mapping[str, object],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.settings = dict(settings)
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (in a forked child: new locks, nothing to say yet)."""
+        self._lock = threading.Lock()
+        self._report_lock = threading.Lock()
+        self._told_callback: dict[str, int] = {}  # totals passed to on_drop so far
+        self._told_log: dict[str, int] = {}  # totals logged so far
+        self._next_call = 0.0  # monotonic time from which on_drop may be called again
+        self._next_summary = 0.0  # ... a summary may be logged
+        self.due_at = 0.0  # the dropping thread reports from then on (see due())
+
+    def due(self) -> bool:
+        """Whether the thread that just dropped an event should :meth:`report` (cheap)."""
+        return self._clock() >= self.due_at
+
+    def report(self, totals: Mapping[str, int], on_drop: DropCallback | None,
+               final: bool = False) -> None:
+        """Say what was dropped since the last report, given the *totals* by reason so
+        far. *final* (``flush()``, ``close()``): call ``on_drop`` with everything not yet
+        passed to it, whatever the time. Never raises."""
+        now = self._clock()
+        with self._report_lock:
+            with self._lock:
+                log_delta = _delta(totals, self._told_log)
+                call_delta = _delta(totals, self._told_callback)
+                first = bool(log_delta) and _warned_pid[0] != os.getpid()
+                summary = bool(log_delta) and not first and now >= self._next_summary
+                if first:
+                    _warned_pid[0] = os.getpid()
+                if first or summary:
+                    self._told_log = dict(totals)
+                    self._next_summary = now + SUMMARY_INTERVAL
+                call = bool(call_delta) and on_drop is not None and (
+                    final or now >= self._next_call)
+                if call:
+                    self._told_callback = dict(totals)
+                    self._next_call = now + CALLBACK_INTERVAL
+                elif on_drop is None:
+                    self._told_callback = dict(totals)
+                # the next drop reports when a summary or a call can be made
+                self.due_at = min(self._next_summary,
+                                  self._next_call if on_drop is not None else self._next_summary)
+            if first:
+                self._log_first(log_delta)
+            elif summary:
+                self._log_summary(log_delta, totals)
+            if call and on_drop is not None:
+                for reason, count in call_delta.items():
+                    try:
+                        on_drop(reason, count)
+                    except Exception:
+                        logger.exception("on_drop callback raised; the emitter goes on")
+
+    def _log_first(self, delta: Mapping[str, int]) -> None:
+        for reason, count in delta.items():
+            logger.warning(
+                "snowplow emitter %s dropped %d event(s) (%s): %s. Settings: %s. Dropped "
+                "events are counted in stats().dropped and passed to on_drop; further drops "
+                "are summed up at most once a minute", self.name, count, reason,
+                ADVICE.get(reason, "see docs/settings.md"),
+                ", ".join(f"{k}={v!r}" for k, v in self.settings.items()))
+
+    def _log_summary(self, delta: Mapping[str, int], totals: Mapping[str, int]) -> None:
+        logger.warning(
+            "snowplow emitter %s dropped %d more event(s) (%s); %d since it started. %s",
+            self.name, sum(delta.values()),
+            ", ".join(f"{reason}: {count}" for reason, count in delta.items()),
+            sum(totals.values()),
+            "; ".join(ADVICE.get(reason, reason) for reason in delta))
+
+
+def _delta(totals: Mapping[str, int], told: Mapping[str, int]) -> dict[str, int]:
+    return {reason: count - told.get(reason, 0) for reason, count in totals.items()
+            if count > told.get(reason, 0)}
+
+
+class LossLedger:
+    """What ``flush()`` and ``close()`` need to say whether every event tracked since the
+    previous ``flush()``/``close()`` call (or the start) and before theirs was delivered.
+
+    Events lost at admission (refused when full, tracked after close) are counted when
+    tracked, so a count read at each call says how many of them fell between two calls.
+    Events lost after admission (refused by the collector, given up after
+    ``max_retries``) are recorded by sequence number, as merged ``[lo, hi)`` ranges (at
+    most :data:`MAX_RANGES`: beyond, the two closest merge, which can only make a call
+    say False where True was due). Evictions (``drop_oldest``) take the oldest events
+    first, so any eviction from the previous call to the end of this one counts.
+
+    Not locked: used under its dispatcher's lock.
+    """
+
+    MAX_RANGES = 64
+
+    def __init__(self) -> None:
+        self.ranges: list[list[int]] = []
+        #: (sequence number, admission drops, evictions) at the previous call
+        self.mark = (0, 0, 0)
+        self._open: list[int] = []  # the first seq of every window still waited on
+
+    def lost(self, lo: int, hi: int) -> None:
+        """Events with sequence numbers in ``[lo, hi)`` were lost."""
+        if hi <= lo:
+            return
+        ranges = self.ranges
+        ranges.append([lo, hi])
+        ranges.sort()
+        merged = [ranges[0]]
+        for item in ranges[1:]:
+            if item[0] <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], item[1])
+            else:
+                merged.append(item)
+        while len(merged) > self.MAX_RANGES:
+            gaps = [merged[i + 1][0] - merged[i][1] for i in range(len(merged) - 1)]
+            i = gaps.index(min(gaps))
+            merged[i:i + 2] = [[merged[i][0], merged[i + 1][1]]]
+        self.ranges = merged
+
+    def begin(self, seq: int, admission_drops: int, evictions: int) -> tuple[int, ...]:
+        """A flush()/close() call: its window, from the previous call's mark to now."""
+        start = self.mark
+        self.mark = (seq, admission_drops, evictions)
+        self._open.append(start[0])
+        return (start[0], seq, admission_drops - start[1], start[2])
+
+    def end(self, window: tuple[int, ...], evictions: int) -> bool:
+        """Whether nothing tracked in *window* (from :meth:`begin`) was lost."""
+        lo, hi, refused, evictions_before = window
+        clean = (refused == 0 and evictions == evictions_before
+                 and not any(r[0] < hi and lo < r[1] for r in self.ranges))
+        self._open.remove(lo)
+        floor = min([*self._open, self.mark[0]])
+        self.ranges = [r for r in self.ranges if r[1] > floor]
+        return clean
