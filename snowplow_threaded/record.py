@@ -15,12 +15,13 @@ reference's store protocol get dicts back (:func:`payload_of`); only they pay to
 Making a record on the caller's thread (:class:`CommonFields`): the fields a tracker adds
 to every event (its subject's and its own) are encoded once; per set of event keys (a
 *shape*), a ``%`` template holds them, the keys and slots for the values, ``eid`` and
-``dtm``. Filling it gives exactly what the JSON encoder gives whenever no value holds a
-``"``, a ``\\`` or a control character (U+0000-U+001F): each template holds four ``"`` per
-field, so with the other characters to escape mapped to ``"`` too, one count over the
-UTF-8 bytes finds any of them (UTF-8 never puts those bytes inside a multi-byte character).
-Otherwise the event's own fields go through the C encoder. Text that is not valid Unicode
-(a lone surrogate) is sent as U+FFFD (:func:`.payload.wire_text`, which logs it).
+``dtm``. Filling it gives exactly what the JSON encoder gives whenever no value of the
+event's own fields holds a ``"``, a ``\\`` or a character that is not printable (control
+characters, and a few more that the C encoder then writes as they are): three C scans of
+those values say so. The parts this library encoded itself (base64, digits; JSON text
+escaped by the C string encoder) are not scanned. Otherwise the event's fields go through
+the C encoder. Text that is not valid Unicode (a lone surrogate) is sent as U+FFFD
+(:func:`.payload.wire_text`, which logs it).
 
 Thread-safe: the template caches are dicts read and written under the GIL, bounded, and a
 race only builds the same template twice. Nothing here blocks.
@@ -44,10 +45,11 @@ Record = bytes
 PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 _BODY_HEAD = ('{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":[').encode()
 
-#: maps every byte a JSON string must escape (control characters, ``\\``) to ``"``
-_AS_QUOTE = bytes.maketrans(bytes(range(0x20)) + b"\\", b'"' * 0x21)
 #: fields the engine sets itself: an event's own value for one of them is never sent
 OWN_KEYS = frozenset({"eid", "dtm", "stm"})
+#: fields that hold JSON text (self-describing data and contexts sent without base64):
+#: full of ``"``, so an event with one goes straight to the C encoder
+JSON_KEYS = frozenset({"ue_pr", "co"})
 #: shapes remembered per :class:`CommonFields` (events of one application have a few)
 _SHAPES_MAX = 256
 
@@ -123,7 +125,7 @@ class CommonFields:
     Immutable once built, apart from its template cache (see the module docstring); a
     tracker replaces it as a whole when its subject or fields change."""
 
-    __slots__ = ("_quotes", "_shapes", "_text", "fields", "keys", "source")
+    __slots__ = ("_plain", "_shapes", "_text", "fields", "keys", "source")
 
     def __init__(self, source: object, fields: Mapping[str, str]) -> None:
         #: what these fields were made from (the subject's cached fields): while it is
@@ -132,43 +134,70 @@ class CommonFields:
         self.fields = {k: v for k, v in fields.items() if k not in OWN_KEYS}
         self.keys = frozenset(self.fields) | OWN_KEYS
         text = encode_object(self.fields)[1:-1] if self.fields else ""
-        self._text = (text.replace("%", "%%") + ",") if text else ""
-        self._quotes = _utf8(text).translate(_AS_QUOTE).count(b'"')
-        #: keys of the event's fields -> (template, '"' count of a clean record); the
-        #: template is None when the event sets a field of ours (ours win: _encoded)
-        self._shapes: dict[tuple[str, ...], tuple[str | None, int]] = {}
+        self._plain = (text + ",") if text else ""
+        self._text = self._plain.replace("%", "%%")
+        #: the keys of an event's fields (then None and the keys of its parts) -> its
+        #: template; None when the event sets a field of ours (ours win: _encoded) or a
+        #: key needs escaping
+        self._shapes: dict[tuple[str | None, ...], str | None] = {}
 
-    def record(self, fields: dict[str, str], eid: str, dtm: str) -> Record:
+    def record(self, fields: Mapping[str, str], eid: str, dtm: str,
+               parts: Mapping[str, str] | None = None) -> Record:
         """The record of an event whose own fields (exact ``str`` values) are *fields*,
-        with this tracker's fields, *eid* and *dtm*. The tracker's fields win over the
-        event's (as the reference's payload does)."""
-        keys = tuple(fields)
-        template, quotes = self._shapes.get(keys) or self._shape(keys)
-        if template is not None:
+        with this tracker's fields, *eid* and *dtm*. *parts*: the fields this library
+        encoded for the event (``e`` of a self-describing event, its data and contexts in
+        base64 or as JSON text, ``ttm``), which need no check (their JSON text is escaped
+        here) and win over the event's own. The tracker's fields win over the event's,
+        as in the reference's payload."""
+        if parts is None:
+            key: tuple[str | None, ...] = tuple(fields)
+            values = (*fields.values(), eid, dtm)
+            text = "".join(values)  # eid and dtm are clean: scanned with them, in one go
+        else:
+            if not parts.keys().isdisjoint(fields):
+                fields = {k: v for k, v in fields.items() if k not in parts}
+            key = (*fields, None, *parts)
+            part_values = (parts.values() if JSON_KEYS.isdisjoint(parts) else
+                           [_escape(v) if k in JSON_KEYS else v for k, v in parts.items()])
+            values = (*fields.values(), *part_values, eid, dtm)
+            text = "".join(fields.values())
+        template = self._shapes.get(key, "")
+        if template == "":
+            template = self._shape(key)
+        if (template is not None and text.isprintable() and '"' not in text
+                and "\\" not in text):
             try:
-                data = (template % (*fields.values(), eid, dtm)).encode("utf-8")
-            except UnicodeEncodeError:
+                return (template % values).encode("utf-8")
+            except UnicodeEncodeError:  # in a part or the tracker's fields: _encoded
                 pass
-            else:
-                if data.translate(_AS_QUOTE).count(b'"') == quotes:
-                    return data
-        return self._encoded(fields, eid, dtm)
+        return self._encoded(fields, eid, dtm, parts)
 
-    def _shape(self, keys: tuple[str, ...]) -> tuple[str | None, int]:
-        shape: tuple[str | None, int] = (None, 0)
-        if self.keys.isdisjoint(keys) and all(type(key) is str for key in keys):
-            own = "".join('"' + key.replace("%", "%%") + '":"%s",' for key in keys)
-            shape = ("{" + own + self._text + '"eid":"%s","dtm":"%s"',
-                     4 * (len(keys) + 2) + self._quotes)
+    def _shape(self, key: tuple[str | None, ...]) -> str | None:
+        template: str | None = None
+        split = key.index(None) if None in key else len(key)
+        own, parts = key[:split], key[split + 1:]
+        if self.keys.isdisjoint(key) and all(type(k) is str and k.isprintable()
+                                             and '"' not in k and "\\" not in k
+                                             for k in own + parts):
+            slots = ["\"" + str(k).replace("%", "%%") + '":"%s",' for k in own]
+            slots += ["\"" + str(k).replace("%", "%%")
+                      + ('":%s,' if k in JSON_KEYS else '":"%s",') for k in parts]
+            template = "{" + "".join(slots) + self._text + '"eid":"%s","dtm":"%s"'
         if len(self._shapes) < _SHAPES_MAX:
-            self._shapes[keys] = shape
-        return shape
+            self._shapes[key] = template
+        return template
 
-    def _encoded(self, fields: Mapping[str, str], eid: str, dtm: str) -> Record:
-        """The record through the C encoder: when a value needs escaping, or the event
-        sets a field of ours."""
-        merged = {k: v for k, v in fields.items() if k not in self.keys}
-        merged.update(self.fields)
-        merged["eid"] = eid
-        merged["dtm"] = dtm
-        return _utf8(encode_object(merged))[:-1]
+    def _encoded(self, fields: Mapping[str, str], eid: str, dtm: str,
+                 parts: Mapping[str, str] | None = None) -> Record:
+        """The record through the C encoder (the event's own fields; ours are encoded
+        already): when a value needs escaping, or the event sets a field of ours."""
+        if parts:
+            fields = {**fields, **parts}
+        if not self.keys.isdisjoint(fields):
+            fields = {k: v for k, v in fields.items() if k not in self.keys}
+        own = encode_object(fields)[1:-1] if fields else ""
+        return _utf8("{" + (own + "," if own else "") + self._plain + '"eid":"' + eid
+                     + '","dtm":"' + dtm + '"')
+
+
+_escape = json.encoder.encode_basestring

@@ -245,10 +245,11 @@ class Tracker(LegacyTracking):
             pairs = event.payload.nv_pairs
         except AttributeError:
             fast = False  # _complete() says what is wrong
+        parts: dict[str, str] | None = None
         if fast and (type(pairs) is PayloadPairs or all_text(pairs)):
             if event._has_json or event._context or event._true_timestamp is not None:
-                pairs = pairs.copy()  # a plain dict: the event is never changed
-                event._add_parts(pairs, self.encode_base64, self.json_encoder)
+                parts = {}  # what this library encodes (the event is never changed)
+                event._add_parts(parts, self.encode_base64, self.json_encoder)
             nv = None
         else:
             nv = self._complete(event)
@@ -264,7 +265,7 @@ class Tracker(LegacyTracking):
         last = _last_dtm
         dtm = last[1] if last[0] == ms else _dtm_of(ms)
         if nv is None:
-            record = common.record(pairs, eid, dtm)
+            record = common.record(pairs, eid, dtm, parts)
         else:
             nv["eid"] = eid
             nv["dtm"] = dtm
