@@ -1,0 +1,44 @@
+"""Small helpers over the embedded collector's public API, shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from snowplow_threaded.collector import Collector
+
+#: Path of the POST route (any prefix in front of it is accepted).
+TP2 = "/com.snowplowanalytics.snowplow/tp2"
+
+
+def accepted_events(collector: Collector) -> list[dict[str, Any]]:
+    """The events as sent, of every tracker request the collector took (answered, or
+    announced, 2xx), in arrival order: what a real collector would have kept."""
+    return [event for r in collector.requests() if r.accepted for event in r.events]
+
+
+def sent_events(collector: Collector) -> list[dict[str, Any]]:
+    """The events as sent, of every tracker request settled, whatever the answer."""
+    return [event for r in collector.requests() for event in r.events]
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 10.0,
+               interval: float = 0.005) -> bool:
+    """Poll *predicate* until it holds or *timeout* seconds pass (for state that signals
+    nothing, such as an emitter's stats); returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return predicate()
+        time.sleep(interval)
+    return True
+
+
+def gaps(collector: Collector) -> list[float]:
+    """Seconds between each tracker request's answer and the receipt of the next one."""
+    records = collector.requests()
+    return [nxt.received_at - prev.answered_at
+            for prev, nxt in itertools.pairwise(records)
+            if prev.answered_at is not None]
