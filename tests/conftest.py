@@ -3,13 +3,13 @@ one per module (``micro``, reset for each test by ``micro_collector``)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 
 import pytest
 
 from snowplow_threaded.collector import Collector
+from tests.helpers import ServerErrors
 
 pytest_plugins = ["pytester"]
 
@@ -19,30 +19,6 @@ pytest_plugins = ["pytester"]
 # a proxy from the environment (test_proxy.py) set their own.
 for _name in ("NO_PROXY", "no_proxy"):
     os.environ[_name] = ",".join(filter(None, (os.environ.get(_name), "127.0.0.1", "localhost")))
-
-
-class ServerErrors(logging.Handler):
-    """Keeps the errors the collector's server logs (a handler that raised, a loop that
-    died): a test passes only if there are none."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def __enter__(self) -> ServerErrors:
-        logging.getLogger("snowplow_threaded.collector").addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logging.getLogger("snowplow_threaded.collector").removeHandler(self)
-
-    def check(self) -> None:
-        assert not self.records, "the collector logged errors:\n" + "\n".join(
-            self.format(r) + (f"\n{r.exc_text or ''}" if r.exc_info else "")
-            for r in self.records)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,3 +43,27 @@ def gaps(collector: Collector) -> list[float]:
     return [nxt.received_at - prev.answered_at
             for prev, nxt in itertools.pairwise(records)
             if prev.answered_at is not None]
+
+
+class ServerErrors(logging.Handler):
+    """Keeps the errors the collector's server logs (a handler that raised, a loop that
+    died): a test passes only if there are none."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> ServerErrors:
+        logging.getLogger("snowplow_threaded.collector").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("snowplow_threaded.collector").removeHandler(self)
+
+    def check(self) -> None:
+        assert not self.records, "the collector logged errors:\n" + "\n".join(
+            self.format(r) + (f"\n{r.exc_text or ''}" if r.exc_info else "")
+            for r in self.records)

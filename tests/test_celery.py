@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from snowplow_threaded.collector import Collector
 from tests.apps.celery_app import make_app
-from tests.collector import Collector
+from tests.helpers import accepted_events
 from tests.servers import Server, bin_path, server_env
 
 TASKS = 40
@@ -39,8 +40,8 @@ def test_celery_prefork_warm_shutdown(collector: Collector, tmp_path: Path,
     finally:
         worker.kill()
     assert code == 0, worker.log()
-    collector.wait_for_events(TASKS, timeout=20)
-    events = collector.events()
+    collector.wait_for(TASKS, timeout=20)
+    events = accepted_events(collector)
     got = sorted(int(e["se_la"]) for e in events)
     assert len(events) >= TASKS, (f"{len(events)} of {TASKS} events: {got}\n"
                                   + worker.log()[-4000:])

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.collector import Collector, slow
+from snowplow_threaded.collector import Collector
+from tests.helpers import accepted_events
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +35,8 @@ def run_script(code: str, endpoint: str, timeout: float = 60.0,
 
 def assert_exactly_once(collector: Collector, expected: dict[str, int]) -> None:
     """*expected* maps a structured-event action to its count; eids must be unique."""
-    assert collector.wait_for_events(sum(expected.values()), timeout=20)
-    events = collector.events()
+    assert collector.wait_for(sum(expected.values()), timeout=20)
+    events = accepted_events(collector)
     eids = [e["eid"] for e in events]
     dupes = [eid for eid, n in collections.Counter(eids).items() if n > 1]
     assert not dupes, f"{len(dupes)} event ids delivered more than once"
@@ -163,7 +164,7 @@ assert tracker.flush(timeout=10)
 
 
 def test_fork_while_a_request_is_in_flight(collector: Collector) -> None:
-    collector.behavior = slow(1.0)
+    collector.faults(delay=1.0)
     code = PRELUDE + """
 emitter2 = Emitter(endpoint, batch_size=5, shutdown_timeout=10.0)
 t2 = Tracker("fork2", emitter2)

@@ -9,6 +9,7 @@ import types
 
 import pytest
 
+from snowplow_threaded.collector import Collector
 from snowplow_threaded.retry import NO_RESPONSE
 from snowplow_threaded.transport import (
     PAYLOAD_DATA_SCHEMA,
@@ -18,7 +19,6 @@ from snowplow_threaded.transport import (
     sent_timestamp,
 )
 from snowplow_threaded.typing import PayloadDictList
-from snowplow_threaded.collector import Collector
 from tests.helpers import TP2
 
 

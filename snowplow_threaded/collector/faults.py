@@ -221,9 +221,10 @@ def serve_tracker(request: Request, answer: Callable[[], Response], faults: Faul
     fault = faults.next_fault()
 
     def respond() -> Response:
-        response = answer() if fault is None else fault.apply(answer, extra_headers)
-        traffic.settle(record, None if response.cut == "reset" else response.status,
-                       response.cut or "answered", fault)
+        with traffic.lock:  # a reader sees the events taken and their record together
+            response = answer() if fault is None else fault.apply(answer, extra_headers)
+            traffic.settle(record, None if response.cut == "reset" else response.status,
+                           response.cut or "answered", fault)
         return response
 
     if fault is None or not fault.delay:

@@ -61,7 +61,7 @@ class HTTPServer:
         self.stats = ServerStats()
         self.connections: set[_Connection] = set()
         self.date = email.utils.formatdate(usegmt=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         #: answers scheduled for later (:class:`Deferred`), cancelled if the server closes
         self.deferred: dict[asyncio.TimerHandle, Deferred] = {}
@@ -92,6 +92,15 @@ class HTTPServer:
         cancel the answers not given yet."""
         server, self._server = self._server, None
         if server is not None:
+            # Stop accepting first, and let the accepts under way make their connections
+            # (dropped at once: we are not listening): closing the server before they are
+            # made fails them inside asyncio (3.11), leaving their sockets open.
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
+            for _ in range(3):
+                await asyncio.sleep(0)
             server.close()
         for conn in list(self.connections):
             conn.abort()
@@ -99,6 +108,13 @@ class HTTPServer:
             handle.cancel()
             later.cancel()
         self.deferred.clear()
+        # an aborted transport closes its socket on the next turn of the loop: take those
+        # turns now, in case the loop stops next
+        for _ in range(10):
+            await asyncio.sleep(0)
+            if not self.connections:
+                break
+        await asyncio.sleep(0)
         if server is not None:
             await server.wait_closed()
 
@@ -144,6 +160,10 @@ class _Connection(asyncio.Protocol):
         self.number = stats.connections
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        if not self.server.listening:  # accepted as the server stopped listening
+            self.state = "closed"
+            transport.abort()
+            return
         if len(self.server.connections) >= self.limits.max_connections:
             self.state = "closed"
             transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"

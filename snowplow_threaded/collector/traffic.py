@@ -101,13 +101,20 @@ class Traffic:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.max_requests = max_requests
         self.max_bytes = max_bytes
-        self._cond = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._records: deque[TrackerRequest] = deque()
         self._bytes = 0
         self._generation = 0
         self._next_index = 0
         self._pending = 0
         self._forgotten = 0
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The log's lock: the server holds it while it takes a request's events and
+        settles its record, so that whoever holds it sees both or neither."""
+        return self._lock
 
     # -- written by the server's loop --------------------------------------------------------
     def arrive(self, request: Request) -> TrackerRequest:
