@@ -168,6 +168,11 @@ class Collector:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def listening(self) -> bool:
+        """Running and not :meth:`down`."""
+        return self.running and self._http.listening
+
     # -- events ----------------------------------------------------------------------------
     def good(self) -> list[GoodEvent]:
         """Good events held, oldest first (the REST API lists most recent first)."""
