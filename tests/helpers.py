@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from snowplow_threaded.collector import Collector
 
@@ -67,3 +70,19 @@ class ServerErrors(logging.Handler):
         assert not self.records, "the collector logged errors:\n" + "\n".join(
             self.format(r) + (f"\n{r.exc_text or ''}" if r.exc_info else "")
             for r in self.records)
+
+
+def in_ci() -> bool:
+    """True in CI (``CI=true``, as CI services and ``.ci/run``'s caller set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip the test when *what* (a tool the test drives) is missing, except in CI, where
+    that fails it: CI installs everything the suite uses, so a missing tool there is a
+    broken set-up, never a reason to pass."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"{what} is missing (CI=true: .ci/run must install it)", pytrace=False)
+    pytest.skip(f"{what} is missing")

@@ -12,12 +12,14 @@ import pytest
 import requests
 
 from snowplow_threaded.collector import Collector
-from tests.helpers import accepted_events
+from tests.helpers import accepted_events, require
 from tests.servers import Server, bin_path, free_port, server_env
 
-pytestmark = pytest.mark.skipif(shutil.which(bin_path("gunicorn")) is None
-                                and not Path(bin_path("gunicorn")).exists(),
-                                reason="gunicorn is in the test extra")
+
+@pytest.fixture(autouse=True)
+def _gunicorn_installed() -> None:
+    require(shutil.which(bin_path("gunicorn")) is not None
+            or Path(bin_path("gunicorn")).exists(), "gunicorn (in the test extra)")
 
 WORKERS = 4
 REQUESTS = 60
