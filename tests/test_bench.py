@@ -32,7 +32,9 @@ def _reference_installed() -> None:
 
 def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "stress.bench", "--quick", "--out", str(tmp_path)],
+        # the shape of the report is checked, not its figures: the smallest useful sizes
+        [sys.executable, "-m", "stress.bench", "--quick", "--events", "400",
+         "--down-events", "4000", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, (
