@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -319,28 +321,31 @@ def test_the_command_line_refuses_a_bad_rule() -> None:
     assert done.returncode == 2 and "status must be an int from 200 to 599" in done.stderr
 
 
-USER_SUITE = '''
-import pytest
-from snowplow_threaded import Emitter, StructuredEvent, Tracker
-
-def checkout(tracker):
-    for i in range(10):
-        tracker.track(StructuredEvent("shop", "checkout", value=i))
-
-@pytest.mark.snowplow_collector(faults=[{"status": 503, "times": 2}])
-def test_checkout_events_survive_an_outage(snowplow_collector):
-    emitter = Emitter(snowplow_collector.endpoint, batch_size=5,
-                      max_retry_delay_seconds=0.05)
-    snowplow_collector.faults(reset="before", times=1)
-    checkout(Tracker("shop", emitter))
-    assert emitter.flush(timeout=10)
-    assert len(snowplow_collector.good()) == 10
-    assert [r.status for r in snowplow_collector.requests()][:2] == [503, 503]
-    assert emitter.stats().retried > 0
-'''
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+EXAMPLE_MARK = "<!-- the fault-rules example: run by tests/test_collector_faults.py -->"
 
 
-def test_the_plugin_takes_fault_rules_from_the_marker(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_outage=USER_SUITE)
+def docs_example() -> str:
+    """The Python block right after the fault rules' mark in docs/testing.md."""
+    after = DOCS.read_text(encoding="utf-8").split(EXAMPLE_MARK, 1)[1]
+    match = re.match(r"\s*```python\n(.*?)\n```", after, re.DOTALL)
+    assert match, "docs/testing.md: no python block after the fault rules' mark"
+    return match.group(1)
+
+
+def test_the_docs_example_runs_as_written(pytester: pytest.Pytester) -> None:
+    """The plugin's marker and fixture with fault rules, as a user's suite uses them."""
+    pytester.makepyfile(test_outage=docs_example())
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=3)
+
+
+def test_the_docs_example_fails_without_the_faults(pytester: pytest.Pytester) -> None:
+    """Its assertions depend on the faults: without the rules, the two tests that count
+    what the faults did fail."""
+    example = docs_example().replace('faults=[{"status": 503, "times": 2}]', "faults=[]")
+    example = example.replace('snowplow_collector.faults(reset="mid-response", times=1)',
+                              "pass")
+    pytester.makepyfile(test_outage=example)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=2)
