@@ -426,9 +426,11 @@ def release_delayed_answers(collector: Collector) -> None:
 
 def test_async_tracker_flush_returns_at_once(collector: Collector, make: Make) -> None:
     collector.faults(delay=60, times=1)  # nobody is answered until released below
-    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30)
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30,
+                             flush_timeout=2)
     track(tracker, 3)
-    tracker.flush(is_async=True)
+    # a flush that waited would return False (at flush_timeout: nothing is answered)
+    assert tracker.flush(is_async=True) is True
     assert collector.requests() == []  # it returned without waiting for an answer
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)  # ... and sent
     release_delayed_answers(collector)
@@ -441,7 +443,8 @@ def test_a_number_as_tracker_flush_first_argument_warns(collector: Collector,
     which this library's own tests once mistook for a 5 s wait. It still triggers the send
     and returns, and warns with the call to write instead."""
     collector.faults(delay=60, times=1)  # nobody is answered until released below
-    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30)
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30,
+                             flush_timeout=2)
     track(tracker, 2)
     with pytest.warns(UserWarning, match=r"pass timeout=5 "):
         assert tracker.flush(5) is True  # type: ignore[arg-type]
