@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,3 +88,15 @@ def require(available: bool, what: str) -> None:
     if in_ci():
         pytest.fail(f"{what} is missing (CI=true: .ci/run must install it)", pytrace=False)
     pytest.skip(f"{what} is missing")
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def docs_block(page: str, mark: str) -> str:
+    """The Python block right after *mark* (an HTML comment) in ``docs/<page>``: examples
+    the docs show are run by the tests as written."""
+    after = (DOCS / page).read_text(encoding="utf-8").split(mark, 1)[1]
+    match = re.match(r"\s*```python\n(.*?)\n```", after, re.DOTALL)
+    assert match, f"docs/{page}: no python block after {mark!r}"
+    return match.group(1)

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ import requests
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector, Fault, Faults
 from snowplow_threaded.collector.faults import parse_fault
+from tests.helpers import docs_block
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
@@ -321,16 +320,11 @@ def test_the_command_line_refuses_a_bad_rule() -> None:
     assert done.returncode == 2 and "status must be an int from 200 to 599" in done.stderr
 
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 EXAMPLE_MARK = "<!-- the fault-rules example: run by tests/test_collector_faults.py -->"
 
 
 def docs_example() -> str:
-    """The Python block right after the fault rules' mark in docs/testing.md."""
-    after = DOCS.read_text(encoding="utf-8").split(EXAMPLE_MARK, 1)[1]
-    match = re.match(r"\s*```python\n(.*?)\n```", after, re.DOTALL)
-    assert match, "docs/testing.md: no python block after the fault rules' mark"
-    return match.group(1)
+    return docs_block("testing.md", EXAMPLE_MARK)
 
 
 def test_the_docs_example_runs_as_written(pytester: pytest.Pytester) -> None:
