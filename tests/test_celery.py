@@ -28,13 +28,15 @@ def test_celery_prefork_warm_shutdown(collector: Collector, tmp_path: Path,
             "--without-mingle", "--without-heartbeat"]
     if max_tasks:
         argv += ["--max-tasks-per-child", str(max_tasks)]
+    # every task queued before the worker starts: kombu's filesystem broker creates a
+    # message file before it writes it, and a worker polling meanwhile reads it empty
+    producer = make_app(tmp_path / "broker")  # the same broker, from this process
+    with producer.connection_for_write() as conn:
+        for n in range(TASKS):
+            producer.send_task("track_one", args=(n,), connection=conn)
     worker = Server(argv, env, tmp_path / "celery.log")
     try:
         worker.wait_log("ready", timeout=60)
-        producer = make_app(tmp_path / "broker")  # the same broker, from this process
-        with producer.connection_for_write() as conn:
-            for n in range(TASKS):
-                producer.send_task("track_one", args=(n,), connection=conn)
         _wait_tasks_done(worker, TASKS)
         code = worker.stop(signal.SIGTERM, timeout=60)   # warm shutdown
     finally:
