@@ -34,11 +34,18 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="larger request bodies get 413 (10 MiB)")
     p.add_argument("--read-timeout", type=float, default=10.0,
                    help="seconds a request may stall before 408 (10)")
+    p.add_argument("--fault", action="append", default=[], metavar="RULE",
+                   help="misbehave on purpose, e.g. 'status=503,times=3', 'status=429,"
+                        "retry-after=2,every=5', 'delay=1.5', 'reset=before', "
+                        "'reset=mid-response', 'close=after-head' (keys: status, "
+                        "retry-after, delay, reset, close, body, times, every, after); "
+                        "repeatable, the first rule due applies")
     p.add_argument("--quiet", action="store_true", help="do not log bad events")
 
 
 def run_collector(args: argparse.Namespace) -> int:
     from .collector import Collector, Limits
+    from .collector.faults import parse_fault
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -50,6 +57,8 @@ def run_collector(args: argparse.Namespace) -> int:
         collector = Collector(args.host, args.port, schemas=args.schemas,
                               max_events=args.max_events,
                               max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits)
+        for spec in args.fault:
+            collector.faults(**parse_fault(spec))  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
@@ -69,6 +78,8 @@ def run_collector(args: argparse.Namespace) -> int:
     sys.stdout.write(f"collector listening on {collector.endpoint} ({schemas} schemas known); "
                      f"Micro API: /micro/all, /micro/good, /micro/bad, /micro/reset; "
                      f"Ctrl-C to stop\n")
+    for rule in collector.faults.rules:
+        sys.stdout.write(f"fault rule: {rule}\n")
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass

@@ -17,19 +17,24 @@ from pathlib import Path
 import pytest
 
 from stress.bench_runner import FORK_LABEL, WORKLOADS
+from tests.helpers import require
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK_THREADS = (1, 4)
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("snowplow_tracker") is None,
-    reason="the reference snowplow-tracker 1.1.0 is not installed",
-)
+
+
+@pytest.fixture(autouse=True)
+def _reference_installed() -> None:
+    require(importlib.util.find_spec("snowplow_tracker") is not None,
+            "the reference snowplow-tracker 1.1.0 (in the test extra)")
 
 
 def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "stress.bench", "--quick", "--out", str(tmp_path)],
+        # the shape of the report is checked, not its figures: the smallest useful sizes
+        [sys.executable, "-m", "stress.bench", "--quick", "--events", "400",
+         "--down-events", "4000", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, (

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from flask import Flask
 
 from snowplow_threaded import Emitter, SelfDescribing, SelfDescribingJson, Tracker
+from snowplow_threaded import collector as embedded
 from snowplow_threaded.contrib import schemas
 from snowplow_threaded.contrib.celery import instrument
 from snowplow_threaded.contrib.flask import SnowplowFlask
 from snowplow_threaded.contrib.web import request_event
-
-embedded = pytest.importorskip("snowplow_threaded.collector")
 
 VENDOR = "com.acme.embedded"
 

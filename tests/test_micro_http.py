@@ -223,10 +223,13 @@ def test_dripping_request_is_cut_at_the_request_timeout(collector: Collector) ->
 
 def test_idle_keep_alive_connections_are_closed(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
+        sent = time.monotonic()
         sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
         assert read_response(stream)[0] == 200
-        assert not closed_by_server(sock, within=0.5)
         assert closed_by_server(sock, within=5)
+        # kept for keepalive_timeout after the request, not closed at once (a lower bound
+        # the server guarantees however loaded the machine is)
+        assert time.monotonic() - sent >= LIMITS.keepalive_timeout
 
 
 def test_too_many_connections_get_503() -> None:
