@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from stress.crew import Crew
 from tests.collector import (
     Collector,
     RecordedRequest,
@@ -257,11 +258,7 @@ def test_concurrent_clients(collector: Collector) -> None:
                 events = [{"e": "se", "t": str(t), "i": str(i), "j": str(j)} for j in range(batch)]
                 assert s.post(collector.post_url, json=body(*events), timeout=5).ok
 
-    workers = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    Crew(client, threads, timeout=60).run()
     total = threads * per_thread * batch
     assert collector.wait_for_events(total, timeout=1)
     assert collector.accepted_event_count == total
@@ -481,9 +478,12 @@ def test_wait_for_events_and_requests(collector: Collector) -> None:
             for i in range(3):
                 post(s, collector, {"e": "pv", "i": str(i)}, {"e": "pv"})
 
-    threading.Thread(target=later).start()
+    crew = Crew(lambda _: later(), 1, timeout=10)
+    crew.start()
+    crew.go()
     assert collector.wait_for_events(6, timeout=5)
     assert collector.wait_for_requests(3, timeout=5)
+    crew.join()
     assert len(collector.events()) == 6
 
 
