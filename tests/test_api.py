@@ -36,6 +36,7 @@ from snowplow_threaded import (
     lifecycle,
 )
 from snowplow_threaded.collector import Collector
+from stress.crew import Crew
 from tests.helpers import accepted_events
 from tests.schemas import unstruct_event, validate_event
 
@@ -134,21 +135,15 @@ def test_bad_namespace_builds_nothing(collector: Collector) -> None:
 
 
 def test_concurrent_duplicate_namespace(collector: Collector) -> None:
-    barrier = threading.Barrier(8)
     results: list[object] = []
 
-    def create() -> None:
-        barrier.wait()
+    def create(_: int) -> None:
         try:
             results.append(Snowplow.create_tracker("race", collector.endpoint))
         except DuplicateNamespaceError as exc:
             results.append(exc)
 
-    threads = [threading.Thread(target=create) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    Crew(create, 8, timeout=10).run()
     winners = [r for r in results if isinstance(r, Tracker)]
     assert len(results) == 8 and len(winners) == 1
     assert Snowplow.get_tracker("race") is winners[0]

@@ -66,6 +66,28 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
         assert "matplotlib is not installed" in report
 
 
+def test_profile_reports_the_tracking_and_the_sender_threads(tmp_path: Path) -> None:
+    """``--profile`` profiles every thread with one profiler for the process, on every
+    Python from 3.10 (one ``cProfile.Profile`` per thread fails since 3.12, and the
+    tracking thread that died left the run waiting until its deadline)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "stress.bench", "--profile", "--quick", "--events", "2000",
+         "--profile-clock", "cpu", "--top", "5", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = (tmp_path / "profile.md").read_text()
+    assert "profile run failed" not in report, report
+    for section in ("## tracking thread (track())", "## sender thread(s)"):
+        line = next((x for x in report.splitlines() if x.startswith(section)), None)
+        assert line is not None, f"no {section!r} section:\n{report}"
+        profiled = float(line.split(": ")[1].split(" s profiled")[0])
+        assert profiled > 0, line
+    assert (tmp_path / "profile.caller.prof").exists()
+    assert (tmp_path / "profile.worker.prof").exists()
+    assert "Largest bucket of the library's own work" in report
+
+
 @pytest.mark.parametrize("command, rows", [
     (["stress.jitter", "--runs", "1", "--events", "2000"],
      ["sending", "idle", "plain work", "SD JSON parts only"]),

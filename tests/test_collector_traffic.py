@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from snowplow_threaded.collector import Collector
+from stress.crew import Crew
 from tests.helpers import TP2, accepted_events
 
 PAYLOAD = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
@@ -154,11 +155,7 @@ def test_concurrent_clients(collector: Collector) -> None:
                 events = [pv(url=f"{t}/{i}/{j}") for j in range(batch)]
                 assert s.post(collector.endpoint + TP2, json=body(*events), timeout=5).ok
 
-    workers = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(30)
+    Crew(client, threads, timeout=60).run()
     total = threads * per_thread * batch
     assert collector.wait_for(total, timeout=10)
     assert len({g.parameters["url"] for g in collector.good()}) == total

@@ -20,6 +20,7 @@ import pytest
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
+from stress.crew import Crew
 from tests.helpers import TP2, accepted_events, gaps, sent_events
 
 Make = Callable[..., tuple[Tracker, Emitter]]
@@ -823,23 +824,12 @@ def test_many_threads_through_one_tracker(collector: Collector, make: Make,
                             request_timeout=5)
     per_thread, n_threads = 5000, 16
     ids: list[list[str]] = [[] for _ in range(n_threads)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n_threads)
 
     def run(k: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(per_thread):
+            ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    Crew(run, n_threads, name="tracking", timeout=120).run()
     assert emitter.flush(timeout=30) is True
     got = eids(accepted_events(collector))
     expected = {eid for chunk in ids for eid in chunk}

@@ -274,7 +274,8 @@ def test_wait_for_blocks_until_events_arrive(collector: Collector) -> None:
                                                        timeout=10))
     timer.start()
     assert collector.wait_for(1, timeout=10, kind="good")
-    timer.join()
+    timer.join(10)
+    assert not timer.is_alive()
     assert collector.wait_for(1, timeout=0.1, kind="bad") is False
     with pytest.raises(ValueError):
         collector.wait_for(1, kind="other")  # type: ignore[arg-type]
