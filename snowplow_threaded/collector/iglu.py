@@ -2,8 +2,7 @@
 
 Schemas are files laid out as ``VENDOR/NAME/jsonschema/VERSION`` under one or more
 directories: the user's (``--schemas DIR``, searched first, in order) and the ones bundled
-with this package (``iglu/``, the ``com.snowplowanalytics.*`` schemas of the tracker
-protocol and of common events, copied from Iglu Central). A schema is read and compiled the
+with this package (``iglu/``: every JSON schema of Iglu Central, see its ``NOTICE``). A schema is read and compiled the
 first time it is asked for, then cached. A :class:`Resolver` is thread-safe.
 """
 
