@@ -26,6 +26,12 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--schemas", action="append", default=[], metavar="DIR",
                    help="directory of your Iglu schemas (VENDOR/NAME/jsonschema/VERSION); "
                         "repeatable")
+    p.add_argument("--iglu", action="append", default=[], metavar="URL",
+                   help="a static Iglu registry (http:// or https://, the root above "
+                        "/schemas) asked for schemas neither bundled nor in --schemas; "
+                        "repeatable")
+    p.add_argument("--iglu-timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="seconds one schema lookup may spend asking the registries (2)")
     p.add_argument("--max-events", type=int, default=100_000,
                    help="good events kept, and bad events kept (oldest evicted; 100000)")
     p.add_argument("--max-memory-mb", type=int, default=512,
@@ -47,7 +53,8 @@ def run_collector(args: argparse.Namespace) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     limits = Limits(max_body_bytes=args.max_body_bytes, read_timeout=args.read_timeout)
     try:
-        collector = Collector(args.host, args.port, schemas=args.schemas,
+        collector = Collector(args.host, args.port, schemas=args.schemas, iglu=args.iglu,
+                              iglu_timeout=args.iglu_timeout,
                               max_events=args.max_events,
                               max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits)
     except (FileNotFoundError, ValueError) as exc:

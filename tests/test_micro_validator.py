@@ -222,7 +222,8 @@ def test_every_bundled_schema_compiles() -> None:
     assert unusable == REMOTE_REFS
 
 
-@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: "/".join(p.parts[-4:-2] + p.parts[-1:]))
+@pytest.mark.parametrize("path", SCHEMA_FILES,
+                         ids=lambda p: "/".join(p.parts[-4:-2] + p.parts[-1:]))
 def test_bundled_schema_agrees_with_jsonschema(path: Path) -> None:
     schema = json.loads(path.read_text())
     rng = random.Random(path.name + path.parts[-3])

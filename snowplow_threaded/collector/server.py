@@ -51,6 +51,9 @@ class Collector:
     :param port: port to listen on; 0 (default) picks a free one (see :attr:`port`)
     :param schemas: directories of user schemas (``VENDOR/NAME/jsonschema/VERSION``),
         searched before the bundled ones
+    :param iglu: static Iglu registries (``http(s)://`` roots above ``/schemas``), asked in
+        order for schemas neither bundled nor in *schemas*
+    :param iglu_timeout: seconds one schema lookup may spend asking the registries
     :param max_events: most good events, and most bad events, kept in memory (the oldest
         are evicted and counted in :meth:`summary`)
     :param max_bytes: about the most memory the good events, and the bad events, may take
@@ -59,12 +62,13 @@ class Collector:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 schemas: Iterable[str | Path] = (), max_events: int = 100_000,
+                 schemas: Iterable[str | Path] = (), iglu: Iterable[str] = (),
+                 iglu_timeout: float = 2.0, max_events: int = 100_000,
                  max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None) -> None:
         self.host = host
         self._requested_port = port
         self.limits = limits or Limits()
-        self.resolver = Resolver(schemas)
+        self.resolver = Resolver(schemas, registries=iglu, timeout=iglu_timeout)
         self.store = EventStore(max_events, max_bytes)
         self._ingest = Ingestor(EventChecker(self.resolver), self.store)
         self._api = MicroApi(self.store, self.resolver)
