@@ -105,6 +105,7 @@ class SchemaUnavailable(LookupError):
         super().__init__(message)
         self.lookups = lookups
         self.unusable = unusable
+        self.at = time.time()  # when it was looked for
 
 
 _BUNDLE_NAME = "Iglu Central (bundled)"

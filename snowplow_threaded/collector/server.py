@@ -13,7 +13,8 @@ Example::
 The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
 import). Every public method is thread-safe. Routes: the tracker protocol (see
 :mod:`.ingest`), Snowplow Micro's REST API (see :mod:`.micro_api`), ``GET /health``
-(``200 OK``; ``503`` while paused) and CORS pre-flight (``OPTIONS``).
+(``200 ok``; ``503`` while paused) and CORS pre-flight (``OPTIONS``; it allows the
+``Content-Type`` and ``SP-Anonymous`` request headers, as the Snowplow collector does).
 """
 
 from __future__ import annotations
@@ -220,17 +221,17 @@ class Collector:
         if path == "/health":
             if self._pause is not None:
                 return Response(503, b"paused\n", "text/plain")
-            return Response(200, b"OK\n", "text/plain")
-        if path.endswith(TP2_SUFFIX):
-            if method != "POST":
-                return Response(405, b"use POST\n", "text/plain", (("Allow", "POST, OPTIONS"),))
+            return Response(200, b"ok", "text/plain; charset=UTF-8")
+        tp2 = path.endswith(TP2_SUFFIX)
+        if tp2 and method == "POST":
             return self._tracker(request, self._ingest.post)
-        if path.endswith(_PIXEL_SUFFIXES):
+        if tp2 or path.endswith(_PIXEL_SUFFIXES):  # a GET on .../tp2 is one event too
             if method == "HEAD":  # answered like a GET, but records nothing
                 return Response(200, PIXEL, "image/gif")
             if method != "GET":
                 return Response(405, b"use GET\n", "text/plain", (("Allow", "GET, OPTIONS"),))
-            return self._tracker(request, self._ingest.get)
+            api_version = "tp2" if tp2 else "tp1"
+            return self._tracker(request, lambda r: self._ingest.get(r, api_version))
         return Response(404, b"not found\n", "text/plain")
 
     def _tracker(self, request: Request, ingest: Callable[[Request], Response]) -> Response:
@@ -253,6 +254,6 @@ def _cors(request: Request, preflight: bool = False) -> tuple[tuple[str, str], .
                ("Access-Control-Allow-Credentials", "true")]
     if preflight:
         headers += [("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                    ("Access-Control-Allow-Headers", "Content-Type"),
+                    ("Access-Control-Allow-Headers", "Content-Type, SP-Anonymous"),
                     ("Access-Control-Max-Age", "3600")]
     return tuple(headers)
