@@ -209,3 +209,12 @@ def test_registry_urls_must_be_http(bad_url: str) -> None:
 def test_the_cli_refuses_a_bad_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["collector", "--port", "0", "--iglu", "ftp://x"]) == 2
     assert "must be an http:// or https:// URL" in capsys.readouterr().err
+
+
+def test_a_registry_is_never_asked_for_a_path_outside_its_schemas(registry: _Registry) -> None:
+    for key in (("..", "x", "jsonschema", "1-0-0"), ("com.acme", "..", "jsonschema", "1-0-0"),
+                ("com.acme", "checkout", ".", "1-0-0")):
+        with pytest.raises(LookupFailed, match="not asked") as caught:
+            Registry(url(registry)).fetch(*key)
+        assert caught.value.kind == "ClientFailure"
+    assert registry.requests == []

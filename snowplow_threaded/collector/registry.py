@@ -62,6 +62,9 @@ class Registry:
               timeout: float | None = None) -> dict[str, Any]:
         """The schema document, or :class:`LookupFailed`. Blocks for at most about
         *timeout* (default: the registry's) seconds."""
+        if any(part in (".", "..") for part in (vendor, name, fmt, version)):
+            raise LookupFailed("ClientFailure", f"registry {self.url}: not asked for a path "
+                                                f"with '.' or '..' parts")
         url = self.schema_url(vendor, name, fmt, version)
         wait = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
