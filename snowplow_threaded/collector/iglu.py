@@ -186,8 +186,7 @@ class Resolver:
                                if not isinstance(v, SchemaUnavailable)}
                 self._expiry.clear()
                 self._misses = 1
-            if found.lookups and any(lk.repository.startswith("http")
-                                     for lk in found.lookups):
+            if self.registries and found.lookups:  # a registry may have it later
                 self._expiry[uri] = time.monotonic() + self.retry_after
         else:
             self._expiry.pop(uri, None)
