@@ -73,9 +73,10 @@ def run_collector(args: argparse.Namespace) -> int:
         sys.stderr.write(f"cannot listen on {args.host}:{args.port}: {exc}\n")
         return 2
     schemas = len(collector.resolver.known())
-    sys.stdout.write(f"collector listening on {collector.endpoint} ({schemas} schemas known); "
-                     f"Micro API: /micro/all, /micro/good, /micro/bad, /micro/reset; "
-                     f"Ctrl-C to stop\n")
+    registries = "".join(f", then {r.url}" for r in collector.resolver.registries)
+    sys.stdout.write(f"collector listening on {collector.endpoint} ({schemas} schemas known"
+                     f"{registries}); Micro API: /micro/all, /micro/good, /micro/bad, "
+                     f"/micro/events, /micro/reset; Ctrl-C to stop\n")
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass
