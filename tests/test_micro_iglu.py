@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -180,7 +181,8 @@ def test_a_registry_that_never_answers_costs_one_timeout_then_nothing(silent: st
     with Collector(iglu=[silent, silent + "/second"], iglu_timeout=0.3) as collector:
         send(collector, {"total": 1})
         [bad] = collector.bad()
-        assert f"registry {silent}: no answer within 0.3 s" in bad.errors[0]
+        assert re.search(f"registry {silent}: no answer within 0\\.[23][0-9]* s;",
+                         bad.errors[0]), bad.errors[0]  # what was left of the 0.3 s
         assert (f"registry {silent}/second: not asked, the lookup's 0.3 s were spent"
                 in bad.errors[0])
         health = requests.get(collector.endpoint + "/health", timeout=5)
