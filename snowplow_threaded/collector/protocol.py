@@ -122,6 +122,8 @@ class _Decoded:
 class _Failures:
     """What is wrong with one event, as reasons and as bad-row messages."""
 
+    __slots__ = ("atomic", "fields", "messages", "texts")
+
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.messages: list[dict[str, Any]] = []
@@ -269,6 +271,8 @@ class EventChecker:
             if not params.get(name):
                 failures.field(name, f"{name}: required for e={e} events", "required")
         schema, contexts = self._self_describing(e, params, failures)
+        if not failures.texts:
+            return Checked(raw, [], e, schema, contexts)
         return Checked(raw, failures.texts[:_MAX_ERRORS], e, schema, contexts,
                        failures.all_messages(), frozenset(failures.fields))
 
