@@ -95,7 +95,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(collector: Collector)
 def test_pipelined_requests_are_answered_in_order(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
         sock.sendall(post_request(body()) + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                     + post_request(b"{bad json") + b"GET /micro/all HTTP/1.1\r\n\r\n")
+                     + b"POST /micro/good HTTP/1.1\r\nContent-Length: 9\r\n\r\n{bad json"
+                     + b"GET /micro/all HTTP/1.1\r\n\r\n")
         statuses = [read_response(stream)[0] for _ in range(4)]
     assert statuses == [200, 200, 400, 200]
 
@@ -294,7 +295,7 @@ def test_head_and_absolute_form_targets(collector: Collector) -> None:
         head = b""
         while not head.endswith(b"\r\n\r\n"):
             head += stream.readline()
-        assert b"Content-Length: 3\r\n" in head  # the length of the body a GET gets
+        assert b"Content-Length: 2\r\n" in head  # the length of the body a GET gets (ok)
         payload = body()
         sock.sendall(post_request(payload).replace(
             f"POST {TP2}".encode(), f"POST http://127.0.0.1:{collector.port}{TP2}".encode()))

@@ -10,8 +10,8 @@
         good, bad = collector.good(), collector.bad()
 
 It accepts the Snowplow tracker protocol (``POST .../tp2``, ``GET .../i``), validates every
-event against the protocol and its Iglu schemas (bundled ``com.snowplowanalytics.*``
-schemas, plus yours), keeps good and bad events in bounded memory and serves Snowplow
+event against the protocol and its Iglu schemas (all of Iglu Central is bundled; plus
+yours), keeps good and bad events in bounded memory and serves Snowplow
 Micro's REST API (``/micro/all``, ``/micro/good``, ``/micro/bad``, ``/micro/reset``).
 For tests it also keeps the tracker requests it was sent (:meth:`Collector.requests`) and
 misbehaves on purpose when told to (:attr:`Collector.faults`, :meth:`Collector.down`):

@@ -13,7 +13,8 @@ Example::
 The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
 import). Every public method is thread-safe. Routes: the tracker protocol (see
 :mod:`.ingest`), Snowplow Micro's REST API (see :mod:`.micro_api`), ``GET /health``
-(``200 OK``; ``503`` while paused) and CORS pre-flight (``OPTIONS``).
+(``200 ok``; ``503`` while paused) and CORS pre-flight (``OPTIONS``; it allows the
+``Content-Type`` and ``SP-Anonymous`` request headers, as the Snowplow collector does).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Collector:
     :param port: port to listen on; 0 (default) picks a free one (see :attr:`port`)
     :param schemas: directories of user schemas (``VENDOR/NAME/jsonschema/VERSION``),
         searched before the bundled ones
+    :param iglu: static Iglu registries (``http(s)://`` roots above ``/schemas``), asked in
+        order for schemas neither bundled nor in *schemas*
+    :param iglu_timeout: seconds one schema lookup may spend asking the registries
     :param max_events: most good events, and most bad events, kept in memory (the oldest
         are evicted and counted in :meth:`summary`)
     :param max_bytes: about the most memory the good events, and the bad events, may take
@@ -68,7 +72,8 @@ class Collector:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 schemas: Iterable[str | Path] = (), max_events: int = 100_000,
+                 schemas: Iterable[str | Path] = (), iglu: Iterable[str] = (),
+                 iglu_timeout: float = 2.0, max_events: int = 100_000,
                  max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None,
                  max_requests: int = 10_000) -> None:
         #: the fault rules: ``collector.faults(503, times=3)``, ... (see :mod:`.faults`)
@@ -77,7 +82,7 @@ class Collector:
         self.host = host
         self._requested_port = port
         self.limits = limits or Limits()
-        self.resolver = Resolver(schemas)
+        self.resolver = Resolver(schemas, registries=iglu, timeout=iglu_timeout)
         self.store = EventStore(max_events, max_bytes)
         self._ingest = Ingestor(EventChecker(self.resolver), self.store)
         self._api = MicroApi(self.store, self.resolver)
@@ -280,17 +285,17 @@ class Collector:
         if path == "/health":
             if self._pause is not None:
                 return Response(503, b"paused\n", "text/plain")
-            return Response(200, b"OK\n", "text/plain")
-        if path.endswith(TP2_SUFFIX):
-            if method != "POST":
-                return Response(405, b"use POST\n", "text/plain", (("Allow", "POST, OPTIONS"),))
+            return Response(200, b"ok", "text/plain; charset=UTF-8")
+        tp2 = path.endswith(TP2_SUFFIX)
+        if tp2 and method == "POST":
             return self._tracker(request, self._ingest.post)
-        if path.endswith(_PIXEL_SUFFIXES):
+        if tp2 or path.endswith(_PIXEL_SUFFIXES):  # a GET on .../tp2 is one event too
             if method == "HEAD":  # answered like a GET, but records nothing
                 return Response(200, PIXEL, "image/gif")
             if method != "GET":
                 return Response(405, b"use GET\n", "text/plain", (("Allow", "GET, OPTIONS"),))
-            return self._tracker(request, self._ingest.get)
+            api_version = "tp2" if tp2 else "tp1"
+            return self._tracker(request, lambda r: self._ingest.get(r, api_version))
         return Response(404, b"not found\n", "text/plain")
 
     def _tracker(self, request: Request, ingest: Callable[[Request], Response]
@@ -318,6 +323,6 @@ def _cors(request: Request, preflight: bool = False) -> tuple[tuple[str, str], .
                ("Access-Control-Allow-Credentials", "true")]
     if preflight:
         headers += [("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                    ("Access-Control-Allow-Headers", "Content-Type"),
+                    ("Access-Control-Allow-Headers", "Content-Type, SP-Anonymous"),
                     ("Access-Control-Max-Age", "3600")]
     return tuple(headers)
