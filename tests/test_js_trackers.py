@@ -13,6 +13,7 @@ except under CI (``CI=true``), where they fail.
 
 from __future__ import annotations
 
+import fcntl
 import http.server
 import json
 import os
@@ -51,10 +52,15 @@ def node() -> str:
         _missing("Node.js with npm")
     assert node is not None and npm is not None
     installed = JS_DIR / "node_modules" / "@snowplow"
-    if not (installed / "node-tracker").is_dir() or not (installed / "browser-tracker").is_dir():
-        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
-                              capture_output=True, text=True, timeout=600, check=False)
-        assert done.returncode == 0, f"npm ci failed in {JS_DIR}:\n{done.stderr[-3000:]}"
+    # one install at a time: every xdist worker runs this session fixture, and two `npm ci`
+    # in one directory delete each other's files
+    with (JS_DIR / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ((installed / "node-tracker").is_dir()
+                and (installed / "browser-tracker").is_dir()):
+            done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
+                                  capture_output=True, text=True, timeout=600, check=False)
+            assert done.returncode == 0, f"npm ci failed in {JS_DIR}:\n{done.stderr[-3000:]}"
     return node
 
 
