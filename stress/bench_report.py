@@ -447,7 +447,7 @@ def floor_section(raw: dict[str, Any]) -> str:
         "separators, its encoder built once) and the request body made of a batch's "
         "records ÷ its events. Measured: process "
         "CPU per delivered event of the 1-thread no-drop run (median). Buckets: share of "
-        "profiled CPU (cProfile, all threads, the bench harness left out).", "",
+        "profiled CPU (yappi, all threads, the bench harness left out).", "",
         "| workload | event object µs | payload build µs | sender JSON µs "
         "| HTTP µs / event (events per POST; µs per POST) | floor µs | measured CPU µs / event "
         "| measured / floor | largest profile buckets |",

@@ -1,6 +1,6 @@
-"""The emitter engine (Dispatcher + worker + transport) end to end against the real test
-collector: batching, coalescing, retry, ordering, flush/close, callbacks, stats, buffer,
-legacy stores, GET, thread safety and thread lifecycle."""
+"""The emitter engine (Dispatcher + worker + transport) end to end against the embedded
+collector and its fault rules: batching, coalescing, retry, ordering, flush/close,
+callbacks, stats, buffer, legacy stores, GET, thread safety and thread lifecycle."""
 
 from __future__ import annotations
 
@@ -18,21 +18,11 @@ from typing import Any
 import pytest
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded.collector import Collector
 from snowplow_threaded.record import record_of
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
-from tests.collector import (
-    POST_SUFFIX,
-    Collector,
-    Event,
-    Reply,
-    always,
-    every_nth,
-    healthy,
-    refusing,
-    retry_after,
-    sequence,
-    slow,
-)
+from stress.crew import Crew
+from tests.helpers import TP2, accepted_events, gaps, sent_events
 
 Make = Callable[..., tuple[Tracker, Emitter]]
 
@@ -51,12 +41,15 @@ def make(collector: Collector) -> Iterator[Make]:
         return Tracker("ns", emitters=emitter, encode_base64=False), emitter
 
     yield build
-    for emitter in made:
-        emitter.close(timeout=1.0)
+    for emitter in made:  # clean-up only: what is still undelivered is given up at once
+        emitter.close(timeout=0.05)
 
 
 def track(tracker: Tracker, n: int, start: int = 0) -> list[str]:
     return [tracker.track(StructuredEvent("c", "a", label=str(start + i))) for i in range(n)]
+
+
+Event = dict[str, Any]
 
 
 def labels(events: list[Event]) -> list[int]:
@@ -79,12 +72,12 @@ def test_batches_of_batch_size(collector: Collector, make: Make) -> None:
     sent: list[str] = []
     for round_ in range(4):
         sent += track(tracker, 4, start=5 * round_)
-        assert len(collector.requests) == round_
+        assert len(collector.requests()) == round_
         sent += track(tracker, 1, start=5 * round_ + 4)  # the 5th: a batch is due
-        assert collector.wait_for_events(5 * (round_ + 1), timeout=5)
-    assert [len(r.events) for r in collector.requests] == [5, 5, 5, 5]
-    assert eids(collector.events()) == sent
-    assert all(r.path == POST_SUFFIX and r.method == "POST" for r in collector.requests)
+        assert collector.wait_for(5 * (round_ + 1), timeout=5)
+    assert [len(r.events) for r in collector.requests()] == [5, 5, 5, 5]
+    assert eids(accepted_events(collector)) == sent
+    assert all(r.path == TP2 and r.method == "POST" for r in collector.requests())
     assert emitter.flush(timeout=5) is True
 
 
@@ -100,7 +93,7 @@ def test_text_that_is_not_valid_unicode_is_sent_and_the_worker_lives_on(
         assert emitter.flush(timeout=10) is True
         later = track(tracker, 2, start=8)
         assert emitter.flush(timeout=10) is True
-    events = collector.events()
+    events = accepted_events(collector)
     assert eids(events) == [bad, *good, *later]
     assert events[0]["se_la"] == "x\ufffd"
     stats = emitter.stats()
@@ -112,45 +105,45 @@ def test_low_traffic_sends_after_flush_interval(collector: Collector, make: Make
     tracker, _ = make(batch_size=10, flush_interval=0.2)
     start = time.monotonic()
     sent = track(tracker, 3)
-    assert collector.wait_for_events(3, timeout=5)  # no flush() call
+    assert collector.wait_for(3, timeout=5)  # no flush() call
     assert time.monotonic() - start >= 0.15
-    assert eids(collector.events()) == sent
-    assert len(collector.requests) == 1
+    assert eids(accepted_events(collector)) == sent
+    assert len(collector.requests()) == 1
 
 
 def test_backlog_is_coalesced_up_to_max_events_per_request(collector: Collector,
                                                           make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=0.5)])
+    collector.faults(delay=0.5, times=1)
     tracker, emitter = make(batch_size=5, max_events_per_request=40, request_timeout=5)
     sent = track(tracker, 5)
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
     sent += track(tracker, 200, start=5)
     assert emitter.flush(timeout=10) is True
-    sizes = [len(r.events) for r in collector.requests]
+    sizes = [len(r.events) for r in collector.requests()]
     assert sizes[0] == 5
     assert max(sizes[1:]) == 40 and all(s <= 40 for s in sizes)
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_backlog_is_coalesced_up_to_max_request_bytes(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=0.5)])
+    collector.faults(delay=0.5, times=1)
     tracker, emitter = make(batch_size=2, max_request_bytes=3000, request_timeout=5)
     sent = track(tracker, 2)
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
     sent += track(tracker, 100, start=2)
     assert emitter.flush(timeout=10) is True
-    reqs = collector.requests
+    reqs = collector.requests()
     assert all(len(r.body) <= 3000 for r in reqs)
     assert max(len(r.events) for r in reqs) > 2  # coalesced beyond batch_size
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_byte_limit_triggers_a_send_and_caps_the_body(collector: Collector, make: Make) -> None:
     tracker, _ = make(batch_size=1000, byte_limit=2000, flush_interval=30)
     sent = track(tracker, 40)  # ~300 bytes each: far over byte_limit, far under batch_size
-    assert collector.wait_for_events(30, timeout=3), "byte_limit did not trigger a send"
-    assert all(len(r.body) <= 2000 for r in collector.requests)
-    got = eids(collector.events())
+    assert collector.wait_for(30, timeout=3), "byte_limit did not trigger a send"
+    assert all(len(r.body) <= 2000 for r in collector.requests())
+    got = eids(accepted_events(collector))
     assert got == sent[: len(got)]
 
 
@@ -158,14 +151,12 @@ def test_byte_limit_triggers_a_send_and_caps_the_body(collector: Collector, make
 
 
 def test_track_never_blocks_on_a_slow_collector(collector: Collector, make: Make) -> None:
-    collector.behavior = slow(2)
-    tracker, emitter = make(batch_size=10, request_timeout=5)
-    start = time.monotonic()
+    collector.faults(delay=60)  # answered by no one: a track() that waited would hang
+    tracker, emitter = make(batch_size=10, request_timeout=30)
     for i in range(1000):
         tracker.track(StructuredEvent("c", "a", label=str(i)))
-    elapsed = time.monotonic() - start
-    assert collector.requests == []  # every track() returned before a request completed
-    assert elapsed < 1.9  # sanity bound only
+    assert collector.requests() == []  # every track() returned before a request completed
+    assert collector.wait_until(lambda: collector.in_flight >= 1, timeout=5)
     assert emitter.stats().tracked == 1000
 
 
@@ -184,24 +175,24 @@ def test_track_never_blocks_nor_raises_with_the_collector_down(collector: Collec
 
 
 def test_500_is_retried_then_delivered_once(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(500)])
+    collector.faults(500, times=1)
     tracker, emitter = make(batch_size=3)
     sent = track(tracker, 3)
     assert emitter.flush(timeout=10) is True
-    assert [r.status for r in collector.requests] == [500, 200]
-    assert eids(collector.events()) == sent
+    assert [r.status for r in collector.requests()] == [500, 200]
+    assert eids(accepted_events(collector)) == sent
     stats = emitter.stats()
     assert stats.sent == 3 and stats.retried == 3 and stats.failed == 0
     assert stats.requests == 2 and stats.last_error == "HTTP 500"
 
 
 def test_every_third_503_everything_delivered_once(collector: Collector, make: Make) -> None:
-    collector.behavior = every_nth(3, 503)
+    collector.faults(503, every=3)
     tracker, emitter = make(batch_size=5, max_events_per_request=5,
                             max_retry_delay_seconds=0.2)
     sent = track(tracker, 100)
     assert emitter.flush(timeout=20) is True
-    got = eids(collector.events())
+    got = eids(accepted_events(collector))
     assert sorted(got) == sorted(sent) and len(set(got)) == len(got)
     stats = emitter.stats()
     assert stats.retried > 0 and stats.sent == 100 and stats.failed == 0
@@ -209,22 +200,22 @@ def test_every_third_503_everything_delivered_once(collector: Collector, make: M
 
 
 def test_retry_after_is_honoured(collector: Collector, make: Make) -> None:
-    collector.behavior = retry_after(1)
+    collector.faults(429, retry_after=1, times=1)
     tracker, emitter = make(batch_size=1, max_retry_delay_seconds=5)
     track(tracker, 1)
     assert emitter.flush(timeout=10) is True
-    first, second = collector.requests
+    first, second = collector.requests()
     assert first.status == 429 and second.status == 200
     assert first.answered_at is not None
     assert second.received_at - first.answered_at >= 0.9
 
 
 def test_retry_after_is_capped_by_max_retry_delay(collector: Collector, make: Make) -> None:
-    collector.behavior = retry_after(30)
+    collector.faults(429, retry_after=30, times=1)
     tracker, _emitter = make(batch_size=1, max_retry_delay_seconds=0.4)
     track(tracker, 1)
-    assert collector.wait_for_events(1, timeout=5)
-    first, second = collector.requests
+    assert collector.wait_for(1, timeout=5)
+    first, second = collector.requests()
     assert first.answered_at is not None
     assert 0.3 <= second.received_at - first.answered_at < 3
 
@@ -232,14 +223,14 @@ def test_retry_after_is_capped_by_max_retry_delay(collector: Collector, make: Ma
 @pytest.mark.parametrize("status", [400, 401, 403, 410, 413, 422])
 def test_non_retryable_status_fails_for_good(collector: Collector, make: Make,
                                             status: int) -> None:
-    """Every request refused: the batch is split down to single events (3 more requests
-    for 2 events), each fails for good, and is reported once."""
+    """Every request refused: the batch is split down to single events (2 more requests
+    for 2 events), each fails for good, and each is reported once."""
     failures: list[tuple[int, PayloadDictList]] = []
-    collector.behavior = always(status)
+    collector.faults(status)
     tracker, emitter = make(batch_size=2, on_failure=lambda n, p: failures.append((n, p)))
     sent = track(tracker, 2)
     assert emitter.flush(timeout=5) is False  # settled: failed for good
-    assert [len(r.events) for r in collector.requests] == [2, 1, 1]
+    assert [len(r.events) for r in collector.requests()] == [2, 1, 1]
     assert len(failures) == 1
     count, payloads = failures[0]
     assert count == 0 and [p["eid"] for p in payloads] == sent
@@ -250,20 +241,20 @@ def test_non_retryable_status_fails_for_good(collector: Collector, make: Make,
 
 
 def test_custom_retry_codes(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(400)])
+    collector.faults(400, times=1)
     tracker, emitter = make(batch_size=1, custom_retry_codes={400: True})
     sent = track(tracker, 1)
     assert emitter.flush(timeout=5) is True
-    assert [r.status for r in collector.requests] == [400, 200]
-    assert eids(collector.events()) == sent
+    assert [r.status for r in collector.requests()] == [400, 200]
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_custom_retry_codes_can_disable_a_retry(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(503)])
+    collector.faults(503, times=1)
     tracker, emitter = make(batch_size=1, custom_retry_codes={503: False})
     track(tracker, 1)
     assert emitter.flush(timeout=5) is False  # failed for good
-    assert [r.status for r in collector.requests] == [503]
+    assert [r.status for r in collector.requests()] == [503]
     assert emitter.stats().failed == 1
 
 
@@ -276,13 +267,13 @@ def test_connection_refused_then_up_delivers_once(collector: Collector, make: Ma
     assert stats.retried > 0 and stats.last_error and "ConnectionError" in stats.last_error
     collector.up()
     assert emitter.flush(timeout=10) is True
-    got = eids(collector.events())
+    got = eids(accepted_events(collector))
     assert got == sent
 
 
 def test_slow_response_beyond_request_timeout_is_retried(collector: Collector,
                                                         make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=1.0)])
+    collector.faults(delay=1.0, times=1)
     tracker, emitter = make(batch_size=2, request_timeout=0.3)
     sent = track(tracker, 2)
     assert emitter.flush(timeout=10) is True
@@ -291,31 +282,31 @@ def test_slow_response_beyond_request_timeout_is_retried(collector: Collector,
     assert stats.last_error is not None and "Timeout" in stats.last_error
     # the collector kept the timed-out request too: a duplicate is expected, never more
     assert collector.wait_for_requests(2, timeout=3)
-    counts = collections.Counter(eids(collector.all_events()))
+    counts = collections.Counter(eids(sent_events(collector)))
     assert set(counts) == set(sent) and max(counts.values()) <= 2
 
 
 def test_reset_before_response_is_retried_without_duplicates(collector: Collector,
                                                             make: Make) -> None:
-    collector.behavior = sequence([Reply(reset=True)])
+    collector.faults(reset="before", times=1)
     tracker, emitter = make(batch_size=3)
     sent = track(tracker, 3)
     assert emitter.flush(timeout=10) is True
-    assert [r.fault for r in collector.requests] == ["reset", None]
-    assert eids(collector.events()) == sent  # accepted exactly once
+    assert [r.outcome for r in collector.requests()] == ["reset", "answered"]
+    assert eids(accepted_events(collector)) == sent  # accepted exactly once
     assert emitter.stats().retried == 3
 
 
 def test_reset_mid_response_is_retried_and_the_duplicate_is_reported(
     collector: Collector, make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
-    collector.behavior = sequence([Reply(partial=True)])
+    collector.faults(reset="mid-response", times=1)
     tracker, emitter = make(batch_size=3)
     sent = track(tracker, 3)
     with caplog.at_level(logging.WARNING, logger="snowplow_threaded"):
         assert emitter.flush(timeout=10) is True
-    assert [r.fault for r in collector.requests] == ["partial", None]
-    counts = collections.Counter(eids(collector.all_events()))
+    assert [r.outcome for r in collector.requests()] == ["reset-mid-response", "answered"]
+    counts = collections.Counter(eids(sent_events(collector)))
     assert set(counts) == set(sent) and max(counts.values()) <= 2
     stats = emitter.stats()
     assert stats.retried == 3 and stats.sent == 3 and stats.last_error
@@ -324,39 +315,35 @@ def test_reset_mid_response_is_retried_and_the_duplicate_is_reported(
 
 
 def test_redirect_is_retried_not_followed(collector: Collector, make: Make) -> None:
-    elsewhere = "/elsewhere" + POST_SUFFIX
-    collector.behavior = sequence(
-        [Reply(301, headers={"Location": collector.endpoint + elsewhere})]
-    )
+    elsewhere = "/elsewhere" + TP2
+    collector.faults(301, headers={"Location": collector.endpoint + elsewhere}, times=1)
     tracker, emitter = make(batch_size=2)
     sent = track(tracker, 2)
     assert emitter.flush(timeout=10) is True
-    assert [r.path for r in collector.requests] == [POST_SUFFIX, POST_SUFFIX]
-    assert eids(collector.events()) == sent
+    assert [r.path for r in collector.requests()] == [TP2, TP2]
+    assert eids(accepted_events(collector)) == sent
 
 
-def test_no_hot_loop_while_the_collector_fails(collector: Collector, make: Make) -> None:
-    collector.behavior = always(503)
-    tracker, emitter = make(batch_size=1, max_retry_delay_seconds=1.0)
+@pytest.mark.parametrize("retry_after", [None, 0])
+def test_no_hot_loop_while_the_collector_fails(collector: Collector, make: Make,
+                                              retry_after: float | None) -> None:
+    """Failures are retried (four attempts come); an isolated failure at once, then each
+    after a backoff of at least half its 0.5 s base, even when the collector says
+    ``Retry-After: 0`` (which is honoured from the first failure, floored)."""
+    collector.faults(503, retry_after=retry_after)
+    tracker, emitter = make(batch_size=1, thread_count=1, max_retry_delay_seconds=1.0)
     track(tracker, 5)
-    time.sleep(2.0)  # the scenario: two seconds of failures
-    assert 2 <= len(collector.requests) <= 6
+    assert collector.wait_for_requests(4, timeout=10)
+    waits = gaps(collector)[1:] if retry_after is None else gaps(collector)
+    assert waits and all(gap >= 0.25 for gap in waits), gaps(collector)
     assert emitter.stats().sent == 0
-
-
-def test_retry_after_zero_is_not_a_hot_loop(collector: Collector, make: Make) -> None:
-    collector.behavior = always(503, {"Retry-After": "0"})
-    tracker, _ = make(batch_size=1, max_retry_delay_seconds=1.0)
-    track(tracker, 1)
-    time.sleep(1.0)
-    assert len(collector.requests) <= 6
 
 
 # -- ordering ----------------------------------------------------------------------------------
 
 
 def test_failed_batch_goes_back_ahead_of_newer_events(collector: Collector, make: Make) -> None:
-    collector.behavior = every_nth(2, 503)
+    collector.faults(503, every=2)
     tracker, emitter = make(batch_size=5, thread_count=1, max_retry_delay_seconds=0.05)
     n = 60
     for i in range(n):
@@ -365,8 +352,8 @@ def test_failed_batch_goes_back_ahead_of_newer_events(collector: Collector, make
             time.sleep(0.01)  # let batches of several sizes form
     assert emitter.flush(timeout=20) is True
     # accepted order is exactly the tracked order: nothing lost, duplicated or reordered
-    assert labels(collector.events()) == list(range(n))
-    reqs = collector.requests
+    assert labels(accepted_events(collector)) == list(range(n))
+    reqs = collector.requests()
     for failed, nxt in itertools.pairwise(reqs):
         if failed.status == 503:
             # the retry is the next request, and it starts with the same events
@@ -388,7 +375,7 @@ def test_flush_true_when_delivered(collector: Collector, make: Make) -> None:
     tracker, emitter = make(batch_size=100, flush_interval=30)
     sent = track(tracker, 7)
     assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     assert emitter.flush(timeout=5) is True  # nothing pending: at once
 
 
@@ -403,22 +390,22 @@ def test_flush_false_at_the_timeout_when_down(collector: Collector, make: Make) 
 
 
 def test_flush_works_through_the_backoff(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(503), Reply(503)])
+    collector.faults(503, times=2)
     tracker, emitter = make(batch_size=100, max_retry_delay_seconds=1.0)
     sent = track(tracker, 5)
     assert emitter.flush(timeout=10) is True
-    assert eids(collector.events()) == sent
-    assert [r.status for r in collector.requests] == [503, 503, 200]
+    assert eids(accepted_events(collector)) == sent
+    assert [r.status for r in collector.requests()] == [503, 503, 200]
 
 
 def test_flush_during_a_long_backoff_makes_an_early_attempt(collector: Collector,
                                                            make: Make) -> None:
-    collector.behavior = sequence([Reply(503, headers={"Retry-After": "60"})])
+    collector.faults(503, retry_after=60, times=1)
     tracker, emitter = make(batch_size=1, max_retry_delay_seconds=60)
     sent = track(tracker, 1)
     assert collector.wait_for_requests(1, timeout=5)
     assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_flush_from_on_success_does_not_deadlock(collector: Collector, make: Make) -> None:
@@ -437,14 +424,24 @@ def test_flush_from_on_success_does_not_deadlock(collector: Collector, make: Mak
     assert len(results) == 2
 
 
+def release_delayed_answers(collector: Collector) -> None:
+    """Abort the answers a delay fault holds (the sender sees a reset and retries)."""
+    collector.faults.clear()
+    collector.down()
+    collector.up()
+
+
 def test_async_tracker_flush_returns_at_once(collector: Collector, make: Make) -> None:
-    collector.behavior = slow(1.0)
-    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=5)
+    collector.faults(delay=60, times=1)  # nobody is answered until released below
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30,
+                             flush_timeout=2)
     track(tracker, 3)
-    start = time.monotonic()
-    tracker.flush(is_async=True)
-    assert time.monotonic() - start < 0.5
-    assert collector.wait_for_events(3, timeout=5)  # ... and it did trigger the send
+    # a flush that waited would return False (at flush_timeout: nothing is answered)
+    assert tracker.flush(is_async=True) is True
+    assert collector.requests() == []  # it returned without waiting for an answer
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)  # ... and sent
+    release_delayed_answers(collector)
+    assert collector.wait_for(3, timeout=10)
 
 
 def test_a_number_as_tracker_flush_first_argument_warns(collector: Collector,
@@ -452,14 +449,16 @@ def test_a_number_as_tracker_flush_first_argument_warns(collector: Collector,
     """``tracker.flush(5)`` is ``is_async=5`` (the reference's signature): an async flush,
     which this library's own tests once mistook for a 5 s wait. It still triggers the send
     and returns, and warns with the call to write instead."""
-    collector.behavior = slow(1.0)
-    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=5)
+    collector.faults(delay=60, times=1)  # nobody is answered until released below
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30,
+                             flush_timeout=2)
     track(tracker, 2)
-    start = time.monotonic()
     with pytest.warns(UserWarning, match=r"pass timeout=5 "):
         assert tracker.flush(5) is True  # type: ignore[arg-type]
-    assert time.monotonic() - start < 0.5
-    assert collector.wait_for_events(2, timeout=5)
+    assert collector.requests() == []  # it returned without waiting for an answer
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    release_delayed_answers(collector)
+    assert collector.wait_for(2, timeout=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tracker.flush(True)
@@ -481,7 +480,7 @@ def test_close_drains_and_is_idempotent(collector: Collector, make: Make) -> Non
     tracker, emitter = make(batch_size=100, flush_interval=30)
     sent = track(tracker, 25)
     assert emitter.close(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     assert emitter.closed
     assert emitter.close(timeout=5) is True
     assert tracker.close() is True
@@ -493,10 +492,15 @@ def test_close_with_the_collector_down(collector: Collector, make: Make) -> None
     events given up (including any never attempted during the backoff)."""
     collector.down()
     reported: set[str] = set()
-    tracker, emitter = make(batch_size=5,
-                            on_failure=lambda n, p: reported.update(x["eid"] for x in p))
+    failed = threading.Event()
+
+    def on_failure(count: int, payloads: PayloadDictList) -> None:
+        reported.update(x["eid"] for x in payloads)
+        failed.set()
+
+    tracker, emitter = make(batch_size=5, on_failure=on_failure)
     sent = track(tracker, 5)
-    assert collector.wait_until(lambda: bool(reported), timeout=5)  # 1st attempt failed
+    assert failed.wait(10)  # the 1st attempt failed
     sent += track(tracker, 7, start=5)  # during the backoff: never attempted
     start = time.monotonic()
     assert emitter.close(timeout=0.8) is False
@@ -516,7 +520,7 @@ def test_events_after_close_are_dropped(collector: Collector, make: Make) -> Non
     track(tracker, 3, start=2)
     stats = emitter.stats()
     assert stats.dropped == {"closed": 3} and stats.tracked == 2 and stats.sent == 2
-    assert labels(collector.events()) == [0, 1]
+    assert labels(accepted_events(collector)) == [0, 1]
     assert emitter.flush(timeout=1) is False  # three were dropped since close()
     assert emitter.flush(timeout=1) is True  # none since that flush()
 
@@ -541,7 +545,7 @@ def test_on_success_gets_the_payloads_with_stm(collector: Collector, make: Make)
     flat = [p for batch in got for p in batch]
     assert [p["eid"] for p in flat] == sent
     assert all(p["stm"].isdigit() and len(p["stm"]) == 13 for p in flat)
-    assert [e["stm"] for e in collector.events()] == [p["stm"] for p in flat]
+    assert [e["stm"] for e in accepted_events(collector)] == [p["stm"] for p in flat]
 
 
 def test_on_failure_partial_success_count(collector: Collector, make: Make) -> None:
@@ -552,8 +556,8 @@ def test_on_failure_partial_success_count(collector: Collector, make: Make) -> N
         batch_size=12, flush_interval=30,
         on_failure=lambda n, p: calls.append((n, [x["eid"] for x in p])),
     )
+    collector.faults(400, carrying={"se_la": "7"})
     sent = track(tracker, 12)
-    collector.behavior = refusing({sent[7]}, 400)
     assert emitter.flush(timeout=5) is False
     assert calls == [(11, [sent[7]])]
     stats = emitter.stats()
@@ -566,14 +570,14 @@ def test_callback_exceptions_are_logged_and_the_worker_goes_on(
     def boom(*args: object) -> None:
         raise RuntimeError("callback boom")
 
-    collector.behavior = sequence([Reply(500)])
+    collector.faults(500, times=1)
     tracker, emitter = make(batch_size=2, on_success=boom, on_failure=boom)
     with caplog.at_level(logging.ERROR, logger="snowplow_threaded"):
         sent = track(tracker, 2)
         assert emitter.flush(timeout=5) is True
         sent += track(tracker, 2, start=2)
         assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     boom_logs = [r for r in caplog.records if r.exc_info and "callback boom" in str(r.exc_info[1])]
     assert len(boom_logs) == 3  # on_failure once, on_success twice
     assert emitter.stats().sent == 4
@@ -593,7 +597,7 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
             started = time.monotonic()
             results.append((emitter_box[0].close(timeout=5), time.monotonic() - started))
 
-    collector.behavior = sequence([Reply(delay=0.3)])
+    collector.faults(delay=0.3, times=1)
     tracker, emitter = make(batch_size=2, on_success=on_success, flush_interval=0.05)
     emitter_box.append(emitter)
     sent = track(tracker, 2)
@@ -602,8 +606,8 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
     assert collector.wait_until(lambda: len(results) == 1, timeout=5)
     closed, waited = results[0]
     assert closed is False and waited < 1.0
-    assert collector.wait_for_events(5, timeout=5)
-    assert eids(collector.events()) == sent
+    assert collector.wait_for(5, timeout=5)
+    assert eids(accepted_events(collector)) == sent
     tracker.track(StructuredEvent("c", "late"))
     assert emitter.stats().dropped.get("closed") == 1
     assert emitter.close(timeout=2) is False  # the late event was dropped
@@ -614,7 +618,7 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
 
 
 def test_stats_in_flight_and_queued(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=0.6)])
+    collector.faults(delay=0.6, times=1)
     tracker, emitter = make(batch_size=4, request_timeout=5, flush_interval=30)
     track(tracker, 4)
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
@@ -626,7 +630,7 @@ def test_stats_in_flight_and_queued(collector: Collector, make: Make) -> None:
     stats = emitter.stats()
     assert stats.sent == 6 and stats.queued == 0 and stats.in_flight == 0
     assert stats.requests == 2
-    assert stats.bytes_sent == sum(len(r.body) for r in collector.requests)
+    assert stats.bytes_sent == sum(len(r.body) for r in collector.requests())
     assert stats.last_error is None and stats.failed == 0 and stats.retried == 0
     assert tracker.stats().sent == 6
 
@@ -644,14 +648,14 @@ def test_capacity_bounds_memory_drop_newest(collector: Collector, make: Make) ->
     assert stats.tracked == 1000 and stats.queued == 1000
     collector.up()
     assert emitter.flush(timeout=10) is False  # delivered what it held; the rest dropped
-    assert labels(collector.events()) == list(range(1000))
+    assert labels(accepted_events(collector)) == list(range(1000))
     del tracker
 
 
 def test_capacity_bounds_memory_drop_oldest(collector: Collector, make: Make) -> None:
     collector.down()
     tracker, emitter = make(buffer_capacity=1000, when_full="drop_oldest",
-                            max_retry_delay_seconds=5, max_events_per_request=500)
+                            max_retry_delay_seconds=5)
     # let the first batch fail and wait for its retry: those records must be evicted too
     for i in range(10):
         emitter.admit_record(record_of({"e": "se", "se_la": str(i), "eid": str(i)}))
@@ -663,12 +667,12 @@ def test_capacity_bounds_memory_drop_oldest(collector: Collector, make: Make) ->
     assert stats.queued == 1000
     collector.up()
     assert emitter.flush(timeout=10) is False  # events were evicted since the last flush
-    got = sorted(labels(collector.events()))
+    got = sorted(labels(accepted_events(collector)))
     assert len(got) == len(set(got)) == 1000
     # the newest, except that a retry attempt the backoff let start during the loop holds
     # its batch (records in flight are never evicted): those older ones are sent instead
     held = sum(1 for label in got if label < 99_000)
-    assert held <= 500  # one batch (max_events_per_request)
+    assert held <= 500  # one request: at most half the buffer with drop_oldest
     assert got[held:] == list(range(99_000 + held, 100_000))
     del tracker
 
@@ -708,12 +712,12 @@ class ListStore:
 def test_reference_protocol_store_end_to_end_with_retries(collector: Collector,
                                                          make: Make) -> None:
     store = ListStore()
-    collector.behavior = every_nth(2, 503)
+    collector.faults(503, every=2)
     tracker, emitter = make(batch_size=5, max_events_per_request=5, event_store=store,
                             max_retry_delay_seconds=0.1)
     sent = track(tracker, 30)
     assert emitter.flush(timeout=10) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     assert store.size() == 0 and store.cleaned == 30
     stats = emitter.stats()
     assert stats.retried > 0 and stats.sent == 30 and stats.queued == 0
@@ -742,7 +746,7 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_the_worker_lives_on(
         assert emitter.flush(timeout=10) is False
         later = track(tracker, 3, start=3)
         assert emitter.flush(timeout=10) is True
-    assert eids(collector.events()) == [batch[0], batch[2], *later]
+    assert eids(accepted_events(collector)) == [batch[0], batch[2], *later]
     assert [(n, [p["eid"] for p in payloads]) for n, payloads in failures] == [(2, [batch[1]])]
     stats = emitter.stats()
     assert stats.failed == 1 and stats.sent == 5 and stats.retried == 0
@@ -780,7 +784,7 @@ def test_an_event_that_cannot_be_encoded_under_a_backlog_is_reported_once(
         sent = track(tracker, 9)
         store.gate.set()
         assert emitter.flush(timeout=10) is False
-    assert eids(collector.events()) == sent[:4] + sent[5:]
+    assert eids(accepted_events(collector)) == sent[:4] + sent[5:]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "could not be encoded" in errors[0].getMessage()
     assert emitter.stats().failed == 1
@@ -793,14 +797,14 @@ def test_get_one_event_per_request(collector: Collector, make: Make) -> None:
     tracker, emitter = make(method="get")
     sent = track(tracker, 5)
     assert emitter.flush(timeout=5) is True
-    reqs = collector.requests
+    reqs = collector.requests()
     assert [r.method for r in reqs] == ["GET"] * 5 and all(len(r.events) == 1 for r in reqs)
     assert [r.query["eid"] for r in reqs] == sent
 
 
 def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collector,
                                                              make: Make) -> None:
-    collector.behavior = sequence([Reply(200), Reply(503)])
+    collector.faults(503, after=1, times=1)
     successes: list[int] = []
     failures: list[tuple[int, int]] = []
     tracker, emitter = make(method="get", batch_size=4, flush_interval=30,
@@ -808,8 +812,8 @@ def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collect
                             on_failure=lambda n, p: failures.append((n, len(p))))
     sent = track(tracker, 4)
     assert emitter.flush(timeout=10) is True
-    assert [r.query["eid"] for r in collector.requests] == [sent[0], sent[1], *sent[1:]]
-    assert eids(collector.events()) == sent
+    assert [r.query["eid"] for r in collector.requests()] == [sent[0], sent[1], *sent[1:]]
+    assert eids(accepted_events(collector)) == sent
     assert failures == [(1, 3)] and successes == [1, 3]
     assert emitter.stats().retried == 3
 
@@ -824,25 +828,14 @@ def test_many_threads_through_one_tracker(collector: Collector, make: Make,
                             request_timeout=5)
     per_thread, n_threads = 5000, 16
     ids: list[list[str]] = [[] for _ in range(n_threads)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n_threads)
 
     def run(k: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(per_thread):
+            ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    Crew(run, n_threads, name="tracking", timeout=120).run()
     assert emitter.flush(timeout=30) is True
-    got = eids(collector.events())
+    got = eids(accepted_events(collector))
     expected = {eid for chunk in ids for eid in chunk}
     assert len(expected) == per_thread * n_threads
     assert len(got) == len(expected) and set(got) == expected
@@ -880,12 +873,12 @@ def test_no_thread_before_the_first_event(collector: Collector, make: Make) -> N
 
 
 def test_collector_is_healthy_again_after_reset(collector: Collector, make: Make) -> None:
-    collector.behavior = always(503)
-    collector.behavior = healthy()
+    collector.faults(503)
+    collector.faults.clear()
     tracker, emitter = make()
     sent = track(tracker, 1)
     assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_an_event_racing_close_is_never_left_in_the_buffer(collector: Collector) -> None:
@@ -906,4 +899,4 @@ def test_an_event_racing_close_is_never_left_in_the_buffer(collector: Collector)
     tracker.track(StructuredEvent("c", "racing"))
     assert store.size() == 0
     assert emitter.stats().dropped == {"closed": 1}
-    assert [e["se_ac"] for e in collector.events()] == ["before"]
+    assert [e["se_ac"] for e in accepted_events(collector)] == ["before"]

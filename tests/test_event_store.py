@@ -15,6 +15,7 @@ from snowplow_threaded.event_store import (
 from snowplow_threaded.legacy_store import LegacyStoreAdapter
 from snowplow_threaded.record import Record, body_size, payload_of, record_of
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
+from stress.crew import Crew
 
 
 def rec(i: int, pad: str = "") -> Record:
@@ -244,15 +245,14 @@ def test_concurrent_puts_and_takes_lose_nothing() -> None:
             seen.extend(ns(lease.records))
             store.settle(lease, retry=False)
 
-    producers = [threading.Thread(target=producer, args=(k * 5000,)) for k in range(8)]
-    consumers = [threading.Thread(target=consumer) for _ in range(2)]
-    for t in producers + consumers:
-        t.start()
-    for t in producers:
-        t.join()
+    producers = Crew(lambda k: producer(k * 5000), 8, name="producer", timeout=60)
+    consumers = Crew(lambda _: consumer(), 2, name="consumer", timeout=60)
+    for crew in (producers, consumers):
+        crew.start()
+        crew.go()
+    producers.join()
     done.set()
-    for t in consumers:
-        t.join()
+    consumers.join()
     assert sorted(seen) == list(range(40_000))
     assert store.next_seq() == 40_000 and store.oldest_seq() is None
 
