@@ -34,7 +34,7 @@ def test_first_drop_warns_once_then_a_summary_at_most_once_a_minute(
     report = DropReport("e1", {"buffer_capacity": 100}, clock=clock)
     totals = {"buffer_full": 0}
     with caplog.at_level(logging.WARNING, logger="snowplow_threaded"):
-        for second in range(150):  # drops go on for 150 s, 10 a second
+        for _second in range(150):  # drops go on for 150 s, 10 a second
             for _ in range(10):
                 totals["buffer_full"] += 1
                 if report.due():
