@@ -144,12 +144,10 @@ def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
     lib = spec["lib"]
     b64 = spec["workload"] != "sd_raw"
     endpoint = f"http://127.0.0.1:{port}"
-    if lib in ("ours", "ours_nodrop"):
+    if lib == "ours":  # its defaults
         ours = library("ours")
-        emitter_cfg = (ours.EmitterConfiguration(buffer_capacity=spec["capacity"])
-                       if spec.get("capacity") else None)
         tracker = ours.Snowplow.create_tracker(
-            "bench", endpoint, app_id="bench", emitter_config=emitter_cfg,
+            "bench", endpoint, app_id="bench",
             tracker_config=ours.TrackerConfiguration(encode_base64=b64))
         return tracker, tracker.emitters[0]
     import requests
@@ -290,10 +288,14 @@ def run_down(spec: Spec) -> dict[str, Any]:
     gc.collect()
     rss1 = rss_bytes()
     peak1 = peak_rss_bytes()
+    buffer: dict[str, Any] = {}
     if spec["lib"] == "ours":
         stats = tracker.stats()
         held = int(stats.queued)
         dropped = dict(stats.dropped)
+        store = emitter.event_store
+        buffer = {"buffer_capacity": store.buffer_capacity, "buffer_max_bytes": store.max_bytes,
+                  "held_bytes": store.size_bytes()}
     else:
         queue = list(emitter.queue.queue)
         held = emitter.event_store.size() + sum(len(batch) for batch in queue)
@@ -310,7 +312,7 @@ def run_down(spec: Spec) -> dict[str, Any]:
         "peak_rss_growth_mb": max(peak1 - rss0, growth) / 2**20,
         "peak_rss_before_mb": peak0 / 2**20,
         "bytes_per_held_event": (growth / held) if held else None,
-        "capacity": spec.get("capacity") or 10_000,
+        **buffer,
     }
 
 
