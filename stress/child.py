@@ -367,6 +367,10 @@ def main(argv: list[str]) -> None:
     result: dict[str, Any]
     mode = spec["mode"]
     try:
+        if spec.get("variant"):  # stress.ab: a hand-written part swapped for a library
+            from stress import variants
+
+            variants.apply(spec["variant"])
         if mode == "run":
             result = run_load(spec)
         elif mode == "down":
@@ -378,6 +382,7 @@ def main(argv: list[str]) -> None:
 
             result = bench_procs.MODES[mode](spec)
         result["ok"] = True
+        result["library_file"] = getattr(sys.modules.get("snowplow_threaded"), "__file__", None)
     except Exception as exc:  # reported to the parent, which prints it
         import traceback
         result = {"ok": False, "error": repr(exc), "traceback": traceback.format_exc()}
