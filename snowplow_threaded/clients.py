@@ -20,6 +20,7 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -150,8 +151,11 @@ class ConnectionClient:
         return sock
 
     def request(self, method: str, body: bytes | None, query: dict[str, str] | None,
-                ) -> tuple[int, str | None]:
-        """Send one request and read its answer."""
+                meanwhile: Callable[[], object] | None = None) -> tuple[int, str | None]:
+        """Send one request and read its answer. *meanwhile*, if given, runs after the
+        request was written and before the answer is read: work done there while the
+        collector answers spares the sender a blocking read, after which it would wait for
+        the GIL behind the application's threads. It must not raise."""
         try:
             sock = self._connection()  # raises OSError: the request surely never left
         except OSError as exc:
@@ -165,6 +169,8 @@ class ConnectionClient:
                 target = self._path + "?" + urlencode(query or {})
                 sock.sendall(f"GET {target} HTTP/1.1\r\n".encode("ascii")
                              + self._get_common + b"\r\n")
+            if meanwhile is not None:
+                meanwhile()
             resp = http.client.HTTPResponse(sock, method=method)
             try:
                 resp.begin()

@@ -4,8 +4,9 @@
 the batch trigger) under one lock, ``_cond`` (a ``Condition`` over a plain ``Lock``): never
 held during network I/O or user callbacks; the store's own lock is taken only inside it,
 never the reverse. Worker threads run :func:`worker.send_until`, which calls
-:meth:`~LeaseDesk.next_lease` (waits until a batch is due) and :meth:`~LeaseDesk.attempt`
-(sends and settles). :class:`engine.Dispatcher` adds admission, flush, close,
+:meth:`~LeaseDesk.next_lease` (waits until a batch is due), :meth:`~LeaseDesk.lease_now`
+(leases ahead, never waits), :meth:`~LeaseDesk.attempt` (sends and settles) and
+:meth:`~LeaseDesk.return_unsent`. :class:`engine.Dispatcher` adds admission, flush, close,
 fork re-initialisation and stats.
 """
 
@@ -20,8 +21,8 @@ from collections.abc import Callable
 from .batching import BatchTrigger
 from .event_store import BatchStore, Lease
 from .retry import Backoff
-from .transport import Transport
-from .worker import Outcome, deliver, send_until
+from .transport import Bodies, Transport
+from .worker import Outcome, deliver, report_given_up, send_until
 
 logger = logging.getLogger("snowplow_threaded.engine")
 
@@ -97,12 +98,53 @@ class LeaseDesk:
         """Lease and send batches on this thread until told to stop (or *until*)."""
         send_until(self, self._transport_factory(), until)
 
-    def attempt(self, lease: Lease, transport: Transport) -> None:
+    def attempt(self, lease: Lease, transport: Transport, bodies: Bodies | None = None,
+                meanwhile: Callable[[], object] | None = None) -> None:
         """Send *lease* once (see :func:`worker.deliver`) and settle it."""
         on_success, on_failure = self._callbacks()
         outcome = deliver(lease, transport, self.custom_retry_codes, self.max_retries,
-                          on_success, on_failure)  # type: ignore[arg-type]
+                          on_success, on_failure, bodies, meanwhile)  # type: ignore[arg-type]
         self._finish(lease, outcome)
+
+    def lease_now(self) -> Lease | None:
+        """The next batch if one is due now (not in a backoff; a full batch right after a
+        request only with ``max_events_per_request`` waiting, see ``BatchTrigger``), else
+        None; never waits. For leasing ahead (:func:`worker.send_until`)."""
+        with self._cond:
+            now = time.monotonic()
+            if (self._state is CLOSED or self._pid != os.getpid() or now < self._resume_at
+                    or not self._is_due(now)):
+                return None
+            lease = self.store.take(self.trigger.max_events_per_request)
+            if lease is not None:
+                self.trigger.due_at = None
+                self._in_flight += len(lease)
+                self._last_attempt = now
+            return lease
+
+    def may_send(self, lease: Lease) -> bool:
+        """Whether a batch leased ahead may go now; if not, it goes back to the store."""
+        with self._cond:
+            now = time.monotonic()
+            if (self._state is OPEN or (self._state is CLOSING and now < self._close_deadline)
+                    ) and self._pid == os.getpid() and now >= self._resume_at:
+                return True
+        self.return_unsent(lease)
+        return False
+
+    def return_unsent(self, lease: Lease) -> None:
+        """Put back a batch leased ahead and never sent (no attempt counted). After close()
+        gave up, it is dropped and reported like the rest (``on_failure(0, payloads)``)."""
+        with self._cond:
+            self._in_flight -= len(lease)
+            given_up = self._state is CLOSED
+            if given_up:
+                self._dropped["shutdown_timeout"] = (self._dropped.get("shutdown_timeout", 0)
+                                                     + len(lease))
+            self.store.settle(lease, retry=not given_up)
+            self._cond.notify_all()
+        if given_up:
+            report_given_up(self._callbacks()[1], lease.records)  # type: ignore[arg-type]
 
     def _is_due(self, now: float) -> bool:
         store = self.store

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -23,6 +24,7 @@ from .clients import (
     USER_AGENT,
     Client,
     ConnectFailed,
+    ConnectionClient,
     new_client,
 )
 from .retry import NO_RESPONSE, is_success, parse_retry_after
@@ -110,15 +112,33 @@ class Transport:
                 logger.debug("closing the HTTP client failed", exc_info=True)
         self._client = None
 
-    def send(self, records: PayloadDictList, stm: str) -> SendResult:
+    @property
+    def can_overlap(self) -> bool:
+        """Whether :meth:`send` can run other work while the collector answers (POST through
+        our own connection)."""
+        try:
+            return self.method == "post" and isinstance(self.client, ConnectionClient)
+        except Exception:  # reported by send(), where making the client fails again
+            return False
+
+    def prepare(self, records: PayloadDictList, stm: str) -> Bodies:
+        """The request bodies of *records* (sets their ``stm``), for :meth:`send`."""
+        return post_bodies(records, stm, self.max_request_bytes)
+
+    def send(self, records: PayloadDictList, stm: str, bodies: Bodies | None = None,
+             meanwhile: Callable[[], object] | None = None) -> SendResult:
         """Send *records* in order (one or more POSTs, or one GET each), stopping at the
-        first failure: ``result.sent`` records from the start were delivered."""
+        first failure: ``result.sent`` records from the start were delivered. POST:
+        *bodies* from :meth:`prepare` (``stm`` is then theirs), and *meanwhile* run while
+        the collector answers the last request (if :attr:`can_overlap`; it must not
+        raise)."""
         if self.method == "post":
-            try:
-                bodies = post_bodies(records, stm, self.max_request_bytes)
-            except Exception as exc:
-                return self._unsendable(SendResult(NO_RESPONSE, requests=0), records, 0, exc)
-            return self._post_all(records, bodies)
+            if bodies is None:
+                try:
+                    bodies = self.prepare(records, stm)
+                except Exception as exc:
+                    return self._unsendable(SendResult(NO_RESPONSE, requests=0), records, 0, exc)
+            return self._post_all(records, bodies, meanwhile)
         return self._get_each(records, stm)
 
     @staticmethod
@@ -134,17 +154,22 @@ class Transport:
         result.unsendable = True
         return result
 
-    def _post_all(self, records: PayloadDictList, bodies: Bodies) -> SendResult:
+    def _post_all(self, records: PayloadDictList, bodies: Bodies,
+                  meanwhile: Callable[[], object] | None) -> SendResult:
         result = SendResult(200, requests=0)
         try:
             client = self.client
         except Exception as exc:  # a client that cannot be made: nothing was sent
             return self._failed(result, records, NO_RESPONSE, _describe(exc), None)
-        for count, body in bodies:
+        own = client if meanwhile is not None and isinstance(client, ConnectionClient) else None
+        for index, (count, body) in enumerate(bodies):
             result.requests += 1
             result.nbytes += len(body)
             try:
-                status, retry_after = client.request("POST", body, None)
+                if own is not None and index == len(bodies) - 1:
+                    status, retry_after = own.request("POST", body, None, meanwhile)
+                else:
+                    status, retry_after = client.request("POST", body, None)
             except Exception as exc:  # urllib3/requests errors, or a user session's own
                 result.maybe_received = _maybe_received(exc)
                 return self._failed(result, records, NO_RESPONSE, _describe(exc), None)

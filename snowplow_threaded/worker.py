@@ -8,12 +8,13 @@ a broken ``on_success``/``on_failure`` must not kill the worker or lose events.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .event_store import Lease
 from .retry import NO_RESPONSE, should_retry
-from .transport import SendResult, Transport, sent_timestamp
+from .transport import Bodies, SendResult, Transport, sent_timestamp
 from .typing import FailureCallback, SuccessCallback
 
 if TYPE_CHECKING:
@@ -38,12 +39,15 @@ def deliver(
     max_retries: int | None,
     on_success: SuccessCallback | None,
     on_failure: FailureCallback | None,
+    bodies: Bodies | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Outcome:
-    """Send *lease* once and run the callbacks. Never raises."""
+    """Send *lease* once (its *bodies* if already encoded; *meanwhile* run while the
+    collector answers, see :meth:`Transport.send`) and run the callbacks. Never raises."""
     stm = sent_timestamp()
     lease.attempts += 1
     try:
-        result = transport.send(lease.records, stm)
+        result = transport.send(lease.records, stm, bodies, meanwhile)
     except Exception as exc:  # pragma: no cover - send() returns every outcome; a bug here
         # must not end the worker (every later event would wait forever)
         logger.exception("sending a batch of %d event(s) failed", len(lease.records))
@@ -92,9 +96,42 @@ def _call(name: str, callback: object, *args: object) -> None:
 
 def send_until(dispatcher: LeaseDesk, transport: Transport, until: float | None) -> None:
     """Lease, send and settle batches until the dispatcher says stop (or *until*, a
-    monotonic deadline: an inline drain). Closes *transport* at the end."""
+    monotonic deadline: an inline drain). Closes *transport* at the end.
+
+    A worker thread (no *until*) sending POSTs through its own connection leases and
+    encodes its next batch while the collector answers the current one, when one is due
+    (a backlog). It then finds that answer already there instead of blocking on it, and
+    does not queue for the GIL behind the application's threads once per request. A batch
+    leased ahead is sent next, or put back if it may not go now (a backoff began, close()
+    gave up)."""
+    ahead: list[tuple[Lease, Bodies | None]] = []
+
+    def lease_ahead() -> None:
+        lease = dispatcher.lease_now()
+        if lease is None:
+            return
+        ahead.append((lease, None))
+        try:
+            ahead[-1] = (lease, transport.prepare(lease.records, sent_timestamp()))
+        except Exception:  # a user's store handed back a value no encoder can write: the
+            # send encodes it again, fails it for good and reports it (once, there)
+            logger.debug("encoding a batch ahead failed; it is encoded when sent",
+                         exc_info=True)
+
+    meanwhile = lease_ahead if until is None and transport.can_overlap else None
     try:
-        while (lease := dispatcher.next_lease(until)) is not None:
-            dispatcher.attempt(lease, transport)
+        while True:
+            if ahead:
+                lease, bodies = ahead.pop()
+                if not dispatcher.may_send(lease):
+                    continue
+            else:
+                leased = dispatcher.next_lease(until)
+                if leased is None:
+                    return
+                lease, bodies = leased, None
+            dispatcher.attempt(lease, transport, bodies, meanwhile)
     finally:
+        for lease, _ in ahead:
+            dispatcher.return_unsent(lease)
         transport.close()

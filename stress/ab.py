@@ -54,7 +54,8 @@ METRICS = (("events_per_s", "delivered events/s", True),
            ("cpu_us_per_event", "CPU µs / delivered event", False),
            ("other_cpu_us_per_event", "senders' CPU µs / delivered event", False),
            ("p50", "track() p50 µs", False),
-           ("p99", "track() p99 µs", False))
+           ("p99", "track() p99 µs", False),
+           ("events_per_request", "events per request", True))
 
 
 @dataclass
@@ -90,6 +91,8 @@ def sides(specs: list[str]) -> Iterator[list[Side]]:
 def figure(result: dict[str, Any], key: str) -> float | None:
     if not result.get("ok"):
         return None
+    if key == "events_per_request":
+        return result["delivered"] / result["requests"] if result.get("requests") else None
     value = result.get("latency_us", {}).get(key) if key in ("p50", "p99") else result.get(key)
     return None if value is None else float(value)
 

@@ -764,10 +764,11 @@ class BadFifthStore(ListStore):
         return super().get_events_batch() if self.gate.is_set() else []
 
 
-def test_a_batch_that_cannot_be_encoded_in_a_backlog_is_reported_once(
+def test_a_batch_that_cannot_be_encoded_ahead_is_reported_once(
         collector: Collector, make: Make, caplog: pytest.LogCaptureFixture) -> None:
-    """In a backlog of three batches, the middle one cannot be encoded: it fails for good
-    and is reported once (one error); the batches before and after it are delivered."""
+    """Under a backlog the worker encodes its next batch while the collector answers the
+    current one; a batch that cannot be encoded there is encoded again when sent, fails
+    for good and is reported then: one error, not one ahead and one at send time."""
     store = BadFifthStore()
     tracker, emitter = make(batch_size=3, max_events_per_request=3, flush_interval=30,
                             event_store=store)
@@ -776,6 +777,7 @@ def test_a_batch_that_cannot_be_encoded_in_a_backlog_is_reported_once(
         store.gate.set()
         assert emitter.flush(timeout=10) is True
     assert eids(collector.events()) == sent[:3] + sent[6:]
+    assert "encoding a batch ahead failed" in caplog.text  # it was encoded ahead
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "could not be encoded" in errors[0].getMessage()
     assert emitter.stats().failed == 3

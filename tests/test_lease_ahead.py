@@ -1,0 +1,127 @@
+"""A worker with a backlog leases and encodes its next batch while the collector answers the
+current one (``Dispatcher._lease_ahead``): observable as the ``stm`` of the next request,
+which is set when its body is encoded. Order, exactly-once delivery, backoff and close()
+must be exactly as without it. Everything runs against the real test collector."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded.typing import PayloadDictList
+from tests.collector import Collector, Event, Reply, always, sequence, slow
+
+ANSWER = 0.4  # seconds the collector takes to answer, where it matters
+
+
+@pytest.fixture
+def made() -> Iterator[list[Emitter]]:
+    emitters: list[Emitter] = []
+    yield emitters
+    for emitter in emitters:
+        emitter.close(timeout=1.0)
+
+
+def build(collector: Collector, made: list[Emitter], **kwargs: Any) -> tuple[Tracker, Emitter]:
+    settings = {"batch_size": 10, "max_events_per_request": 20, "flush_interval": 0.2,
+                "max_retry_delay_seconds": 0.2, "request_timeout": 5, **kwargs}
+    emitter = Emitter(collector.endpoint, **settings)
+    made.append(emitter)
+    return Tracker("ahead", emitters=emitter, encode_base64=False), emitter
+
+
+def labels(events: list[Event]) -> list[int]:
+    return [int(e["se_la"]) for e in events]
+
+
+def backlog(tracker: Tracker, collector: Collector, n: int) -> None:
+    """One batch goes out; while the collector holds it, *n* more events wait."""
+    for i in range(10):
+        tracker.track(StructuredEvent("c", "a", label=str(i)))
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    for i in range(10, 10 + n):
+        tracker.track(StructuredEvent("c", "a", label=str(i)))
+
+
+def test_next_batch_is_encoded_while_the_collector_answers(collector: Collector,
+                                                           made: list[Emitter]) -> None:
+    collector.behavior = slow(ANSWER)
+    tracker, emitter = build(collector, made)
+    backlog(tracker, collector, 80)
+    assert emitter.flush(timeout=20) is True
+    reqs = collector.requests
+    assert labels(collector.events()) == list(range(90))  # once each, in order
+    assert [len(r.events) for r in reqs] == [10, 20, 20, 20, 20]
+    # requests 3.. were encoded (their stm) before the collector answered the one before
+    # them; a worker that leases only after each answer cannot do that
+    wall_minus_monotonic = time.time() - time.monotonic()
+    for earlier, later in itertools.pairwise(reqs[1:]):
+        assert earlier.answered_at is not None
+        answered_ms = (earlier.answered_at + wall_minus_monotonic) * 1000
+        assert int(later.events[0]["stm"]) < answered_ms - ANSWER * 1000 / 2
+    assert all(len({e["stm"] for e in r.events}) == 1 for r in reqs)
+
+
+def test_a_failure_sends_the_batch_leased_ahead_back_behind_the_retry(
+        collector: Collector, made: list[Emitter]) -> None:
+    """Request 2 is answered 503 while request 3 is leased ahead: 3 must wait for the
+    backoff and go after the retry of 2; nothing is lost, duplicated or reordered."""
+    collector.behavior = sequence([Reply(delay=ANSWER), Reply(status=503, delay=ANSWER)],
+                                  then=Reply(delay=0.05))
+    failures: list[int] = []
+    tracker, emitter = build(collector, made,
+                             on_failure=lambda ok, payloads: failures.append(len(payloads)))
+    backlog(tracker, collector, 80)
+    assert emitter.flush(timeout=20) is True
+    reqs = collector.requests
+    assert reqs[1].status == 503
+    assert labels(reqs[2].events) == labels(reqs[1].events)  # the retry comes first
+    assert labels(collector.events()) == list(range(90))
+    accepted_up_to = 0
+    for req in reqs:  # every request starts where the accepted ones end (or re-sends)
+        got = labels(req.events)
+        assert got == list(range(accepted_up_to, accepted_up_to + len(got)))
+        if req.accepted:
+            accepted_up_to += len(got)
+    stats = emitter.stats()
+    assert (stats.sent, stats.retried, stats.failed, stats.queued) == (90, 20, 0, 0)
+    assert failures == [20]
+
+
+def test_close_gives_up_a_batch_leased_ahead_once(collector: Collector,
+                                                  made: list[Emitter]) -> None:
+    """The collector fails while a batch waits ahead and close() runs out of time: every
+    event is either delivered or given up (reported to on_failure once, counted once)."""
+    collector.behavior = sequence([Reply(delay=ANSWER), Reply(status=500, delay=ANSWER)],
+                                  then=Reply(status=500))
+    given_up: PayloadDictList = []
+    tracker, emitter = build(collector, made, max_retry_delay_seconds=5,
+                             on_failure=lambda ok, payloads: given_up.extend(payloads))
+    backlog(tracker, collector, 80)
+    assert collector.wait_until(lambda: len(collector.requests) >= 2, timeout=5)
+    assert emitter.close(timeout=0.5) is False
+    delivered = [e["eid"] for e in collector.events()]
+    reported = [p["eid"] for p in given_up]
+    stats = emitter.stats()
+    assert len(delivered) == 10 and stats.sent == 10
+    # the failed request's events were reported when it failed, and again when given up
+    # at close; every other event exactly once, when given up
+    last_report = reported[-80:]
+    assert len(set(last_report)) == 80 and not set(last_report) & set(delivered)
+    assert stats.dropped == {"shutdown_timeout": 80} and stats.queued == 0
+
+
+def test_get_and_user_sessions_do_not_lease_ahead(collector: Collector,
+                                                  made: list[Emitter]) -> None:
+    collector.behavior = always(200)
+    tracker, emitter = build(collector, made, method="get")
+    for i in range(30):
+        tracker.track(StructuredEvent("c", "a", label=str(i)))
+    assert emitter.flush(timeout=10) is True
+    assert labels(collector.events()) == list(range(30))
+    assert not emitter._dispatcher.store.pending()
