@@ -21,6 +21,11 @@ harness (:mod:`stress.child`, the sink), each measurement in a fresh interpreter
   ``track()`` p50/p99; and in how many pairs B was better. ``--lib ours_nodrop`` (the
   default) gives the buffer room for every event, so CPU per delivered event is not
   inflated by events dropped.
+* ``--sender``: the sender alone, next to tracking threads (:func:`stress.sender_gil.run_sender`):
+  for every workload and thread count (0 = the sender alone), ``--pairs`` pairs of fresh
+  processes, each timing ``--requests`` sends of a ``--batch``-record batch through the
+  library's ``Transport`` (encoding and POST, as a worker does) while the threads track
+  flat out; the median wall and sender-thread CPU ms per send, and the ratios B/A.
 * ``--callgrind``: instructions instead of seconds. Each side runs one tracking thread
   under ``valgrind --tool=callgrind`` at two sizes, and the difference of the two totals
   over the difference of the sizes is its marginal instruction count per delivered event
@@ -153,6 +158,40 @@ def med(values: list[float | None]) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
 
 
+def run_sender(args: argparse.Namespace, pair: list[Side]) -> list[str]:
+    lines = [f"One send of {args.batch} records (encode + POST) next to tracking threads: "
+             f"A = `{pair[0].label}`, B = `{pair[1].label}`; {args.pairs} pairs of fresh "
+             f"processes, each the median of {args.requests} sends; figures the median over "
+             "the pairs, ratios the median of the per-pair ratios B/A", "",
+             "| workload, tracking threads | metric | A | B | B/A | B better |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    with sink_process() as port:
+        for workload in args.workloads:
+            for threads in args.threads:
+                runs: list[list[dict[str, Any]]] = [[], []]
+                for index in range(args.pairs):
+                    for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                        side = pair[which]
+                        spec = {"mode": "sender", "lib": "ours", "workload": workload,
+                                "threads": threads, "batch": args.batch, "port": port,
+                                "requests": args.requests, "variant": side.variant}
+                        result = run_child(spec, 300, root=side.root)
+                        check_library(result, side)
+                        runs[which].append(result)
+                name = f"{WORKLOADS[workload]}, {threads}"
+                for key, label in (("ms", "ms per send"), ("cpu_ms", "sender CPU ms per send")):
+                    a = [figure(r, key) for r in runs[0]]
+                    b = [figure(r, key) for r in runs[1]]
+                    ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
+                    better = sum(1 for x, y in zip(a, b, strict=True)
+                                 if x is not None and y is not None and y < x)
+                    lines.append(f"| {name} | {label} | {med(a)} | {med(b)} | "
+                                 + (f"{statistics.median(ratios):.3f}" if ratios else "n/a")
+                                 + f" | {better}/{len(ratios)} |")
+                progress(lines[-2:])
+    return lines
+
+
 def callgrind_total(side: Side, workload: str, events: int, port: int,
                     folder: str) -> tuple[int, dict[str, Any]]:
     out = os.path.join(folder, f"cg.{abs(hash((side.label, workload, events)))}")
@@ -208,6 +247,10 @@ def main(argv: list[str] | None = None) -> None:
                         default=[1, 4])
     parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS))
     parser.add_argument("--lib", choices=("ours", "ours_nodrop"), default="ours_nodrop")
+    parser.add_argument("--sender", action="store_true",
+                        help="time the sender alone next to tracking threads")
+    parser.add_argument("--batch", type=int, default=500, help="records per send (--sender)")
+    parser.add_argument("--requests", type=int, default=30, help="sends per run (--sender)")
     parser.add_argument("--callgrind", action="store_true",
                         help="instruction counts under valgrind instead of timed pairs")
     parser.add_argument("--callgrind-events", type=lambda s: [int(x) for x in s.split(",")],
@@ -216,7 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started, load = time.monotonic(), os.getloadavg()
     with sides([args.a, args.b]) as pair:
-        body = run_callgrind(args, pair) if args.callgrind else run_pairs(args, pair)
+        body = (run_callgrind(args, pair) if args.callgrind
+                else run_sender(args, pair) if args.sender else run_pairs(args, pair))
     command = "python -m stress.ab " + " ".join(argv if argv is not None else sys.argv[1:])
     report = "\n".join([f"`{command}`", "",
                         f"Load average {load[0]:.2f} at the start, "

@@ -377,6 +377,10 @@ def main(argv: list[str]) -> None:
             result = run_down(spec)
         elif mode == "profile":
             result = run_profile(spec)
+        elif mode == "sender":
+            from stress import sender_gil
+
+            result = sender_gil.run_sender(spec)
         else:
             from stress import bench_procs
 

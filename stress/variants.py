@@ -5,6 +5,8 @@
   kept-alive connection (what Sentry's transport sends with; ``urllib3`` is already a
   dependency) instead of :class:`snowplow_threaded.clients.ConnectionClient`: no retries, no
   redirects, the same headers, TLS verified against the same CA bundle.
+* ``no_lease_ahead``: a worker never leases and encodes its next batch while the collector
+  answers (so that the two above, which cannot, are compared with the same engine).
 * ``json_dumps``: each POST body's ``data`` array is ``json.dumps`` of the records (compact
   separators, non-ASCII kept as text: the same bytes) instead of the templates of
   :func:`snowplow_threaded.batch_json.records_json`.
@@ -88,8 +90,15 @@ def _use_dumps() -> None:
     transport.records_json = dumps_records  # type: ignore[assignment]
 
 
+def _no_lease_ahead() -> None:
+    import snowplow_threaded.transport as transport
+
+    transport.Transport.can_overlap = property(lambda self: False)  # type: ignore[assignment]
+
+
 VARIANTS: dict[str, Callable[[], None]] = {"urllib3_pool": _use_pool,
-                                           "json_dumps": _use_dumps}
+                                           "json_dumps": _use_dumps,
+                                           "no_lease_ahead": _no_lease_ahead}
 
 
 def apply(names: str) -> None:
