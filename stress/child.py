@@ -127,13 +127,13 @@ def records_of(tracker: Any, events: Iterable[Any]) -> list[dict[str, str]]:
     """What ``tracker.track()`` (ours, one emitter) would buffer for *events*: the same
     call with the admission replaced by a list append. The tracker is left as it was."""
     records: list[dict[str, str]] = []
-    saved = tracker._only
-    tracker._only = lambda record, pid: records.append(record)
+    saved = tracker._single_admit
+    tracker._single_admit = lambda record, pid: records.append(record)
     try:
         for event in events:
             tracker.track(event)
     finally:
-        tracker._only = saved
+        tracker._single_admit = saved
     return records
 
 
