@@ -101,7 +101,7 @@ class BatchStore(Protocol):
     def reset_after_fork(self, keep: bool = False) -> int:
         """In a forked child: new lock, inherited records dropped (the parent sends them);
         must not acquire any lock. Return how many were dropped. With *keep* (the child
-        takes over a parent that never sends, see ``lifecycle.claim_handover``) the
+        takes over a parent that never sends, see :mod:`.process.handover`) the
         records stay, anything leased at fork time goes back to the front as a retry, and
         0 is returned."""
         ...

@@ -226,12 +226,12 @@ wait_children(pids)
 
 def test_garbage_collected_emitter_is_forgotten(collector: Collector) -> None:
     code = PRELUDE + """
-from snowplow_threaded import lifecycle
-before = len(lifecycle.live())
+from snowplow_threaded.process import REGISTRY
+before = len(REGISTRY.live())
 e = Emitter(endpoint)
-assert len(lifecycle.live()) == before + 1
+assert len(REGISTRY.live()) == before + 1
 del e; gc.collect()
-assert len(lifecycle.live()) == before
+assert len(REGISTRY.live()) == before
 track("parent", 2)
 pid = os.fork()
 if pid == 0:
@@ -322,13 +322,13 @@ def test_handover_baton_goes_to_exactly_one_child(tmp_path: Path) -> None:
     forked later, and the winner's own children, do not; the parent learns it lost it."""
     code = """
 import os, sys
-from snowplow_threaded import lifecycle
+from snowplow_threaded.process import HANDOVER
 out = sys.argv[1]
-lifecycle.arm_handover()
-lifecycle.arm_handover()  # idempotent
+HANDOVER.arm()
+HANDOVER.arm()  # idempotent
 def child(tag):
-    won = lifecycle.claim_handover()
-    assert lifecycle.claim_handover() == won  # the first answer sticks
+    won = HANDOVER.claim()
+    assert HANDOVER.claim() == won  # the first answer sticks
     with open(os.path.join(out, f"{tag}-{os.getpid()}"), "w") as f:
         f.write("1" if won else "0")
     if won:
@@ -350,9 +350,9 @@ late = os.fork()
 if late == 0:
     child("late")
 os.waitpid(late, 0)
-print("parent-took-back", lifecycle.take_back_handover())
-lifecycle.arm_handover()  # a fresh offer
-print("parent-took-back-fresh", lifecycle.take_back_handover())
+print("parent-took-back", HANDOVER.take_back())
+HANDOVER.arm()  # a fresh offer
+print("parent-took-back-fresh", HANDOVER.take_back())
 """
     proc = run_script(code, str(tmp_path))
     assert proc.returncode == 0, proc.stderr
