@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stress.bench_runner import REPO, WORKLOADS, run_child, sink_process
+from stress.bench_runner import REPO, WORKLOADS, closed_port, run_child, sink_process
 
 #: (key in a run's result, label, True if larger is better)
 METRICS = (("events_per_s", "delivered events/s", True),
@@ -193,11 +193,21 @@ def run_sender(args: argparse.Namespace, pair: list[Side]) -> list[str]:
 
 
 def callgrind_total(side: Side, workload: str, events: int, port: int,
-                    folder: str) -> tuple[int, dict[str, Any]]:
+                    folder: str, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """Instructions of one run: *events* events tracked and delivered, or (``--sender``)
+    *events* sends of a ``--batch``-record batch."""
     out = os.path.join(folder, f"cg.{abs(hash((side.label, workload, events)))}")
-    spec = {"mode": "run", "lib": "ours_nodrop", "workload": workload, "threads": 1,
-            "events": events, "port": port, "timeout": 1200, "variant": side.variant,
-            "capacity": 2 * events}
+    spec: dict[str, Any] = (
+        {"mode": "sender", "lib": "ours", "workload": workload, "threads": 0,
+         "batch": args.batch, "requests": events, "port": port, "variant": side.variant}
+        if args.sender else
+        {"mode": "down", "lib": "ours", "workload": workload, "events": events,
+         "port": closed_port(), "capacity": 2 * events, "variant": side.variant,
+         "time_budget": 1200}
+        if args.down else
+        {"mode": "run", "lib": "ours_nodrop", "workload": workload, "threads": 1,
+         "events": events, "port": port, "timeout": 1200, "variant": side.variant,
+         "capacity": 2 * events})
     result = run_child(spec, 1500, root=side.root,
                        prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"))
     check_library(result, side)
@@ -212,18 +222,28 @@ def callgrind_total(side: Side, workload: str, events: int, port: int,
 
 def run_callgrind(args: argparse.Namespace, pair: list[Side]) -> list[str]:
     small, large = args.callgrind_events
-    lines = [f"Instructions per delivered event (callgrind, 1 tracking thread, `ours_nodrop`):"
-             f" (Ir at {large:,} events - Ir at {small:,}) / {large - small:,}; A = "
-             f"`{pair[0].label}`, B = `{pair[1].label}`", "",
+    if args.sender:  # per record sent: the differences are over sends of a batch
+        what = (f"Instructions per record sent (callgrind; the sender alone: (Ir of {large} "
+                f"sends - Ir of {small}) / {large - small} / {args.batch} records)")
+    elif args.down:
+        what = (f"Instructions per tracked event (callgrind; `track()` alone: the collector "
+                f"unreachable, the sender backing off; (Ir at {large:,} events - Ir at "
+                f"{small:,}) / {large - small:,})")
+    else:
+        what = (f"Instructions per delivered event (callgrind, 1 tracking thread, "
+                f"`ours_nodrop`: (Ir at {large:,} events - Ir at {small:,}) / "
+                f"{large - small:,})")
+    lines = [f"{what}; A = `{pair[0].label}`, B = `{pair[1].label}`", "",
              "| workload | A Ir / event | B Ir / event | B/A | requests A | requests B |",
              "| --- | ---: | ---: | ---: | --- | --- |"]
     with sink_process() as port, tempfile.TemporaryDirectory(prefix="stress-cg-") as folder:
         for workload in args.workloads:
             per_event, requests = [], []
+            per = (large - small) * (args.batch if args.sender else 1)
             for side in pair:
-                low, low_run = callgrind_total(side, workload, small, port, folder)
-                high, high_run = callgrind_total(side, workload, large, port, folder)
-                per_event.append((high - low) / (large - small))
+                low, low_run = callgrind_total(side, workload, small, port, folder, args)
+                high, high_run = callgrind_total(side, workload, large, port, folder, args)
+                per_event.append((high - low) / per)
                 requests.append(f"{low_run.get('requests')}, {high_run.get('requests')}")
             lines.append(f"| {WORKLOADS[workload]} | {per_event[0]:,.0f} | {per_event[1]:,.0f}"
                          f" | {per_event[1] / per_event[0]:.3f} | {requests[0]} | "
@@ -253,10 +273,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=30, help="sends per run (--sender)")
     parser.add_argument("--callgrind", action="store_true",
                         help="instruction counts under valgrind instead of timed pairs")
+    parser.add_argument("--down", action="store_true",
+                        help="with --callgrind: track() alone (the collector unreachable)")
     parser.add_argument("--callgrind-events", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1000, 3000], help="the two sizes (default 1000,3000)")
+                        default=None, help="the two sizes: events (default 1000,3000), or "
+                                           "with --sender sends (default 5,25)")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
+    if args.callgrind_events is None:
+        args.callgrind_events = [5, 25] if args.sender else [1000, 3000]
     started, load = time.monotonic(), os.getloadavg()
     with sides([args.a, args.b]) as pair:
         body = (run_callgrind(args, pair) if args.callgrind

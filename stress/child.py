@@ -127,13 +127,15 @@ def records_of(tracker: Any, events: Iterable[Any]) -> list[dict[str, str]]:
     """What ``tracker.track()`` (ours, one emitter) would buffer for *events*: the same
     call with the admission replaced by a list append. The tracker is left as it was."""
     records: list[dict[str, str]] = []
-    saved = tracker._single_admit
-    tracker._single_admit = lambda record, pid: records.append(record)
+    # (the attribute's name before 63d2958, for stress.ab runs of older revisions)
+    name = "_single_admit" if hasattr(tracker, "_single_admit") else "_only"
+    saved = getattr(tracker, name)
+    setattr(tracker, name, lambda record, pid: records.append(record))
     try:
         for event in events:
             tracker.track(event)
     finally:
-        tracker._single_admit = saved
+        setattr(tracker, name, saved)
     return records
 
 

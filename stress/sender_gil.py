@@ -130,7 +130,7 @@ def run_sender(spec: dict[str, Any]) -> dict[str, Any]:
                           "post", (5.0, 10.0))
     transport.send(records, sent_timestamp())  # connected
     threads = int(spec["threads"])
-    times, cpu = [], []
+    times, cpu, requests = [], [], 0
     with busy("track" if threads else "nothing", max(threads, 1), make) as running:
         for _ in range(int(spec["requests"])):
             if running.broken:
@@ -139,10 +139,12 @@ def run_sender(spec: dict[str, Any]) -> dict[str, Any]:
             result = transport.send(records, sent_timestamp())
             times.append(time.perf_counter() - start)
             cpu.append(time.thread_time() - start_cpu)
+            requests += result.requests
             if result.sent != batch:
                 raise RuntimeError(f"the sink did not take the batch: {result}")
     transport.close()
-    return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu) * 1000}
+    return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu) * 1000,
+            "requests": requests}
 
 
 def run_child(port: int, load: str, requests: int) -> float:

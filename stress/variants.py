@@ -91,9 +91,15 @@ def _use_dumps() -> None:
 
 
 def _no_lease_ahead() -> None:
-    import snowplow_threaded.transport as transport
+    try:
+        from snowplow_threaded.dispatcher import Dispatcher
+    except ImportError:  # before f845239: the worker leased ahead where this said so
+        import snowplow_threaded.transport as transport
 
-    transport.Transport.can_overlap = property(lambda self: False)  # type: ignore[assignment]
+        transport.Transport.can_overlap = property(  # type: ignore[attr-defined]
+            lambda self: False)
+        return
+    Dispatcher.lease_now = lambda self, worker: None  # type: ignore[method-assign]
 
 
 VARIANTS: dict[str, Callable[[], None]] = {"urllib3_pool": _use_pool,
