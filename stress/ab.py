@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,30 +102,57 @@ def figure(result: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+#: ``--sender``'s figures: (key in a run's result, label, True if larger is better)
+SENDER_METRICS = (("ms", "ms per send", False), ("cpu_ms", "sender CPU ms per send", False))
+Metrics = tuple[tuple[str, str, bool], ...]
+
+
 def run_pairs(args: argparse.Namespace, pair: list[Side]) -> list[str]:
-    lines = [f"A = `{pair[0].label}`, B = `{pair[1].label}`; {args.pairs} pairs per cell, "
-             f"{args.events} events per run, `{args.lib}`; each figure the median over the "
-             "pairs, each ratio the median of the per-pair ratios B/A (the order alternates)",
-             "", "| workload, threads | metric | A | B | B/A | B better |",
+    header = (f"A = `{pair[0].label}`, B = `{pair[1].label}`; {args.pairs} pairs per cell, "
+              f"{args.events} events per run, `{args.lib}`; each figure the median over the "
+              "pairs, each ratio the median of the per-pair ratios B/A (the order alternates)")
+
+    def spec(workload: str, threads: int, port: int) -> dict[str, Any]:
+        return {"mode": "run", "lib": args.lib, "workload": workload, "threads": threads,
+                "events": args.events, "port": port, "timeout": 120,
+                "capacity": 2 * args.events if args.lib == "ours_nodrop" else None}
+
+    return interleaved(args, pair, header, "threads", spec, METRICS, 150)
+
+
+def run_sender(args: argparse.Namespace, pair: list[Side]) -> list[str]:
+    header = (f"One send of {args.batch} records (encode + POST) next to tracking threads: "
+              f"A = `{pair[0].label}`, B = `{pair[1].label}`; {args.pairs} pairs of fresh "
+              f"processes, each the median of {args.requests} sends; figures the median over "
+              "the pairs, ratios the median of the per-pair ratios B/A")
+
+    def spec(workload: str, threads: int, port: int) -> dict[str, Any]:
+        return {"mode": "sender", "lib": "ours", "workload": workload, "threads": threads,
+                "batch": args.batch, "port": port, "requests": args.requests}
+
+    return interleaved(args, pair, header, "tracking threads", spec, SENDER_METRICS, 300)
+
+
+def interleaved(args: argparse.Namespace, pair: list[Side], header: str, threads_name: str,
+                spec: Callable[[str, int, int], dict[str, Any]], metrics: Metrics,
+                timeout: float) -> list[str]:
+    """For every workload and thread count, ``--pairs`` pairs of children (the order
+    alternating), and a row per metric."""
+    lines = [header, "", f"| workload, {threads_name} | metric | A | B | B/A | B better |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     with sink_process() as port:
         for workload in args.workloads:
             for threads in args.threads:
                 runs: list[list[dict[str, Any]]] = [[], []]
                 for index in range(args.pairs):
-                    order = (0, 1) if index % 2 == 0 else (1, 0)
-                    for which in order:
+                    for which in ((0, 1) if index % 2 == 0 else (1, 0)):
                         side = pair[which]
-                        spec = {"mode": "run", "lib": args.lib, "workload": workload,
-                                "threads": threads, "events": args.events, "port": port,
-                                "timeout": 120, "variant": side.variant,
-                                "capacity": 2 * args.events
-                                if args.lib == "ours_nodrop" else None}
-                        result = run_child(spec, 150, root=side.root)
+                        result = run_child({**spec(workload, threads, port),
+                                            "variant": side.variant}, timeout, root=side.root)
                         check_library(result, side)
                         runs[which].append(result)
-                lines += cell_rows(f"{WORKLOADS[workload]}, {threads}", runs)
-                progress(lines[-len(METRICS):])
+                lines += cell_rows(f"{WORKLOADS[workload]}, {threads}", runs, metrics)
+                progress(lines[-len(metrics):])
     return lines
 
 
@@ -136,9 +163,9 @@ def check_library(result: dict[str, Any], side: Side) -> None:
         raise SystemExit(f"side {side.label} imported {found}, not from {side.root}")
 
 
-def cell_rows(name: str, runs: list[list[dict[str, Any]]]) -> list[str]:
+def cell_rows(name: str, runs: list[list[dict[str, Any]]], metrics: Metrics) -> list[str]:
     rows = []
-    for key, label, larger_better in METRICS:
+    for key, label, larger_better in metrics:
         a = [figure(r, key) for r in runs[0]]
         b = [figure(r, key) for r in runs[1]]
         ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
@@ -156,40 +183,6 @@ def med(values: list[float | None]) -> str:
         return "n/a"
     value = statistics.median(known)
     return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
-
-
-def run_sender(args: argparse.Namespace, pair: list[Side]) -> list[str]:
-    lines = [f"One send of {args.batch} records (encode + POST) next to tracking threads: "
-             f"A = `{pair[0].label}`, B = `{pair[1].label}`; {args.pairs} pairs of fresh "
-             f"processes, each the median of {args.requests} sends; figures the median over "
-             "the pairs, ratios the median of the per-pair ratios B/A", "",
-             "| workload, tracking threads | metric | A | B | B/A | B better |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    with sink_process() as port:
-        for workload in args.workloads:
-            for threads in args.threads:
-                runs: list[list[dict[str, Any]]] = [[], []]
-                for index in range(args.pairs):
-                    for which in ((0, 1) if index % 2 == 0 else (1, 0)):
-                        side = pair[which]
-                        spec = {"mode": "sender", "lib": "ours", "workload": workload,
-                                "threads": threads, "batch": args.batch, "port": port,
-                                "requests": args.requests, "variant": side.variant}
-                        result = run_child(spec, 300, root=side.root)
-                        check_library(result, side)
-                        runs[which].append(result)
-                name = f"{WORKLOADS[workload]}, {threads}"
-                for key, label in (("ms", "ms per send"), ("cpu_ms", "sender CPU ms per send")):
-                    a = [figure(r, key) for r in runs[0]]
-                    b = [figure(r, key) for r in runs[1]]
-                    ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
-                    better = sum(1 for x, y in zip(a, b, strict=True)
-                                 if x is not None and y is not None and y < x)
-                    lines.append(f"| {name} | {label} | {med(a)} | {med(b)} | "
-                                 + (f"{statistics.median(ratios):.3f}" if ratios else "n/a")
-                                 + f" | {better}/{len(ratios)} |")
-                progress(lines[-2:])
-    return lines
 
 
 def callgrind_total(side: Side, workload: str, events: int, port: int,
