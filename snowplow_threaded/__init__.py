@@ -13,6 +13,7 @@ from .emitters import AsyncEmitter, Emitter
 from .event_store import BatchStore, EventStore, InMemoryEventStore
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
 from .self_describing_json import SelfDescribingJson
+from .settings import EmitterSettings
 from .snowplow import DuplicateNamespaceError, Snowplow
 from .stats import EmitterStats
 from .subject import Subject
@@ -28,6 +29,7 @@ __all__ = [
     "DuplicateNamespaceError",
     "Emitter",
     "EmitterConfiguration",
+    "EmitterSettings",
     "EmitterStats",
     "Event",
     "EventStore",

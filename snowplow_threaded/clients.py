@@ -89,7 +89,7 @@ class ConnectionClient:
 
     Each request is written with one ``sendall`` (head and body together) and its answer
     parsed by ``http.client.HTTPResponse``. Every socket call hands the GIL over, and
-    under load each hand-back can cost the sender a switch interval (5 ms) behind busy
+    under load each hand-back can cost the sender a switch interval (5 ms by default) behind busy
     application threads, so a request makes as few socket calls as possible: one send,
     and one receive for a typical answer (``http.client.HTTPConnection`` sends head and
     body separately).

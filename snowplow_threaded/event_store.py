@@ -298,7 +298,7 @@ class InMemoryEventStore:
             return 0
         dropped = len(self._pending) + self._held
         # Keep the parent's records referenced instead of freeing them: freeing would write
-        # to every copy-on-write page they sit on (hundreds of µs per fork, for nothing).
+        # to every copy-on-write page they sit on, in every child, for nothing.
         _INHERITED.append((self._pending, self._retry, self._leased))
         self._lock = threading.Lock()
         self._init_state()
