@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.collector import Collector, slow
+from tests.collector import Collector, Reply, sequence, slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -363,3 +363,41 @@ print("parent-took-back-fresh", HANDOVER.take_back())
     assert results["grandchild"] == ["0"] and results["late"] == ["0"]
     assert "parent-took-back False" in proc.stdout
     assert "parent-took-back-fresh True" in proc.stdout
+
+
+def test_fork_from_a_callback_leaves_the_parents_batch_to_the_parent(
+        collector: Collector) -> None:
+    """A worker thread that forks from on_failure carries the parent's failed batch into the
+    child: the child must neither retry it (the parent does) nor keep that thread as one of
+    its workers; its own events go out through a worker of its own."""
+    collector.behavior = sequence([Reply(503)], then=Reply(200))
+    code = PRELUDE + """
+children = []
+def on_failure(sent, payloads):
+    if children or os.getpid() != parent:
+        return
+    pid = os.fork()
+    if pid:
+        children.append(pid)
+        return
+    inherited = threading.current_thread()  # the parent's worker, in its callback
+    def child():
+        deadline = time.monotonic() + 10
+        while inherited.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it settled the batch and stopped
+        code = 4 if inherited.is_alive() else 0
+        track("child", 3)
+        stats = emitter.stats()
+        ok = tracker.flush(timeout=10) and emitter.stats().sent == 3
+        os._exit(code or (0 if ok and stats.retried == 0 else 3))
+    threading.Thread(target=child).start()
+parent = os.getpid()
+emitter.on_failure = on_failure
+track("parent", 5)
+assert tracker.flush(timeout=10)  # the parent retries its batch after the 503
+wait_children(children)
+assert emitter.stats().sent == 5 and len(children) == 1
+"""
+    proc = run_script(code, collector.endpoint, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 5, "child": 3})
