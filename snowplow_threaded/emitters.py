@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from .dispatcher import Dispatcher
-from .endpoint import collector_uri
+from .endpoint import collector_uri, warn_if_https_by_default
 from .event_store import BatchStore, EventStore, InMemoryEventStore, stringify
 from .legacy_store import LegacyStoreAdapter
 from .process import REGISTRY
@@ -76,6 +76,8 @@ class Emitter:
         given = {k: v for k, v in locals().items() if k in DEFAULTS}
         self.settings = settings_ = EmitterSettings.of({**given, **settings})
         self.endpoint = collector_uri(endpoint, protocol or self._default_protocol, port, method)
+        if protocol is None and self._default_protocol == "https":
+            warn_if_https_by_default(endpoint)
         self.method = method
         # the reference's attributes (on_success/on_failure may be replaced at any time)
         self.batch_size = settings_.batch_size_for(method)

@@ -127,7 +127,9 @@ class EmitterSettings:
         "attempt (and for events given up at close), on a worker thread", "none"))
     byte_limit: int | None = field(default=None, metadata=about(
         _optional(positive_int),
-        "a batch is also due at about this many bytes; caps a POST body", "none"))
+        "a batch is also due at about this many bytes; caps a POST body (the reference "
+        "sends once this many bytes wait, so its bodies may be larger: "
+        "[porting.md](porting.md))", "none"))
     request_timeout: RequestTimeout | None = field(default=None, metadata=about(
         _optional(_timeout), "seconds, or `(connect, read)`, for one request",
         "(5, 10) s"))
