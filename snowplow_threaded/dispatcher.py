@@ -47,8 +47,7 @@ JOIN_GRACE = 0.1
 
 
 class Dispatcher:
-    """One emitter's engine (see the module). *batch_size*: ``settings.batch_size_for()``
-    the emitter's method."""
+    """One emitter's engine (see the module); *batch_size*: ``settings.batch_size_for()``."""
 
     def __init__(self, store: BatchStore, settings: EmitterSettings, batch_size: int,
                  transport: TransportFactory, callbacks: Callbacks, name: str) -> None:
@@ -388,6 +387,7 @@ class Dispatcher:
 
     @property
     def closed(self) -> bool:
+        self.ensure_own_process()
         return self._state is not OPEN
 
     def stats(self) -> EmitterStats:

@@ -143,7 +143,13 @@ class Worker:
         return verdict, ahead
 
     def _lease_ahead(self) -> tuple[Lease, Bodies | None] | None:
-        lease = self._leases.lease_now(self)
+        """The next batch and its bodies, if one is due. Never raises: the answer to the
+        request written must still be read (or the connection would hold it)."""
+        try:
+            lease = self._leases.lease_now(self)
+        except Exception:  # pragma: no cover - a bug; the send goes on without it
+            logger.exception("leasing a batch ahead failed")
+            return None
         if lease is None:
             return None
         try:
