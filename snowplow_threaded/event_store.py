@@ -120,10 +120,20 @@ class BatchStore(Protocol):
     def reset_after_fork(self, keep: bool = False) -> int:
         """In a forked child: new lock, inherited records dropped (the parent sends them);
         must not acquire any lock. Return how many were dropped. With *keep* (the child
-        takes over a parent that never sends, see ``lifecycle.claim_handover``) the
+        takes over a parent that never sends, see :mod:`.process.handover`) the
         records stay, anything leased at fork time goes back to the front as a retry, and
         0 is returned."""
         ...
+
+
+def take_all(store: BatchStore, max_events: int, max_bytes: int | None) -> list[Record]:
+    """Every record *store* still has to lease, settled as done (``close()`` gave up:
+    never sent)."""
+    taken: list[Record] = []
+    while (lease := store.take(max_events, max_bytes)) is not None:
+        taken.extend(lease.records)
+        store.settle(lease, retry=False)
+    return taken
 
 
 #: Buffers inherited from a parent process, never touched again (see reset_after_fork).
@@ -349,7 +359,7 @@ class InMemoryEventStore:
             return 0
         dropped = len(self._pending) + self._held
         # Keep the parent's records referenced instead of freeing them: freeing would write
-        # to every copy-on-write page they sit on (hundreds of µs per fork, for nothing).
+        # to every copy-on-write page they sit on, in every child, for nothing.
         _INHERITED.append((self._pending, self._retry, self._leased))
         self._lock = threading.Lock()
         self._init_state()

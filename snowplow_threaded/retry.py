@@ -100,6 +100,69 @@ class Backoff:
         self._recent.clear()
 
 
+#: Least time between two attempts that a flush()/close() may force during a backoff.
+PROBE_INTERVAL = 1.0
+
+
+class Pacer:
+    """When the next attempt may start: not before the backoff after a failure ends
+    (:class:`Backoff`), except for one early probe that a caller waiting for a deadline may
+    ask for (at most one per :data:`PROBE_INTERVAL`, so that a ``flush()`` loop cannot
+    hammer a dead collector). Times are ``time.monotonic()`` values passed in.
+
+    Plain state, not thread-safe on its own: its owner (the dispatcher) uses it under its
+    lock.
+    """
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.reset()
+
+    def reset(self) -> None:
+        self.resume_at = 0.0  # nothing is sent before this
+        self.last_attempt = 0.0
+        self.backoff.reset()
+
+    def attempted(self, now: float) -> None:
+        self.last_attempt = now
+
+    def settled(self, now: float, retried: bool, given_up: bool, answered: bool,
+                retry_after: float | None, waiting_until: float = 0.0) -> None:
+        """After an attempt: something is *retried* (:meth:`failed`), or was *given_up*
+        after ``max_retries`` (:meth:`succeeded`), or the collector *answered* every
+        request (:meth:`answered`)."""
+        if retried:
+            self.failed(now, retry_after, waiting_until)
+        elif given_up:
+            self.succeeded()
+        elif answered:
+            self.answered()
+
+    def succeeded(self) -> None:
+        """An attempt ended without anything to retry (given up): the next failure starts
+        over."""
+        self.backoff.reset()
+
+    def answered(self) -> None:
+        """The collector answered every request of an attempt with a verdict (2xx, or a
+        refusal of events that is not retried)."""
+        self.backoff.success()
+
+    def failed(self, now: float, retry_after: float | None, waiting_until: float = 0.0,
+               ) -> None:
+        """An attempt failed and will be retried: back off. *waiting_until*: the deadline
+        of a caller waiting for it, if any (see :meth:`probe_before`)."""
+        self.resume_at = max(self.resume_at, now + self.backoff.next_delay(retry_after))
+        if waiting_until > now:
+            self.probe_before(waiting_until, now)
+
+    def probe_before(self, deadline: float, now: float) -> None:
+        """If the backoff outlasts *deadline*, allow one attempt before it."""
+        probe_at = max(now, self.last_attempt + PROBE_INTERVAL)
+        if self.resume_at > deadline and probe_at < deadline:
+            self.resume_at = probe_at
+
+
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent
     or unparsable."""

@@ -250,7 +250,7 @@ def run_floor(spec: Spec) -> dict[str, Any]:
         construct = best_cpu_us(make, number)
         # track() with the admission replaced by a no-op: the payload build alone (its
         # record: the event's JSON, made on the caller's thread)
-        tracker._only = lambda record, pid: None
+        tracker._single_admit = lambda record, pid: None
         build = best_cpu_us(partial(tracker.track, event), number)
         stm = str(time.time_ns() // 1_000_000)
         record = {**payload_of(records_of(tracker, [event])[0]), "stm": stm}

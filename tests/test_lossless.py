@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from snowplow_threaded import Emitter, StructuredEvent, Tracker, drops
+from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded import accounts as drops
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.collector.http_types import Limits
 from snowplow_threaded.typing import PayloadDictList

@@ -1,9 +1,13 @@
-"""Saying that events were dropped: never silently.
+"""What an emitter lost, and saying so: never silently.
 
 An event is *dropped* when it never reaches a request: the buffer was full
 (``buffer_full``, ``evicted_oldest``), it was tracked after ``close()`` (``closed``), or
-``close()`` ran out of time (``shutdown_timeout``). Each emitter's
-:class:`DropReport` turns its counts by reason into:
+``close()`` ran out of time (``shutdown_timeout``); it *failed* when the collector refused
+it, or it was given up after ``max_retries``. :class:`Accounts` is an emitter's account of
+what became of its events: the counts of ``stats()``, the drops by reason, and
+(:class:`LossLedger`) which events were lost, for ``flush()`` and ``close()`` to say
+whether everything since the previous call was delivered. Its :class:`DropReport` turns
+the drops into:
 
 * one WARNING at the first drop in a process, naming the count, the reason and the
   setting to change;
@@ -21,15 +25,23 @@ logging or calling ``on_drop``, and ``_report_lock`` keeps two reports from inte
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
+from .stats import EmitterStats
 from .typing import DropCallback
 
-logger = logging.getLogger("snowplow_threaded.drops")
+if TYPE_CHECKING:
+    from .event_store import BatchStore, Lease
+    from .settings import EmitterSettings
+    from .worker import Verdict
+
+logger = logging.getLogger("snowplow_threaded.accounts")
 
 #: Most seconds between two summary warnings while drops continue.
 SUMMARY_INTERVAL = 60.0
@@ -195,3 +207,116 @@ class LossLedger:
         floor = min([*self._open, self.mark[0]])
         self.ranges = [r for r in self.ranges if r[1] > floor]
         return clean
+
+
+class Accounts:
+    """One emitter's account of what became of its events: the counts of
+    :class:`~.stats.EmitterStats`, the drops by reason, which events were lost
+    (:class:`LossLedger`) and the reports (:class:`DropReport`). Plain bookkeeping: the
+    dispatcher decides, this counts.
+
+    Lock: ``_lock`` guards everything here; it may be taken under the dispatcher's lock,
+    and the store's lock may be taken under it (never the reverse). :meth:`refused` takes
+    none: the events refused when the buffer is full are counted with ``next()`` on an
+    ``itertools.count``, one C call, atomic under the GIL (producers that outrun the sender
+    all come there, and a lock made them convoy). :meth:`say` must run with no lock held:
+    it logs and calls ``on_drop``."""
+
+    def __init__(self, name: str, store: BatchStore, settings: EmitterSettings,
+                 on_drop: Callable[[], DropCallback | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._on_drop = on_drop  # the emitter's on_drop as it is now
+        self.reports = DropReport(name, {
+            "buffer_capacity": getattr(store, "buffer_capacity", None),
+            "buffer_max_bytes": getattr(store, "max_bytes", None),
+            "when_full": settings.when_full, "thread_count": settings.thread_count}, clock)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: at init, and in a forked child (no lock taken)."""
+        self._lock = threading.Lock()
+        self.counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0,
+                       "split_requests": 0}
+        self.last_error: str | None = None
+        self.dropped: dict[str, int] = {}
+        self._rejections = itertools.count()
+        self._rejection_reads = 0  # each read takes one from the count too
+        self.ledger = LossLedger()
+        self.reports.reset()
+
+    def refused(self) -> None:
+        """An event refused when the buffer was full (no lock: see the class)."""
+        next(self._rejections)
+
+    def drop(self, reason: str, count: int) -> None:
+        """*count* events dropped for *reason* (see :meth:`say`)."""
+        if count:
+            with self._lock:
+                self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def attempt(self, lease: Lease, verdict: Verdict, retry: bool) -> None:
+        """Count an attempt at *lease* (*retry*: what is left goes back), before the store
+        settles it: what was sent, refused, retried, given up or dropped, and which events
+        were lost (a lease's records have consecutive sequence numbers)."""
+        result, counts = verdict.result, self.counts
+        rest = len(lease) - verdict.done
+        if rest and verdict.retry and not retry:  # close() gave up meanwhile
+            self.drop("shutdown_timeout", rest)
+        with self._lock:
+            counts["requests"] += result.requests
+            counts["bytes"] += result.nbytes
+            counts["split_requests"] += result.split_requests
+            counts["sent"] += verdict.delivered
+            counts["failed"] += verdict.failed
+            counts["retried"] += rest if retry else 0
+            if result.error is not None:
+                self.last_error = result.error
+            base = lease.oldest_seq
+            for index in result.refused:
+                self.ledger.lost(base + index, base + index + 1)
+            if rest and not verdict.retry:
+                self.ledger.lost(base + verdict.done, base + len(lease))
+            if lease.unsendable:  # from a user's store, whose sequence numbers are counts
+                self.ledger.lost(base, base + len(lease) + len(lease.unsendable))
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        """Every event dropped so far, by reason (the store's evictions included)."""
+        with self._lock:
+            return self._dropped_locked()
+
+    def _dropped_locked(self) -> dict[str, int]:
+        counts = dict(self.dropped)
+        rejected = next(self._rejections) - self._rejection_reads
+        self._rejection_reads += 1
+        if rejected:
+            counts["buffer_full"] = counts.get("buffer_full", 0) + rejected
+        for reason, count in self._store.drop_counts().items():
+            counts[reason] = counts.get(reason, 0) + count
+        return counts
+
+    def begin(self, target: int) -> tuple[int, ...]:
+        """A flush()/close() call for the events before sequence number *target*."""
+        with self._lock:
+            counts = self._dropped_locked()
+            return self.ledger.begin(target, counts.get("buffer_full", 0)
+                                     + counts.get("closed", 0), counts.get("evicted_oldest", 0))
+
+    def end(self, window: tuple[int, ...]) -> bool:
+        """Whether every event of *window* (:meth:`begin`) was delivered."""
+        with self._lock:
+            return self.ledger.end(window, self._dropped_locked().get("evicted_oldest", 0))
+
+    def snapshot(self, tracked: int, pending: int, in_flight: int) -> EmitterStats:
+        with self._lock:
+            return EmitterStats.snapshot(tracked=tracked, pending=pending,
+                                         in_flight=in_flight, counts=self.counts,
+                                         dropped=[self._dropped_locked()],
+                                         last_error=self.last_error)
+
+    def say(self, final: bool = False) -> None:
+        """Say what was dropped (:meth:`DropReport.report`): by the thread that dropped an
+        event, when a report :meth:`DropReport.due` (cheap to ask); after each request;
+        and (*final*) at flush()/close(). No lock may be held."""
+        if final or self.reports.due():
+            self.reports.report(self.dropped_by_reason(), self._on_drop(), final)

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from snowplow_threaded import drops
-from snowplow_threaded.drops import CALLBACK_INTERVAL, SUMMARY_INTERVAL, DropReport, LossLedger
+from snowplow_threaded import accounts as drops
+from snowplow_threaded.accounts import CALLBACK_INTERVAL, SUMMARY_INTERVAL, DropReport, LossLedger
 
 
 class Clock:
