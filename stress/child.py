@@ -146,10 +146,17 @@ def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
     lib = spec["lib"]
     b64 = spec["workload"] != "sd_raw"
     endpoint = f"http://127.0.0.1:{port}"
-    if lib == "ours":  # its defaults
+    if lib in ("ours", "ours_nodrop"):  # its defaults; or room for every event (stress.ab)
         ours = library("ours")
+        config = None
+        if lib == "ours_nodrop":
+            try:
+                config = ours.EmitterConfiguration(buffer_capacity=spec["capacity"],
+                                                   buffer_max_bytes=spec["capacity"] * 4096)
+            except TypeError:  # a revision before buffer_max_bytes (stress.ab)
+                config = ours.EmitterConfiguration(buffer_capacity=spec["capacity"])
         tracker = ours.Snowplow.create_tracker(
-            "bench", endpoint, app_id="bench",
+            "bench", endpoint, app_id="bench", emitter_config=config,
             tracker_config=ours.TrackerConfiguration(encode_base64=b64))
         return tracker, tracker.emitters[0]
     import requests
@@ -367,6 +374,14 @@ def main(argv: list[str]) -> None:
             result = run_down(spec)
         elif mode == "profile":
             result = run_profile(spec)
+        elif mode == "when_full":
+            from stress import when_full
+
+            result = when_full.run_when_full(spec)
+        elif mode == "steady":
+            from stress import degraded
+
+            result = degraded.run_steady(spec)
         elif mode == "sender":
             from stress import sender_gil
 

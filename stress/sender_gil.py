@@ -140,7 +140,7 @@ def run_sender(spec: dict[str, Any]) -> dict[str, Any]:
             times.append(time.perf_counter() - start)
             cpu.append(time.thread_time() - start_cpu)
             requests += result.requests
-            if result.sent != batch:
+            if getattr(result, "delivered", getattr(result, "sent", None)) != batch:
                 raise RuntimeError(f"the sink did not take the batch: {result}")
     transport.close()
     return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu) * 1000,
