@@ -20,7 +20,8 @@ the drops into:
 :meth:`DropReport.report` is called with the totals by the thread that drops (when
 :meth:`due`), by the sender threads after each request and by ``flush()``/``close()``.
 Thread-safe: one lock (``_lock``) guards the counts and times; it is never held while
-logging or calling ``on_drop``, and ``_report_lock`` keeps two reports from interleaving.
+logging or calling ``on_drop``, and ``_report_lock`` keeps two reports from interleaving (a
+re-entrant lock: an ``on_drop`` or a log handler that tracks, and drops, reports within).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class DropReport:
     def reset(self) -> None:
         """Forget everything (in a forked child: new locks, nothing to say yet)."""
         self._lock = threading.Lock()
-        self._report_lock = threading.Lock()
+        self._report_lock = threading.RLock()
         self._told_callback: dict[str, int] = {}  # totals passed to on_drop so far
         self._told_log: dict[str, int] = {}  # totals logged so far
         self._next_call = 0.0  # monotonic time from which on_drop may be called again

@@ -4,6 +4,7 @@ drops.LossLedger (which flush() window lost what): no network."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -120,3 +121,23 @@ def test_the_loss_ledger_stays_small_and_errs_on_the_side_of_false() -> None:
     overlapping.lost(7, 12)
     overlapping.lost(1, 2)
     assert overlapping.ranges == [[1, 2], [5, 12]]
+
+
+def test_an_on_drop_that_drops_again_reports_within(caplog: pytest.LogCaptureFixture) -> None:
+    """A callback that tracks into the same full emitter (so drops again) must not hang:
+    the report re-enters, sees what is new, and the outer one goes on."""
+    clock = Clock()
+    report = DropReport("e", {}, clock=clock)
+    totals = {"buffer_full": 1}
+    calls: list[int] = []
+
+    def on_drop(reason: str, count: int) -> None:
+        calls.append(count)
+        if len(calls) == 1:
+            totals["buffer_full"] += 1
+            report.report(totals, on_drop, final=True)
+
+    worker = threading.Thread(target=report.report, args=(totals, on_drop, True), daemon=True)
+    worker.start()
+    worker.join(10)  # a non-re-entrant lock would hang here: fail instead
+    assert not worker.is_alive() and calls == [1, 1]

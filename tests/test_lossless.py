@@ -144,15 +144,18 @@ def test_flush_says_false_only_for_what_was_lost_since_the_previous_call(
 
 
 @pytest.mark.parametrize("position", [0, 7, 49])
-@pytest.mark.parametrize("batch_size", [1, 10, None])
-def test_a_poison_event_fails_alone_with_post(collector: Collector, make: Make,
-                                              caplog: pytest.LogCaptureFixture,
-                                              batch_size: int | None, position: int) -> None:
-    """Issue 15, point 3: a collector that answers 400 to any request carrying one event;
-    before, POST delivered 0 of the 49 others (the backlog coalesced into one POST)."""
+@pytest.mark.parametrize(("method", "batch_size"),
+                         [("post", 1), ("post", 10), ("post", None), ("get", None)])
+def test_a_poison_event_fails_alone(collector: Collector, make: Make,
+                                    caplog: pytest.LogCaptureFixture, method: str,
+                                    batch_size: int | None, position: int) -> None:
+    """Issue 15, point 3: a collector that answers 400 to any request carrying one event.
+    Before, POST delivered 0 of the 49 others (the backlog coalesced into one POST); GET
+    never sent the events after the poison and reported them failed."""
     failures: list[tuple[int, PayloadDictList]] = []
     settings: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
-    tracker, emitter = make(on_failure=lambda n, p: failures.append((n, p)), **settings)
+    tracker, emitter = make(method=method, **settings,
+                            on_failure=lambda n, p: failures.append((n, p)))
     collector.faults(400, carrying={"se_la": str(position)})
     with caplog.at_level(logging.WARNING, logger="snowplow_threaded"):
         sent = track(tracker, 50)
@@ -164,27 +167,12 @@ def test_a_poison_event_fails_alone_with_post(collector: Collector, make: Make,
     assert [[p["eid"] for p in payloads] for _, payloads in failures] == [[poison]]
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1 and "HTTP 400" in refusals[0].getMessage()
-    # bounded: about log2 of the request per refused event (two halves per level)
-    assert 0 < stats.split_requests <= 2 * math.ceil(math.log2(50))
+    if method == "get":
+        assert stats.requests == 50 and stats.split_requests == 0
+    else:  # bounded: about log2 of the request per refused event (two halves per level)
+        assert 0 < stats.split_requests <= 2 * math.ceil(math.log2(50)) or batch_size == 1
     alone = [r for r in collector.requests() if r.status == 400 and len(r.events) == 1]
     assert len(alone) == 1  # sent alone once, never again
-
-
-@pytest.mark.parametrize("position", [0, 7, 49])
-def test_a_poison_event_fails_alone_with_get(collector: Collector, make: Make,
-                                             position: int) -> None:
-    """Issue 15, point 3: with GET, before, the events after the poison were never sent
-    and were reported failed."""
-    failures: list[tuple[int, PayloadDictList]] = []
-    tracker, emitter = make(method="get", on_failure=lambda n, p: failures.append((n, p)))
-    collector.faults(400, carrying={"se_la": str(position)})
-    sent = track(tracker, 50)
-    assert emitter.flush(timeout=30) is False
-    poison = sent[position]
-    assert_each_once(collector, [eid for eid in sent if eid != poison])
-    stats = emitter.stats()
-    assert stats.failed == 1 and stats.sent == 49 and stats.requests == 50
-    assert [[p["eid"] for p in payloads] for _, payloads in failures] == [[poison]]
 
 
 def test_an_oversized_post_answered_413_is_split_until_it_fits() -> None:
