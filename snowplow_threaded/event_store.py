@@ -36,8 +36,8 @@ BLOCK = "block"
 #: what an emitter does with a new event when its buffer is full (``when_full``)
 WHEN_FULL = (DROP_NEWEST, DROP_OLDEST, BLOCK)
 DEFAULT_BUFFER_CAPACITY = 100_000
-#: 16 MiB: see docs/settings.md (``buffer_max_bytes``) for why
-DEFAULT_BUFFER_MAX_BYTES = 16 * 1024 * 1024
+#: 12 MiB: see docs/settings.md (``buffer_max_bytes``) for why
+DEFAULT_BUFFER_MAX_BYTES = 12 * 1024 * 1024
 #: bytes counted per record beyond its length: the ``bytes`` object's header (33), its
 #: slot in a deque (8) and the allocator's rounding
 RECORD_OVERHEAD = 48
@@ -153,7 +153,7 @@ class InMemoryEventStore:
         (those waiting for a retry first) until it fits, and counts them
         (``evicted_oldest``); ``"block"`` refuses it, for the emitter to wait for room.
     :param max_bytes: most memory the unsettled records take, counting each as its
-        length plus :data:`RECORD_OVERHEAD` (16 MiB).
+        length plus :data:`RECORD_OVERHEAD` (12 MiB).
 
     Lock: ``_lock`` guards every field except ``_pending``'s right end and ``_in_bytes``,
     which ``put`` advances without it (see there); everything else is held only for O(1)

@@ -171,7 +171,7 @@ class EmitterSettings:
         _non_negative, "default deadline of `close()` and of the flush at exit", "5 s"))
     buffer_max_bytes: int = field(default=DEFAULT_BUFFER_MAX_BYTES, metadata=about(
         positive_int, "most memory the default store's events take (each counted as its "
-        "JSON plus 48 bytes); see below for the default", "16 MiB"))
+        "JSON plus 48 bytes); see below for the default", "12 MiB"))
     when_full: str = field(default=DROP_NEWEST, metadata=about(
         _when_full, 'a new event when the buffer is full: `"drop_newest"` drops it, '
         '`"drop_oldest"` drops the oldest waiting ones, `"block"` makes `track()` wait for '
