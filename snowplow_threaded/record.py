@@ -136,10 +136,10 @@ class CommonFields:
         text = encode_object(self.fields)[1:-1] if self.fields else ""
         self._plain = (text + ",") if text else ""
         self._text = self._plain.replace("%", "%%")
-        #: the keys of an event's fields (then None and the keys of its parts) -> its
-        #: template; None when the event sets a field of ours (ours win: _encoded) or a
-        #: key needs escaping
-        self._shapes: dict[tuple[str | None, ...], str | None] = {}
+        #: the keys of an event's fields (then None and the keys of its parts) -> (its
+        #: template, whether a part holds JSON text); the template is None when the event
+        #: sets a field of ours or of its parts (they win: _encoded) or a key needs escaping
+        self._shapes: dict[tuple[str | None, ...], tuple[str | None, bool]] = {}
 
     def record(self, fields: Mapping[str, str], eid: str, dtm: str,
                parts: Mapping[str, str] | None = None) -> Record:
@@ -153,46 +153,45 @@ class CommonFields:
             key: tuple[str | None, ...] = tuple(fields)
             values = (*fields.values(), eid, dtm)
             text = "".join(values)  # eid and dtm are clean: scanned with them, in one go
-        else:
-            if not parts.keys().isdisjoint(fields):
-                fields = {k: v for k, v in fields.items() if k not in parts}
+        else:  # (a part that is also an event field, or a key to escape: no template)
             key = (*fields, None, *parts)
-            part_values = (parts.values() if JSON_KEYS.isdisjoint(parts) else
-                           [_escape(v) if k in JSON_KEYS else v for k, v in parts.items()])
-            values = (*fields.values(), *part_values, eid, dtm)
             text = "".join(fields.values())
-        template = self._shapes.get(key, "")
-        if template == "":
-            template = self._shape(key)
+        shape = self._shapes.get(key) or self._shape(key)
+        template = shape[0]
         if (template is not None and text.isprintable() and '"' not in text
                 and "\\" not in text):
+            if parts is not None:
+                values = (*fields.values(), *(parts.values() if not shape[1] else [
+                    _escape(v) if k in JSON_KEYS else v for k, v in parts.items()]), eid, dtm)
             try:
                 return (template % values).encode("utf-8")
             except UnicodeEncodeError:  # in a part or the tracker's fields: _encoded
                 pass
         return self._encoded(fields, eid, dtm, parts)
 
-    def _shape(self, key: tuple[str | None, ...]) -> str | None:
+    def _shape(self, key: tuple[str | None, ...]) -> tuple[str | None, bool]:
+        """(template, whether a part holds JSON text to escape) for *key*."""
         template: str | None = None
         split = key.index(None) if None in key else len(key)
         own, parts = key[:split], key[split + 1:]
-        if self.keys.isdisjoint(key) and all(type(k) is str and k.isprintable()
-                                             and '"' not in k and "\\" not in k
-                                             for k in own + parts):
+        if (self.keys.isdisjoint(key) and set(own).isdisjoint(parts)
+                and all(type(k) is str and k.isprintable() and '"' not in k
+                        and "\\" not in k for k in own + parts)):
             slots = ["\"" + str(k).replace("%", "%%") + '":"%s",' for k in own]
             slots += ["\"" + str(k).replace("%", "%%")
                       + ('":%s,' if k in JSON_KEYS else '":"%s",') for k in parts]
             template = "{" + "".join(slots) + self._text + '"eid":"%s","dtm":"%s"'
+        shape = (template, not JSON_KEYS.isdisjoint(parts))
         if len(self._shapes) < _SHAPES_MAX:
-            self._shapes[key] = template
-        return template
+            self._shapes[key] = shape
+        return shape
 
     def _encoded(self, fields: Mapping[str, str], eid: str, dtm: str,
                  parts: Mapping[str, str] | None = None) -> Record:
         """The record through the C encoder (the event's own fields; ours are encoded
         already): when a value needs escaping, or the event sets a field of ours."""
-        if parts:
-            fields = {**fields, **parts}
+        if parts:  # the event's own fields, then the parts (which win)
+            fields = {**{k: v for k, v in fields.items() if k not in parts}, **parts}
         if not self.keys.isdisjoint(fields):
             fields = {k: v for k, v in fields.items() if k not in self.keys}
         own = encode_object(fields)[1:-1] if fields else ""

@@ -257,6 +257,8 @@ class Tracker(LegacyTracking):
             if event._has_json or event._context or event._true_timestamp is not None:
                 parts = {}  # what this library encodes (the event is never changed)
                 event._add_parts(parts, self.encode_base64, self.json_encoder)
+                if "e" in parts and parts["e"] == pairs.get("e"):
+                    del parts["e"]  # a self-describing event says "ue" itself already
             nv = None
         else:
             nv = self._complete(event)

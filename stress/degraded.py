@@ -116,7 +116,7 @@ def run_steady(spec: dict[str, Any]) -> dict[str, Any]:
 # -- the runner ---------------------------------------------------------------------------------
 def sustained(run: dict[str, Any], lag: float) -> bool:
     return bool(run.get("ok") and not run["dropped"] and run["unique"] == run["tracked"]
-                and run["lag_s"] <= lag)
+                and run["lag_s"] <= lag and run["producers_behind_s"] <= lag)
 
 
 def verdict(run: dict[str, Any], lag: float) -> str:
@@ -129,6 +129,8 @@ def verdict(run: dict[str, Any], lag: float) -> str:
         parts.append(f"{run['tracked'] - run['unique']:,} missing after the drain")
     if run["lag_s"] > lag:
         parts.append(f"{run['lag_s']:.1f} s behind")
+    if run["producers_behind_s"] > lag:
+        parts.append(f"the producers fell {run['producers_behind_s']:.1f} s behind the rate")
     return "; ".join(parts) or "sustained"
 
 
