@@ -391,6 +391,7 @@ def scenarios(size: Size) -> list[Scenario]:
                  child(size.flap_events, threads=size.flap_threads, rate=size.flap_rate,
                        flush_timeout=300.0,
                        emitter={"buffer_capacity": size.flap_threads * size.flap_events,
+                                "buffer_max_bytes": 1 << 30,  # room for every event
                                 "max_retry_delay_seconds": size.flap_period / 2,
                                 "thread_count": 2}),
                  drive=lambda run: flap_drive(run, size.flap_period), check=check_flap),

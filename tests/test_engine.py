@@ -825,7 +825,7 @@ def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collect
 def test_many_threads_through_one_tracker(collector: Collector, make: Make,
                                           thread_count: int) -> None:
     tracker, emitter = make(thread_count=thread_count, buffer_capacity=100_000, batch_size=50,
-                            request_timeout=5)
+                            buffer_max_bytes=64 << 20, request_timeout=5)  # room for all
     per_thread, n_threads = 5000, 16
     ids: list[list[str]] = [[] for _ in range(n_threads)]
 
