@@ -17,7 +17,7 @@ Standard library only; importing this package starts nothing.
 """
 
 from .http_types import Limits
-from .iglu import Resolver, SchemaKey, SchemaUnavailable
+from .iglu import InvalidSchemaURI, Resolver, SchemaKey, SchemaUnavailable, parse_schema_uri
 from .protocol import Checked, EventChecker
 from .schema_types import SchemaError, ValidationError
 from .server import Collector
@@ -31,6 +31,7 @@ __all__ = [
     "EventChecker",
     "EventStore",
     "GoodEvent",
+    "InvalidSchemaURI",
     "Limits",
     "RequestInfo",
     "Resolver",
@@ -40,4 +41,5 @@ __all__ = [
     "Summary",
     "ValidationError",
     "Validator",
+    "parse_schema_uri",
 ]

@@ -22,16 +22,27 @@ from typing import Any
 from .schema_types import SchemaError
 from .validator import Validator
 
-__all__ = ["BUNDLED_DIR", "IGLU_URI", "Resolver", "SchemaKey", "SchemaUnavailable"]
+__all__ = ["BUNDLED_DIR", "IGLU_URI", "MAX_URI_LENGTH", "InvalidSchemaURI", "Resolver",
+           "SchemaKey", "SchemaUnavailable", "parse_schema_uri"]
 
 logger = logging.getLogger("snowplow_threaded.collector.iglu")
 
 #: Directory of the schemas bundled with the package.
 BUNDLED_DIR = Path(__file__).resolve().parent / "iglu"
 
-#: ``iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION``.
+#: Longest vendor, name or format (Iglu Central's longest vendor has 50 characters).
+_MAX_PART = 128
+#: Longest schema URI accepted; longer strings are not parsed (nor cached).
+MAX_URI_LENGTH = 5 + 3 * _MAX_PART + 3 + 3 * 9 + 2
+_PART = rf"[a-zA-Z0-9_-]{{1,{_MAX_PART}}}"
+_VERSION_NUMBER = r"(?:0|[1-9][0-9]{0,8})"
+#: ``iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION`` as Iglu defines it: the vendor is
+#: dot-separated labels (a reverse domain name, so never ``.``, ``..`` or empty), name and
+#: format one label each, SchemaVer numbers without leading zeros and a model from 1. ASCII
+#: only, nothing escaped: no ``/``, ``%``, ``\\``, NUL or space can reach a file path.
 IGLU_URI = re.compile(
-    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([0-9]+)-([0-9]+)-([0-9]+)"
+    rf"iglu:({_PART}(?:\.{_PART})*)/({_PART})/({_PART})/"
+    rf"([1-9][0-9]{{0,8}})-({_VERSION_NUMBER})-({_VERSION_NUMBER})"
 )
 
 _MAX_MISSES = 1024
@@ -46,6 +57,11 @@ _FALLBACKS = {
 }
 
 
+class InvalidSchemaURI(ValueError):
+    """A string that is not a valid Iglu schema URI; the message says why (with the
+    string cut and escaped, fit for an error row or a log line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaKey:
     """The parts of an Iglu URI."""
@@ -57,8 +73,11 @@ class SchemaKey:
 
     @staticmethod
     def parse(uri: object) -> SchemaKey | None:
-        """The key of *uri*, or None if it is not an Iglu URI (cached: URIs repeat)."""
-        return _parse(uri) if isinstance(uri, str) else None
+        """The key of *uri*, or None if it is not a valid Iglu URI (see
+        :func:`parse_schema_uri`)."""
+        if not isinstance(uri, str) or len(uri) > MAX_URI_LENGTH:
+            return None
+        return _parse(uri)
 
     @property
     def uri(self) -> str:
@@ -69,10 +88,32 @@ class SchemaKey:
         return Path(self.vendor, self.name, self.format, self.version)
 
 
+def parse_schema_uri(uri: object) -> SchemaKey:
+    """The parts of the Iglu schema URI *uri*, checked strictly: the one gate between
+    client-chosen schema names and schema files (the resolver and ``/micro/iglu`` use it).
+
+    Accepts ``iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION`` with a vendor of
+    dot-separated labels and name and format of ``[a-zA-Z0-9_-]`` (each at most 128
+    characters) and SchemaVer numbers (no leading zeros, model from 1, at most 9 digits).
+    Raises :class:`InvalidSchemaURI` for anything else: ``..`` or ``.`` labels, absolute
+    paths, ``%``-escapes, NUL, white space, non-ASCII digits, over-long parts.
+    """
+    key = SchemaKey.parse(uri)
+    if key is not None:
+        return key
+    if not isinstance(uri, str):
+        raise InvalidSchemaURI(f"a schema URI must be a string, got {type(uri).__name__}")
+    if len(uri) > MAX_URI_LENGTH:
+        raise InvalidSchemaURI(f"{uri[:80]!r}... ({len(uri)} characters) is not a valid Iglu "
+                               f"schema URI: longer than {MAX_URI_LENGTH} characters")
+    raise InvalidSchemaURI(f"{uri[:200]!r} is not a valid Iglu schema URI "
+                           f"(iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION)")
+
+
 @functools.lru_cache(maxsize=1024)
-def _parse(uri: str) -> SchemaKey | None:
+def _parse(uri: str) -> SchemaKey | None:  # only strings up to MAX_URI_LENGTH: bounded
     match = IGLU_URI.fullmatch(uri)
-    if match is None:
+    if match is None or len(match.group(1)) > _MAX_PART:
         return None
     vendor, name, fmt, model, revision, addition = match.groups()
     return SchemaKey(vendor, name, fmt, f"{model}-{revision}-{addition}")
@@ -119,8 +160,14 @@ class Resolver:
     def validator(self, uri: str) -> Validator:
         """The compiled schema of *uri*. Raises :class:`SchemaUnavailable` with the reason
         (cached: a missing schema is not looked for again until :meth:`clear`; at most
-        1024 misses are remembered)."""
+        1024 misses are remembered). A string that is not a valid Iglu URI (see
+        :func:`parse_schema_uri`) is refused before any file is looked for."""
         found = self._cache.get(uri)
+        if found is None and SchemaKey.parse(uri) is None:
+            try:
+                parse_schema_uri(uri)
+            except InvalidSchemaURI as exc:
+                raise SchemaUnavailable(str(exc)) from None
         if found is None:
             with self._lock:
                 found = self._cache.get(uri)
@@ -153,14 +200,24 @@ class Resolver:
     def _find(self, key: SchemaKey) -> Path | None:
         for directory in self.directories:
             path = directory / key.relative_path
-            if path.is_file():
-                return path
+            try:
+                if path.is_file():
+                    return path
+            except OSError:  # unreadable directory: as if the file were not there
+                continue
         return None
+
+    def _where(self, path: Path) -> str:
+        """Where *path* is, for messages clients see: never an absolute path."""
+        for index, directory in enumerate(self.user_directories, 1):
+            if path.is_relative_to(directory):
+                return f"{path.relative_to(directory)} in schema directory {index}"
+        return f"bundled {path.relative_to(BUNDLED_DIR)}"
 
     def _load(self, uri: str) -> Validator | SchemaUnavailable:
         key = SchemaKey.parse(uri)
-        if key is None:
-            return SchemaUnavailable(f"{uri!r} is not an Iglu schema URI")
+        if key is None:  # pragma: no cover - validator() refuses these first
+            return SchemaUnavailable(f"{uri[:200]!r} is not a valid Iglu schema URI")
         if key.format != "jsonschema":
             return SchemaUnavailable(f"{uri}: only jsonschema schemas are supported")
         path = self._find(key)
@@ -169,24 +226,27 @@ class Resolver:
             path = self._find(fallback) if fallback is not None else None
             key = fallback or key
         if path is None:
-            where = ", ".join(str(d) for d in self.user_directories) or "none given"
+            given = len(self.user_directories)  # how many, not where: clients see this
             return SchemaUnavailable(f"unknown schema {uri} (neither bundled nor in a schema "
-                                     f"directory: {where})")
+                                     f"directory: {given or 'none'} given)")
+        where = self._where(path)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            return SchemaUnavailable(f"schema {uri} ({path}) cannot be read: {exc}")
+        except OSError as exc:
+            return SchemaUnavailable(f"schema {uri} ({where}) cannot be read: {exc.strerror}")
+        except ValueError as exc:
+            return SchemaUnavailable(f"schema {uri} ({where}) is not JSON: {exc}")
         if not isinstance(document, dict):
-            return SchemaUnavailable(f"schema {uri} ({path}) is not a JSON object")
+            return SchemaUnavailable(f"schema {uri} ({where}) is not a JSON object")
         problem = _self_block_problem(document, key)
         if problem:
-            return SchemaUnavailable(f"schema {uri} ({path}): {problem}")
+            return SchemaUnavailable(f"schema {uri} ({where}): {problem}")
         try:
             validator = Validator(document)
         except SchemaError as exc:
-            return SchemaUnavailable(f"schema {uri} ({path}) is not a usable schema: {exc}")
+            return SchemaUnavailable(f"schema {uri} ({where}) is not a usable schema: {exc}")
         except RecursionError:
-            return SchemaUnavailable(f"schema {uri} ({path}) is nested too deeply")
+            return SchemaUnavailable(f"schema {uri} ({where}) is nested too deeply")
         self._documents[uri] = document
         logger.debug("loaded schema %s from %s", uri, path)
         return validator

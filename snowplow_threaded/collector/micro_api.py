@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .http_types import Request, Response
-from .iglu import Resolver, SchemaUnavailable
+from .iglu import InvalidSchemaURI, Resolver, SchemaUnavailable, parse_schema_uri
 from .protocol import load_json
 from .store import BadEvent, EventStore, GoodEvent
 
@@ -131,7 +131,10 @@ class MicroApi:
                           f"supported: {_ENDPOINTS}")
 
     def _schema(self, parts: list[str]) -> Response:
-        uri = "iglu:" + "/".join(parts)
+        try:
+            uri = parse_schema_uri("iglu:" + "/".join(parts)).uri
+        except InvalidSchemaURI as exc:
+            return _text(400, str(exc))
         try:
             return json_response(self.resolver.document(uri))
         except SchemaUnavailable as exc:

@@ -31,7 +31,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from .iglu import Resolver, SchemaKey, SchemaUnavailable
+from .iglu import InvalidSchemaURI, Resolver, SchemaKey, SchemaUnavailable, parse_schema_uri
 from .schema_types import ValidationError
 
 __all__ = ["CONTEXTS", "EVENT_TYPES", "PAYLOAD_DATA", "PLATFORMS", "UNSTRUCT_EVENT",
@@ -273,8 +273,10 @@ class EventChecker:
 
     def _validate(self, uri: Any, data: Any, where: str) -> list[str]:
         """Errors of *data* against schema *uri*, each prefixed with *where*."""
-        if not isinstance(uri, str) or SchemaKey.parse(uri) is None:
-            return [f"{where}: {str(uri)[:200]!r} is not an Iglu schema URI"]
+        try:
+            parse_schema_uri(uri)
+        except InvalidSchemaURI as exc:
+            return [f"{where}: {exc}"]
         try:
             validator = self.resolver.validator(uri)
         except SchemaUnavailable as exc:
