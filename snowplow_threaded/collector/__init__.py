@@ -21,7 +21,7 @@ from .iglu import InvalidSchemaURI, Resolver, SchemaKey, SchemaUnavailable, pars
 from .protocol import Checked, EventChecker
 from .schema_types import SchemaError, ValidationError
 from .server import Collector
-from .store import BadEvent, EventStore, GoodEvent, RequestInfo, Summary
+from .store import BadEvent, EventLog, GoodEvent, RequestInfo, Summary
 from .validator import Validator
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "Checked",
     "Collector",
     "EventChecker",
-    "EventStore",
+    "EventLog",
     "GoodEvent",
     "InvalidSchemaURI",
     "Limits",

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from .http_types import Request, Response
 from .iglu import SchemaKey
 from .protocol import EventChecker, load_json
-from .store import BadEvent, EventStore, GoodEvent, RequestInfo
+from .store import BadEvent, EventLog, GoodEvent, RequestInfo
 
 __all__ = ["PIXEL", "Ingestor"]
 
@@ -40,7 +40,7 @@ class Ingestor:
     :param body_keep: characters of a bad request's body kept with it
     """
 
-    def __init__(self, checker: EventChecker, store: EventStore, body_keep: int = 16384) -> None:
+    def __init__(self, checker: EventChecker, store: EventLog, body_keep: int = 16384) -> None:
         self.checker = checker
         self.store = store
         self.body_keep = body_keep

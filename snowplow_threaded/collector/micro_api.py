@@ -23,7 +23,7 @@ from typing import Any
 from .http_types import Request, Response
 from .iglu import InvalidSchemaURI, Resolver, SchemaUnavailable, parse_schema_uri
 from .protocol import load_json
-from .store import BadEvent, EventStore, GoodEvent
+from .store import BadEvent, EventLog, GoodEvent
 
 __all__ = ["MicroApi"]
 
@@ -99,7 +99,7 @@ def filter_bad(events: Sequence[BadEvent], filters: dict[str, Any]) -> list[BadE
 class MicroApi:
     """Answers ``/micro/...`` requests from *store* (schemas from *resolver*)."""
 
-    def __init__(self, store: EventStore, resolver: Resolver) -> None:
+    def __init__(self, store: EventLog, resolver: Resolver) -> None:
         self.store = store
         self.resolver = resolver
 

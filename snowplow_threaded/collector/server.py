@@ -34,7 +34,7 @@ from .iglu import Resolver
 from .ingest import PIXEL, Ingestor
 from .micro_api import MicroApi
 from .protocol import EventChecker
-from .store import BadEvent, EventStore, GoodEvent, Summary
+from .store import BadEvent, EventLog, GoodEvent, Summary
 
 __all__ = ["Collector"]
 
@@ -65,7 +65,7 @@ class Collector:
         self._requested_port = port
         self.limits = limits or Limits()
         self.resolver = Resolver(schemas)
-        self.store = EventStore(max_events, max_bytes)
+        self.store = EventLog(max_events, max_bytes)
         self._ingest = Ingestor(EventChecker(self.resolver), self.store)
         self._api = MicroApi(self.store, self.resolver)
         self._http = HTTPServer(self._route, self.limits)

@@ -1,7 +1,7 @@
 """What the collector keeps: good and bad events in bounded memory, and their Snowplow
 Micro JSON form.
 
-:class:`EventStore` holds at most ``max_events`` good and ``max_events`` bad events, and
+:class:`EventLog` holds at most ``max_events`` good and ``max_events`` bad events, and
 about ``max_bytes`` of each; beyond that, the oldest are evicted and counted. Every method
 is thread-safe (one lock); the server thread adds, any thread reads. Events are immutable
 records, shared with readers: treat what you get as read-only.
@@ -19,7 +19,7 @@ from typing import Any, Literal
 from .canonical import canonical_event, iso_timestamp
 from .protocol import decode_field
 
-__all__ = ["BadEvent", "EventStore", "GoodEvent", "RequestInfo", "Summary"]
+__all__ = ["BadEvent", "EventLog", "GoodEvent", "RequestInfo", "Summary"]
 
 SOURCE_NAME = "snowplow-threaded-collector"
 _VENDOR = "com.snowplowanalytics.snowplow"
@@ -162,7 +162,7 @@ def _size(event: GoodEvent | BadEvent) -> int:
     return size + 400
 
 
-class EventStore:
+class EventLog:
     """Bounded, thread-safe store of good and bad events (in arrival order).
 
     :param max_events: most good events kept, and most bad events kept (each >= 1)
