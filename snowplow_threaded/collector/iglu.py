@@ -232,10 +232,9 @@ class Resolver:
         where = self._where(path)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            return SchemaUnavailable(f"schema {uri} ({where}) cannot be read: {exc.strerror}")
-        except ValueError as exc:
-            return SchemaUnavailable(f"schema {uri} ({where}) is not JSON: {exc}")
+        except (OSError, ValueError) as exc:  # strerror: an OSError's text names the path
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            return SchemaUnavailable(f"schema {uri} ({where}) cannot be read: {reason}")
         if not isinstance(document, dict):
             return SchemaUnavailable(f"schema {uri} ({where}) is not a JSON object")
         problem = _self_block_problem(document, key)
