@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from .http_types import Request, Response
 from .iglu import SchemaKey
+from .logtext import loggable
 from .protocol import EventChecker, load_json
 from .store import BadEvent, EventLog, GoodEvent, RequestInfo
 
@@ -59,7 +60,8 @@ class Ingestor:
         text = request.body[: self.body_keep * 4].decode("utf-8", "replace")[: self.body_keep]
         info = self._info(request, api_version, text if request.body else None)
         self.store.add(bad=[BadEvent((reason,), None, info)])
-        logger.info("bad request %s %s: %s", request.method, request.path, reason)
+        logger.info("bad request %s %s: %s", request.method, loggable(request.path),
+                    loggable(reason))
         return Response(400, (reason + "\n").encode("utf-8"), "text/plain; charset=utf-8")
 
     def post(self, request: Request) -> Response:
@@ -107,7 +109,8 @@ class Ingestor:
                                       checked.contexts, info))
         self.store.add(good, bad)
         if bad:
-            logger.info("%d bad event(s) from %s: %s", len(bad), info.ip, bad[0].errors[0])
+            logger.info("%d bad event(s) from %s: %s", len(bad), loggable(info.ip),
+                        loggable(bad[0].errors[0]))
 
 
 def _payload_problem(payload: object) -> str | None:

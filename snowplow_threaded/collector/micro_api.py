@@ -11,17 +11,21 @@
 * ``GET /micro/events``: the canonical events of the good events, most recent first.
 * ``GET /micro/iglu/VENDOR/NAME/jsonschema/VERSION``: a schema the collector knows.
 
-Runs on the server's loop thread; reads the (thread-safe) store.
+Lists are streamed and page with ``?offset=N&limit=M`` (``offset`` beside ``limit`` in a
+POST's filters); see :mod:`.answers`. ``HEAD /micro/reset`` is refused (a HEAD changes
+nothing). Runs on the server's worker thread; reads the (thread-safe) store.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
+from .answers import json_response, page, stream_response
 from .http_types import Request, Response
 from .iglu import InvalidSchemaURI, Resolver, SchemaUnavailable, parse_schema_uri
+from .logtext import loggable
 from .protocol import load_json
 from .store import BadEvent, EventLog, GoodEvent
 
@@ -29,13 +33,6 @@ __all__ = ["MicroApi"]
 
 _ENDPOINTS = ("/micro/all, /micro/good, /micro/bad, /micro/reset, /micro/events, "
               "/micro/iglu/VENDOR/NAME/jsonschema/VERSION")
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def json_response(value: Any, status: int = 200) -> Response:
-    return Response(status, _encode(value).encode("utf-8"), "application/json")
-
-
 def _text(status: int, message: str) -> Response:
     return Response(status, (message + "\n").encode("utf-8"), "text/plain; charset=utf-8")
 
@@ -71,29 +68,36 @@ def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
     return found
 
 
-def _limit(events: Sequence[Any], filters: dict[str, Any]) -> list[Any]:
-    limit = filters.get("limit")
-    return list(events if limit is None else events[:limit])
-
-
-def filter_good(events: Sequence[GoodEvent], filters: dict[str, Any]) -> list[GoodEvent]:
-    """Micro's good-event filters over *events* (most recent first)."""
+def filter_good(events: Iterable[GoodEvent], filters: dict[str, Any]) -> Iterator[GoodEvent]:
+    """Micro's good-event filters over *events* (most recent first), lazily; ``limit``
+    and ``offset`` page the result."""
     event_type, schema = filters.get("event_type"), filters.get("schema")
-    contexts = filters.get("contexts") or []
-    kept = [e for e in events
+    contexts = frozenset(filters.get("contexts") or ())
+    kept = (e for e in events
             if (event_type is None or e.event_type == event_type)
             and (schema is None or e.schema == schema)
-            and all(c in e.contexts for c in contexts)]
-    return _limit(kept, filters)
+            and (not contexts or contexts.issubset(e.contexts)))
+    return page(kept, filters.get("offset"), filters.get("limit"))
 
 
-def filter_bad(events: Sequence[BadEvent], filters: dict[str, Any]) -> list[BadEvent]:
-    """Micro's bad-event filters over *events* (most recent first)."""
+def filter_bad(events: Iterable[BadEvent], filters: dict[str, Any]) -> Iterator[BadEvent]:
+    """Micro's bad-event filters over *events* (most recent first), lazily."""
     vendor, version = filters.get("vendor"), filters.get("version")
-    kept = [e for e in events
+    kept = (e for e in events
             if (vendor is None or vendor == "com.snowplowanalytics.snowplow")
-            and (version is None or e.request.api_version == version)]
-    return _limit(kept, filters)
+            and (version is None or e.request.api_version == version))
+    return page(kept, filters.get("offset"), filters.get("limit"))
+
+
+def _paging(request: Request) -> dict[str, Any]:
+    """``offset`` and ``limit`` from a GET's query string."""
+    found: dict[str, Any] = {}
+    for name, value in parse_qsl(request.query, max_num_fields=20):
+        if name in ("offset", "limit"):
+            if not value.isdigit() or len(value) > 12:
+                raise _BadFilter(f"{name} must be a non-negative integer")
+            found[name] = int(value)
+    return found
 
 
 class MicroApi:
@@ -108,27 +112,38 @@ class MicroApi:
         method = request.method if request.method != "HEAD" else "GET"
         name = parts[0] if parts else ""
         try:
+            if name == "reset" and request.method == "HEAD":  # HEAD must change nothing
+                return Response(405, b"use GET or POST\n", "text/plain",
+                                (("Allow", "GET, POST"),))
             if name in ("all", "reset") and len(parts) == 1 and method in ("GET", "POST"):
                 if name == "reset":
                     self.store.reset()
                 return json_response(self.store.summary().as_micro())
             if name == "good" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = _filters(request, {"event_type": str, "schema": str,
-                                             "contexts": list, "limit": int})
-                good = self.store.good()[::-1]
-                return json_response([e.to_micro() for e in filter_good(good, filters)])
+                filters = self._filters(request, {"event_type": str, "schema": str,
+                                                  "contexts": list, "limit": int})
+                good = reversed(self.store.good())
+                return stream_response(filter_good(good, filters), GoodEvent.to_micro)
             if name == "bad" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = _filters(request, {"vendor": str, "version": str, "limit": int})
-                bad = self.store.bad()[::-1]
-                return json_response([e.to_micro() for e in filter_bad(bad, filters)])
+                filters = self._filters(request, {"vendor": str, "version": str, "limit": int})
+                bad = reversed(self.store.bad())
+                return stream_response(filter_bad(bad, filters), BadEvent.to_micro)
             if name == "events" and len(parts) == 1 and method == "GET":
-                return json_response([e.event for e in self.store.good()[::-1]])
+                events = page(reversed(self.store.good()), **_paging(request))
+                return stream_response(events, _canonical)
             if name == "iglu" and len(parts) == 5 and method == "GET":
                 return self._schema(parts[1:])
         except _BadFilter as exc:
             return _text(400, str(exc))
-        return _text(404, f"unknown endpoint {request.method} {request.path}; "
+        return _text(404, f"unknown endpoint {request.method} {loggable(request.path, 100)}; "
                           f"supported: {_ENDPOINTS}")
+
+    @staticmethod
+    def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
+        """A POST's filters (plus ``offset``), or a GET's paging."""
+        if request.method == "POST":
+            return _filters(request, {**allowed, "offset": int})
+        return _paging(request)
 
     def _schema(self, parts: list[str]) -> Response:
         try:
@@ -139,3 +154,7 @@ class MicroApi:
             return json_response(self.resolver.document(uri))
         except SchemaUnavailable as exc:
             return _text(404, str(exc))
+
+
+def _canonical(event: GoodEvent) -> dict[str, Any]:
+    return event.event

@@ -11,7 +11,8 @@ Example::
         assert collector.good()[0].parameters["se_ac"] == "buy"
 
 The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
-import). Every public method is thread-safe. Routes: the tracker protocol (see
+import), and the heavy requests on one worker thread (started on first use). Every public
+method is thread-safe. Routes: the tracker protocol (see
 :mod:`.ingest`), Snowplow Micro's REST API (see :mod:`.micro_api`), ``GET /health``
 (``200 OK``; ``503`` while paused) and CORS pre-flight (``OPTIONS``).
 """
@@ -42,6 +43,8 @@ logger = logging.getLogger("snowplow_threaded.collector")
 
 TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 _PIXEL_SUFFIXES = ("/i", "/ice.png")
+#: Tracker requests up to this size are judged on the event loop (a few ms at most).
+_INLINE_BYTES = 64 * 1024
 
 
 class Collector:
@@ -68,7 +71,7 @@ class Collector:
         self.store = EventLog(max_events, max_bytes)
         self._ingest = Ingestor(EventChecker(self.resolver), self.store)
         self._api = MicroApi(self.store, self.resolver)
-        self._http = HTTPServer(self._route, self.limits)
+        self._http = HTTPServer(self._route, self.limits, offload=self._heavy)
         self._pause: tuple[int, float | None] | None = None
         self._refused = 0
         self._port = 0
@@ -199,14 +202,23 @@ class Collector:
         return self._pause is not None
 
     def stats(self) -> dict[str, Any]:
-        """Server counters: connections (total, open), requests, error replies by status,
-        request bytes buffered now, tracker requests refused while paused."""
+        """Server counters: connections (total, open, the cap in force), requests, error
+        replies by status, request bytes held now, the longest the event loop was late (s),
+        tracker requests refused while paused."""
         http = self._http.stats
         return {"connections": http.connections, "open_connections": http.open_connections,
-                "requests": http.requests, "errors": dict(http.errors),
-                "buffered_bytes": http.buffered_bytes, "refused_while_paused": self._refused}
+                "max_connections": http.max_connections, "requests": http.requests,
+                "errors": dict(http.errors), "buffered_bytes": http.buffered_bytes,
+                "loop_lag_max": http.loop_lag_max, "refused_while_paused": self._refused}
 
-    # -- routing (on the loop thread) --------------------------------------------------------
+    # -- routing ---------------------------------------------------------------------------
+    @staticmethod
+    def _heavy(request: Request) -> bool:
+        """Requests handled on the worker thread rather than the event loop: the Micro API
+        (it may walk every event held) and tracker requests over ``_INLINE_BYTES``."""
+        return (request.path.startswith("/micro")
+                or len(request.body) + len(request.query) > _INLINE_BYTES)
+
     def _route(self, request: Request) -> Response:
         path, method = request.path, request.method
         if path == "/micro" or path.startswith("/micro/"):
@@ -232,7 +244,8 @@ class Collector:
     def _tracker(self, request: Request, ingest: Callable[[Request], Response]) -> Response:
         pause = self._pause
         if pause is not None:
-            self._refused += 1
+            with self._lock:  # tracker requests come from the loop and the worker thread
+                self._refused += 1
             status, retry_after = pause
             headers = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
             return Response(status, b"paused\n", "text/plain", headers + _cors(request))
