@@ -42,20 +42,21 @@ __all__ = ["HTTPServer", "connection_cap"]
 logger = logging.getLogger("snowplow_threaded.collector.http")
 
 
-def connection_cap(wanted: int) -> int:
-    """*wanted*, lowered so that the connections, the ``OVERFLOW`` ones being refused and a
-    reserve (an eighth, at least 16) for the rest of the process fit under
-    ``RLIMIT_NOFILE``: past it, ``accept()`` fails and no client gets an answer."""
+def connection_cap(wanted: int) -> tuple[int, int]:
+    """The connections to serve and, over that, to refuse with a 503 that lingers:
+    *wanted* and ``OVERFLOW``, lowered so that both and a reserve (an eighth of the limit,
+    at least 16) for the rest of the process fit under ``RLIMIT_NOFILE``. Past it,
+    ``accept()`` fails and no client gets an answer."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):  # pragma: no cover - not on POSIX
-        return wanted
+        return wanted, OVERFLOW
     if soft == resource.RLIM_INFINITY or soft <= 0:
-        return wanted
-    reserve = max(16, soft // 8)
-    return max(1, min(wanted, soft - reserve - min(OVERFLOW, soft // 8)))
+        return wanted, OVERFLOW
+    overflow = min(OVERFLOW, soft // 8)
+    return max(1, min(wanted, soft - max(16, soft // 8) - overflow)), overflow
 
 
 class HTTPServer:
@@ -71,6 +72,7 @@ class HTTPServer:
         self.stats = ServerStats(max_connections=limits.max_connections)
         self.connections: set[Connection] = set()
         self.refusing: set[Connection] = set()  # over the cap, delivering their 503
+        self.overflow = OVERFLOW  # most of those
         self.date = email.utils.formatdate(usegmt=True)
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -84,7 +86,7 @@ class HTTPServer:
     async def start(self, host: str, port: int) -> int:
         """Listen on *host*:*port* (0: any free port); returns the port. Raises ``OSError``."""
         loop = asyncio.get_running_loop()
-        self.stats.max_connections = connection_cap(self.limits.max_connections)
+        self.stats.max_connections, self.overflow = connection_cap(self.limits.max_connections)
         loop.set_exception_handler(_quiet_socket_errors)
         self._server = await loop.create_server(lambda: Connection(self), host, port,
                                                 reuse_address=True, backlog=1024)

@@ -76,7 +76,7 @@ class Connection(asyncio.Protocol):
             return
         stats.errors[503] = stats.errors.get(503, 0) + 1
         transport.write(_REFUSED)
-        if len(server.refusing) >= OVERFLOW:
+        if len(server.refusing) >= server.overflow:
             self.close()
         else:
             server.refusing.add(self)

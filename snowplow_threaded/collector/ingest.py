@@ -32,6 +32,7 @@ logger = logging.getLogger("snowplow_threaded.collector.ingest")
 PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00"
          b"\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 _MAX_FIELDS = 1000
+_SLICE = 1000
 _PAYLOAD_VERSIONS = ("1-0-0", "1-0-1", "1-0-2", "1-0-3", "1-0-4")
 
 
@@ -97,20 +98,28 @@ class Ingestor:
         return Response(200, PIXEL, "image/gif", (("Cache-Control", "no-cache, no-store"),))
 
     def _judge(self, events: list[object], info: RequestInfo) -> None:
-        good: list[GoodEvent] = []
-        bad: list[BadEvent] = []
-        for raw in events:
-            checked = self.checker.check(raw)
-            if checked.errors:
-                bad.append(BadEvent(tuple(checked.errors), checked.parameters, info))
-            else:
-                assert checked.parameters is not None
-                good.append(GoodEvent(checked.parameters, checked.event_type, checked.schema,
-                                      checked.contexts, info))
-        self.store.add(good, bad)
-        if bad:
-            logger.info("%d bad event(s) from %s: %s", len(bad), loggable(info.ip),
-                        loggable(bad[0].errors[0]))
+        """Judge *events* and keep them, ``_SLICE`` at a time: a batch of 300 000 events
+        never exists as 300 000 records at once (they would be walked by every full
+        garbage collection while it is judged)."""
+        bad_count, first_error = 0, ""
+        for start in range(0, len(events), _SLICE):
+            good: list[GoodEvent] = []
+            bad: list[BadEvent] = []
+            for raw in events[start:start + _SLICE]:
+                checked = self.checker.check(raw)
+                if checked.errors:
+                    bad.append(BadEvent(tuple(checked.errors), checked.parameters, info))
+                else:
+                    assert checked.parameters is not None
+                    good.append(GoodEvent(checked.parameters, checked.event_type,
+                                          checked.schema, checked.contexts, info))
+            if bad and not bad_count:
+                first_error = bad[0].errors[0]
+            bad_count += len(bad)
+            self.store.add(good, bad, last_of_request=start + _SLICE >= len(events))
+        if bad_count:
+            logger.info("%d bad event(s) from %s: %s", bad_count, loggable(info.ip),
+                        loggable(first_error))
 
 
 def _payload_problem(payload: object) -> str | None:

@@ -122,14 +122,14 @@ class MicroApi:
             if name == "good" and len(parts) == 1 and method in ("GET", "POST"):
                 filters = self._filters(request, {"event_type": str, "schema": str,
                                                   "contexts": list, "limit": int})
-                good = reversed(self.store.good())
+                good = self.store.iter_good(newest_first=True)
                 return stream_response(filter_good(good, filters), GoodEvent.to_micro)
             if name == "bad" and len(parts) == 1 and method in ("GET", "POST"):
                 filters = self._filters(request, {"vendor": str, "version": str, "limit": int})
-                bad = reversed(self.store.bad())
+                bad = self.store.iter_bad(newest_first=True)
                 return stream_response(filter_bad(bad, filters), BadEvent.to_micro)
             if name == "events" and len(parts) == 1 and method == "GET":
-                events = page(reversed(self.store.good()), **_paging(request))
+                events = page(self.store.iter_good(newest_first=True), **_paging(request))
                 return stream_response(events, _canonical)
             if name == "iglu" and len(parts) == 5 and method == "GET":
                 return self._schema(parts[1:])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar
 
 from .canonical import canonical_event, iso_timestamp
 from .protocol import decode_field
@@ -22,6 +22,7 @@ from .protocol import decode_field
 __all__ = ["BadEvent", "EventLog", "GoodEvent", "RequestInfo", "Summary"]
 
 SOURCE_NAME = "snowplow-threaded-collector"
+T = TypeVar("T")
 _VENDOR = "com.snowplowanalytics.snowplow"
 
 
@@ -147,27 +148,117 @@ class Summary:
         return {"total": self.good + self.bad, "good": self.good, "bad": self.bad}
 
 
-def _size(event: GoodEvent | BadEvent) -> int:
-    """About how many bytes of memory *event* holds (its own share, not the request's)."""
-    params = event.parameters
-    if params is None:
-        size = 0
-    elif isinstance(event, GoodEvent):  # all values are strings
-        size = sum(map(len, params.values())) + 80 * len(params)
-    else:
-        size = sum(len(v) if isinstance(v, str) else len(repr(v)) for v in params.values())
-        size += 80 * len(params)
-    if isinstance(event, BadEvent):
-        size += len(event.request.body or "") + sum(map(len, event.errors))
-    return size + 400
+def _request_size(info: RequestInfo) -> int:
+    """About the memory one request's record takes: its headers and query string too
+    (a request with 60 KB of headers can carry a single tiny event)."""
+    return (600 + 56 * len(info.headers) + sum(map(len, info.headers)) + len(info.path)
+            + len(info.query) + len(info.body or "") + len(info.content_type or "")
+            + len(info.useragent or "") + len(info.referer or "") + len(info.hostname or ""))
+
+
+def _json_size(value: Any) -> int:
+    """About the memory a decoded JSON value takes (walked in Python: a huge value costs
+    time, not a long hold on the interpreter as ``repr()`` would)."""
+    size = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += 50 + len(item)
+        elif isinstance(item, dict):
+            size += 100 + 60 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            size += 56 + 8 * len(item)
+            stack.extend(item)
+        else:
+            size += 32
+    return size
+
+
+def _event_size(event: GoodEvent | BadEvent) -> int:
+    """About the memory *event* takes on its own (its request is counted apart)."""
+    if isinstance(event, GoodEvent):  # every key and value a string
+        params = event.parameters
+        return (300 + 160 * len(params) + sum(map(len, params)) + sum(map(len, params.values()))
+                + sum(50 + len(c) for c in event.contexts) + len(event.schema or ""))
+    return (300 + sum(50 + len(e) for e in event.errors)
+            + (_json_size(event.parameters) if event.parameters is not None else 0))
+
+
+#: How an event is held: an exact tuple of its fields (its request's fields as a tuple, its
+#: parameters as a tuple of pairs), then its estimated size. The garbage collector stops
+#: tracking tuples of untracked items, so the events held cost a full collection nothing;
+#: as dataclass instances, 300 000 of them made each full collection take 50 ms and more,
+#: stalling every thread.
+_Packed = tuple[Any, ...]
+_REQUEST_FIELDS = tuple(f.name for f in fields(RequestInfo))
+
+
+def _pack(events: list[Any], charge: bool) -> list[_Packed]:
+    """*events* as held. When *charge*, each request's size is charged to its last event
+    (the last one of its request to be evicted), so a request is counted once, while it
+    is held."""
+    last: dict[int, int] = {}
+    for index, event in enumerate(events):
+        last[id(event.request)] = index if charge else -1
+    packed_requests: dict[int, tuple[Any, ...]] = {}
+    packed = []
+    for index, event in enumerate(events):
+        request = event.request
+        key = id(request)
+        fields_of_request = packed_requests.get(key)
+        if fields_of_request is None:
+            fields_of_request = packed_requests[key] = tuple(
+                getattr(request, name) for name in _REQUEST_FIELDS)
+        size = _event_size(event) + (_request_size(request) if last[key] == index else 0)
+        packed.append((*(_PACKERS.get(name, _same)(getattr(event, name))
+                         if name != "request" else fields_of_request
+                         for name in _FIELDS[type(event)]), size))
+    return packed
+
+
+def _unpack(kind: type[T], held: Iterable[_Packed]) -> Iterator[T]:
+    """The events *held* as :class:`GoodEvent` or :class:`BadEvent` records (one
+    :class:`RequestInfo` per request), lazily."""
+    names = _FIELDS[kind]
+    at, params = names.index("request"), names.index("parameters")
+    requests: dict[int, RequestInfo] = {}
+    for item in held:
+        packed_request = item[at]
+        request = requests.get(id(packed_request))
+        if request is None:
+            request = requests[id(packed_request)] = RequestInfo(*packed_request)
+        values = list(item[:-1])
+        values[at] = request
+        if values[params] is not None:
+            values[params] = dict(values[params])
+        yield kind(*values)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _items(value: dict[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:
+    """A dict as a tuple of pairs: a tuple holding a dict is always tracked."""
+    return tuple(value.items()) if value is not None else None
+
+
+_PACKERS: dict[str, Callable[[Any], Any]] = {"parameters": _items}
 
 
 class EventLog:
     """Bounded, thread-safe store of good and bad events (in arrival order).
 
     :param max_events: most good events kept, and most bad events kept (each >= 1)
-    :param max_bytes: about the most memory the good events take, and the bad events
-        (estimated from their sizes); the oldest are evicted beyond it
+    :param max_bytes: about the most memory the good events take, and the bad events,
+        their requests' headers, query strings and kept bodies included (estimated); the
+        oldest are evicted beyond it
+
+    One lock (a condition) guards the deques and counters; it is never held while
+    events are built, sized, unpacked or freed.
     """
 
     def __init__(self, max_events: int = 100_000, max_bytes: int = 512 * 1024 * 1024) -> None:
@@ -177,65 +268,85 @@ class EventLog:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._cond = threading.Condition()
-        self._good: deque[GoodEvent] = deque()
-        self._bad: deque[BadEvent] = deque()
-        self._sizes: dict[str, deque[int]] = {"good": deque(), "bad": deque()}
+        self._held: dict[str, deque[_Packed]] = {"good": deque(), "bad": deque()}
         self._bytes = {"good": 0, "bad": 0}
         self._received = {"good": 0, "bad": 0}
         self._evicted = {"good": 0, "bad": 0}
 
-    def add(self, good: Iterable[GoodEvent] = (), bad: Iterable[BadEvent] = ()) -> None:
+    def add(self, good: Iterable[GoodEvent] = (), bad: Iterable[BadEvent] = (), *,
+            last_of_request: bool = True) -> None:
         """Keep *good* and *bad*, evicting the oldest beyond ``max_events`` or
-        ``max_bytes``; wakes :meth:`wait_for`."""
-        good, bad = list(good), list(bad)
-        if not good and not bad:
+        ``max_bytes``; wakes :meth:`wait_for`. A request's events may come in several
+        calls: the memory of the request itself is counted with the last
+        (*last_of_request*)."""
+        packed_good = _pack(list(good), last_of_request)
+        packed_bad = _pack(list(bad), last_of_request)
+        if not packed_good and not packed_bad:
             return
-        good_sizes, bad_sizes = [_size(e) for e in good], [_size(e) for e in bad]
+        evicted: list[_Packed] = []
         with self._cond:
-            self._keep("good", self._good, good, good_sizes)
-            self._keep("bad", self._bad, bad, bad_sizes)
+            self._keep("good", packed_good, evicted)
+            self._keep("bad", packed_bad, evicted)
             self._cond.notify_all()
+        _drop(evicted)
 
-    def _keep(self, kind: str, held: deque[Any], events: list[Any], sizes: list[int]) -> None:
+    def _keep(self, kind: str, events: list[_Packed], evicted: list[_Packed]) -> None:
         if not events:
             return
+        held = self._held[kind]
         held.extend(events)
-        self._sizes[kind].extend(sizes)
-        self._bytes[kind] += sum(sizes)
+        self._bytes[kind] += sum(event[-1] for event in events)
         self._received[kind] += len(events)
-        held_sizes = self._sizes[kind]
         while len(held) > self.max_events or (self._bytes[kind] > self.max_bytes
                                               and len(held) > 1):
-            held.popleft()
-            self._bytes[kind] -= held_sizes.popleft()
+            oldest = held.popleft()
+            self._bytes[kind] -= oldest[-1]
             self._evicted[kind] += 1
+            evicted.append(oldest)  # freed after the lock is released
 
     def good(self) -> list[GoodEvent]:
         """The good events held, oldest first."""
-        with self._cond:
-            return list(self._good)
+        return list(self.iter_good())
 
     def bad(self) -> list[BadEvent]:
         """The bad events held, oldest first."""
+        return list(self.iter_bad())
+
+    def iter_good(self, newest_first: bool = False) -> Iterator[GoodEvent]:
+        """The good events held when called, made into records one at a time."""
         with self._cond:
-            return list(self._bad)
+            held = list(self._held["good"])
+        return _unpack(GoodEvent, reversed(held) if newest_first else held)
+
+    def iter_bad(self, newest_first: bool = False) -> Iterator[BadEvent]:
+        """The bad events held when called, made into records one at a time."""
+        with self._cond:
+            held = list(self._held["bad"])
+        return _unpack(BadEvent, reversed(held) if newest_first else held)
+
+    def held_bytes(self) -> tuple[int, int]:
+        """The estimated memory of the good events held and of the bad events held."""
+        with self._cond:
+            return self._bytes["good"], self._bytes["bad"]
 
     def summary(self) -> Summary:
         with self._cond:
-            return Summary(len(self._good), len(self._bad), self._received["good"],
+            return Summary(len(self._held["good"]), len(self._held["bad"]),
+                           self._received["good"],
                            self._received["bad"], self._evicted["good"], self._evicted["bad"])
 
     def reset(self) -> None:
-        """Forget every event and zero the counters."""
+        """Forget every event and zero the counters. The events are freed after the lock
+        is released, one at a time (freeing 100 000 at once held the interpreter)."""
         with self._cond:
-            self._good.clear()
-            self._bad.clear()
-            for sizes in self._sizes.values():
-                sizes.clear()
+            old = self._held
+            self._held = {"good": deque(), "bad": deque()}
             self._bytes = {"good": 0, "bad": 0}
             self._received = {"good": 0, "bad": 0}
             self._evicted = {"good": 0, "bad": 0}
             self._cond.notify_all()
+        for events in old.values():
+            _drop(events)
 
     def wait_for(self, count: int, timeout: float,
                  kind: Literal["all", "good", "bad"] = "all") -> bool:
@@ -257,3 +368,13 @@ class EventLog:
                     return False
                 self._cond.wait(left)
             return True
+
+
+def _drop(events: deque[_Packed] | list[_Packed]) -> None:
+    """Free *events* one at a time: each step is short, so other threads run between."""
+    while events:
+        events.pop()
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    kind: tuple(f.name for f in fields(kind)) for kind in (GoodEvent, BadEvent)}
