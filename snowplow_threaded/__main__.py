@@ -34,6 +34,10 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="larger request bodies get 413 (10 MiB)")
     p.add_argument("--read-timeout", type=float, default=10.0,
                    help="seconds a request may stall before 408 (10)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the Micro API (/micro/...) also answers under, for "
+                        "remote use (IP addresses and localhost always work; '*': any); "
+                        "repeatable")
     p.add_argument("--quiet", action="store_true", help="do not log bad events")
 
 
@@ -49,7 +53,8 @@ def run_collector(args: argparse.Namespace) -> int:
     try:
         collector = Collector(args.host, args.port, schemas=args.schemas,
                               max_events=args.max_events,
-                              max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits)
+                              max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits,
+                              allowed_hosts=args.allow_host)
     except (FileNotFoundError, ValueError) as exc:
         sys.stderr.write(f"{exc}\n")
         return 2

@@ -18,8 +18,10 @@ of its context entities. The checks:
   (unstruct_event / contexts), and the event and each context entity against theirs.
   A schema the resolver does not know makes the event bad.
 
-One checker is used by one thread (the server's); it caches the outcome of recently seen
-``ue_*``/``co``/``cx`` values, which trackers often repeat.
+A checker is thread-safe (the server checks small requests on its loop, large ones on its
+worker thread); it caches the outcome of recently seen ``ue_*``/``co``/``cx`` values, which
+trackers often repeat: at most 4096 values of up to 4096 characters, and about 8 MB in
+all. Errors quote what a client sent, cut to ``MAX_ERROR_LENGTH`` characters each.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import binascii
 import math
 import re
 import string
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +91,12 @@ _RULES: dict[str, tuple[re.Pattern[str] | None, str, int | None]] = {
     "eid": (_UUID_TEXT, "a UUID", 36),
 }
 _MAX_ERRORS = 20
+#: Longest error kept (errors quote what clients sent: a key of 2 MiB, say).
+MAX_ERROR_LENGTH = 1000
 _CACHE_SIZE = 4096
 _CACHE_MAX_TEXT = 4096
+#: Most characters the decode cache holds (its keys and its errors), about 2 bytes each.
+_CACHE_BUDGET = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -145,7 +152,13 @@ def decode_field(params: dict[str, Any], plain: str, encoded: str) -> Any:
 
 
 def _schema_errors(errors: list[ValidationError], prefix: str) -> list[str]:
-    return [f"{prefix}{error}" for error in errors[:_MAX_ERRORS]]
+    return [_cut(f"{prefix}{error}") for error in errors[:_MAX_ERRORS]]
+
+
+def _cut(error: str) -> str:
+    if len(error) <= MAX_ERROR_LENGTH:
+        return error
+    return f"{error[:MAX_ERROR_LENGTH]}... ({len(error)} characters)"
 
 
 class EventChecker:
@@ -155,6 +168,8 @@ class EventChecker:
         self.resolver = resolver
         self._payload_item = resolver.validator(PAYLOAD_DATA)  # raises if not bundled
         self._cache: dict[tuple[str, str], _Decoded] = {}
+        self._cache_size = 0  # characters held by the cache
+        self._cache_lock = threading.Lock()  # the loop and the worker thread both check
 
     def check(self, raw: Any) -> Checked:
         """The verdict on *raw*, one event as received. Never raises."""
@@ -190,7 +205,8 @@ class EventChecker:
             if not params.get(field):
                 errors.append(f"{field}: required for e={e} events")
         schema, contexts = self._self_describing(e, params, errors)
-        return Checked(raw, errors[:_MAX_ERRORS], e, schema, contexts)
+        return Checked(raw, [_cut(error) for error in errors[:_MAX_ERRORS]], e, schema,
+                       contexts)
 
     def _self_describing(self, e: str | None, params: dict[str, str],
                          errors: list[str]) -> tuple[str | None, tuple[str, ...]]:
@@ -218,13 +234,19 @@ class EventChecker:
 
     def _decode(self, field: str, text: str) -> _Decoded:
         key = (field, text)
-        found = self._cache.get(key)
+        with self._cache_lock:
+            found = self._cache.get(key)
         if found is None:
             found = self._decode_uncached(field, text)
             if len(text) <= _CACHE_MAX_TEXT:
-                if len(self._cache) >= _CACHE_SIZE:
-                    self._cache.clear()
-                self._cache[key] = found
+                size = 200 + len(text) + sum(map(len, found.errors))
+                with self._cache_lock:
+                    if (len(self._cache) >= _CACHE_SIZE
+                            or self._cache_size + size > _CACHE_BUDGET):
+                        self._cache.clear()
+                        self._cache_size = 0
+                    self._cache[key] = found
+                    self._cache_size += size
         return found
 
     def _decode_uncached(self, field: str, text: str) -> _Decoded:

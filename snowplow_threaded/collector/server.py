@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from .access import AccessPolicy
 from .http11 import HTTPServer
 from .http_types import Limits, Request, Response
 from .iglu import Resolver
@@ -59,12 +60,16 @@ class Collector:
     :param max_bytes: about the most memory the good events, and the bad events, may take
         (estimated; the oldest are evicted beyond it)
     :param limits: HTTP limits and timeouts (:class:`Limits`)
+    :param allowed_hosts: more host names the Micro API answers under (``"*"``: any), for
+        remote use; IP addresses, ``localhost`` and *host* always work (see :mod:`.access`)
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  schemas: Iterable[str | Path] = (), max_events: int = 100_000,
-                 max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None) -> None:
+                 max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None,
+                 allowed_hosts: Iterable[str] = ()) -> None:
         self.host = host
+        self._access = AccessPolicy(host, allowed_hosts)
         self._requested_port = port
         self.limits = limits or Limits()
         self.resolver = Resolver(schemas)
@@ -222,7 +227,7 @@ class Collector:
     def _route(self, request: Request) -> Response:
         path, method = request.path, request.method
         if path == "/micro" or path.startswith("/micro/"):
-            return self._api.handle(request)
+            return self._access.refusal(request) or self._api.handle(request)
         if method == "OPTIONS":
             return Response(200, headers=_cors(request, preflight=True))
         if path == "/health":
