@@ -8,10 +8,12 @@ and that survives fork and exit. See README.md.
 import logging
 
 from ._version import __version__
+from .contracts import disable_contracts, enable_contracts
 from .emitter_configuration import EmitterConfiguration
 from .emitters import AsyncEmitter, Emitter
 from .event_store import BatchStore, EventStore, InMemoryEventStore
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
+from .free_threading import GILDisabledWarning, warn_if_gil_disabled
 from .self_describing_json import SelfDescribingJson
 from .snowplow import DuplicateNamespaceError, Snowplow
 from .stats import EmitterStats
@@ -21,6 +23,7 @@ from .tracker_configuration import TrackerConfiguration
 
 logger = logging.getLogger("snowplow_threaded")
 logger.addHandler(logging.NullHandler())
+warn_if_gil_disabled()  # a free-threaded build without the GIL: see free_threading.py
 
 __all__ = [
     "AsyncEmitter",
@@ -31,6 +34,7 @@ __all__ = [
     "EmitterStats",
     "Event",
     "EventStore",
+    "GILDisabledWarning",
     "InMemoryEventStore",
     "PagePing",
     "PageView",
@@ -43,4 +47,6 @@ __all__ = [
     "Tracker",
     "TrackerConfiguration",
     "__version__",
+    "disable_contracts",
+    "enable_contracts",
 ]

@@ -124,7 +124,7 @@ def test_client_text_in_the_log_is_escaped_and_cut(collector: Collector,
         for event in events:
             assert requests.post(collector.endpoint + TP2, timeout=30,
                                  json={"schema": PAYLOAD, "data": [event]}).ok
-        assert requests.get(f"{collector.endpoint}/i?e=pv&p=web&tv=t&%0Aforged%1B=1",
+        assert requests.get(f"{collector.endpoint}/i?e=pv&p=web&tv=t&eid=%0Aforged%1B",
                             timeout=10).ok
         assert collector.wait_for(3, timeout=10)
     messages = [r.getMessage() for r in caplog.records if "bad event" in r.getMessage()]

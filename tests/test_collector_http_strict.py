@@ -120,7 +120,7 @@ def test_raw_bytes_that_are_not_utf8_make_a_bad_request(collector: Collector) ->
     with socket.create_connection(("127.0.0.1", collector.port), timeout=10) as sock, \
             sock.makefile("rb") as stream:
         sock.sendall(b"GET /i?e=pv&p=web&tv=t&page=caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert read_response(stream)[0] == 400
+        assert read_response(stream)[0] == 200  # a pixel, always (the collector's answer)
     assert collector.wait_for(1, timeout=5)
     [bad] = collector.bad()
     assert "cannot be decoded" in bad.errors[0]

@@ -27,15 +27,16 @@ loop's thread; nothing here is thread-safe on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .http_connection import OVERFLOW, Connection
-from .http_types import Handler, Limits, Request, ServerStats
+from .http_types import Deferred, Handler, Limits, Request, ServerStats
 
 __all__ = ["HTTPServer", "connection_cap"]
 
@@ -74,9 +75,13 @@ class HTTPServer:
         self.refusing: set[Connection] = set()  # over the cap, delivering their 503
         self.overflow = OVERFLOW  # most of those
         self.date = email.utils.formatdate(usegmt=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._pool: ThreadPoolExecutor | None = None
+        #: answers scheduled for later (:class:`.Deferred`), cancelled if the server closes
+        self.deferred: dict[asyncio.TimerHandle, Deferred] = {}
+        self.waiting: dict[asyncio.TimerHandle, asyncio.Future[None]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()  # replies under way (see track())
         self._last_sweep = 0.0
         #: how often timeouts are enforced: often enough for the shortest of them
         self.sweep_interval = max(0.05, min(1.0, limits.read_timeout / 2,
@@ -88,24 +93,91 @@ class HTTPServer:
         loop = asyncio.get_running_loop()
         self.stats.max_connections, self.overflow = connection_cap(self.limits.max_connections)
         loop.set_exception_handler(_quiet_socket_errors)
-        self._server = await loop.create_server(lambda: Connection(self), host, port,
-                                                reuse_address=True, backlog=1024)
+        port = await self.listen(host, port)
         self._last_sweep = time.monotonic()
         self._sweeper = loop.call_later(self.sweep_interval, self._sweep)
+        return port
+
+    async def listen(self, host: str, port: int) -> int:
+        """Listen (again, after :meth:`stop_listening`); returns the port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(self), host, port,
+                                                reuse_address=True, backlog=1024)
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def close(self) -> None:
-        """Stop listening and drop every connection."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        if self._server is not None:
-            self._server.close()
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def stop_listening(self) -> None:
+        """Close the listening socket (connects are refused), drop every connection and
+        cancel the answers not given yet."""
+        server, self._server = self._server, None
+        if server is not None:
+            # Stop accepting first, and let the accepts under way make their connections
+            # (dropped at once: we are not listening): closing the server before they are
+            # made fails them inside asyncio (3.11), leaving their sockets open.
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
+            for _ in range(3):
+                await asyncio.sleep(0)
+            server.close()
         for conn in list(self.connections | self.refusing):
             conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for handle, later in list(self.deferred.items()):
+            handle.cancel()
+            later.cancel()
+            self.waiting[handle].cancel()
+        self.deferred.clear()
+        # an aborted transport closes its socket on the next turn of the loop: take those
+        # turns now, in case the loop stops next
+        for _ in range(10):
+            await asyncio.sleep(0)
+            if not self.connections and not self.refusing:
+                break
+        await asyncio.sleep(0)
+        if server is not None:
+            await server.wait_closed()
+
+    async def close(self) -> None:
+        """Stop listening, drop every connection and stop the worker thread (a request it
+        is judging is finished, its answer dropped)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.stop_listening()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=1)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def track(self, reply: Coroutine[Any, Any, None]) -> None:
+        """Run *reply* (a connection's) as a task, cancelled if the server closes."""
+        task = asyncio.get_running_loop().create_task(reply)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a reply failed: %r", task.exception())
+
+    async def wait(self, later: Deferred) -> None:
+        """Sleep *later*'s delay; ``CancelledError`` (and ``later.cancel()``) if the server
+        stops listening meanwhile."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(later.delay, _settle, done)
+        self.deferred[handle] = later
+        self.waiting[handle] = done
+        try:
+            await done
+        finally:
+            self.deferred.pop(handle, None)
+            self.waiting.pop(handle, None)
 
     def run_off_loop(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """``function(*args)`` on the worker thread (started on first use)."""
@@ -141,3 +213,8 @@ def _quiet_socket_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any
         _last_warning[0] = now
         logger.warning("%s: %s (such errors are not logged again for a minute)",
                        context.get("message", "socket error"), exc)
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)

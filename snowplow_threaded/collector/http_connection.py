@@ -15,7 +15,10 @@ was written: the connection is half-closed once it is sent, then input is discar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .http_parse import HTTPFailure
 from .http_reader import RequestReader
-from .http_types import Request, Response
+from .http_types import Deferred, Request, Response
 from .logtext import loggable
 
 if TYPE_CHECKING:
@@ -41,6 +44,8 @@ _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 26\r\n"
             b"Content-Type: text/plain\r\nConnection: close\r\n\r\n"
             b"too many open connections\n")
 _END = object()
+_LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a TCP RST
+_FILLER = b'{"detail": "this response is cut short on purpose (a fault rule)"}\n'
 
 
 class Connection(asyncio.Protocol):
@@ -61,6 +66,7 @@ class Connection(asyncio.Protocol):
         self.reading = True
         self.drained: asyncio.Future[None] | None = None
         self.processing = False  # inside _process (replies written inline re-enter it)
+        self.number = 0  # this connection's number (Request.connection)
 
     # -- asyncio callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -68,8 +74,13 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         server, stats = self.server, self.server.stats
         stats.connections += 1
+        self.number = stats.connections
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        if not server.listening:  # accepted as the server stopped listening
+            self.state = "closed"
+            transport.abort()
+            return
         if len(server.connections) < stats.max_connections:
             server.connections.add(self)
             stats.open_connections = len(server.connections)
@@ -133,8 +144,8 @@ class Connection(asyncio.Protocol):
                     break
                 head, body = found
                 self._dispatch(Request(head.method, head.path, head.query, head.version,
-                                       head.headers, head.lines, body, self.peer),
-                               head.keep_alive)
+                                       head.headers, head.lines, body, self.peer,
+                                       self.number), head.keep_alive)
         except HTTPFailure as failure:
             self._fail(failure.status, str(failure))
         finally:
@@ -213,18 +224,15 @@ class Connection(asyncio.Protocol):
         self.handling = len(request.body) + len(request.query)
         self._update_reading()
         offload = self.server.offload
+        result: Response | Deferred | None = None
         if offload is None or not offload(request):
-            response = self._handle(request)
-            if response.stream is None:
-                self._reply(request, response, keep_alive)
+            result = self._handle(request)
+            if isinstance(result, Response) and result.stream is None:
+                self._reply(request, result, keep_alive)
                 return
-        else:
-            response = None
-        task = asyncio.get_running_loop().create_task(
-            self._respond(request, response, keep_alive))
-        task.add_done_callback(_log_failure)
+        self.server.track(self._respond(request, result, keep_alive))
 
-    def _handle(self, request: Request) -> Response:
+    def _handle(self, request: Request) -> Response | Deferred:
         try:
             return self.server.handler(request)
         except Exception:
@@ -232,12 +240,26 @@ class Connection(asyncio.Protocol):
                              loggable(request.path))
             return Response(500, b"internal error\n", "text/plain", close=True)
 
-    async def _respond(self, request: Request, response: Response | None,
+    def _answer(self, request: Request, later: Deferred) -> Response:
+        try:
+            return later.answer()
+        except Exception:
+            logger.exception("the collector failed on %s %s", request.method,
+                             loggable(request.path))
+            return Response(500, b"internal error\n", "text/plain", close=True)
+
+    async def _respond(self, request: Request, result: Response | Deferred | None,
                        keep_alive: bool) -> None:
-        """Handle *request* on the worker thread (unless *response* is given), then send
-        the reply, streaming its pieces as the client takes them."""
-        if response is None:
-            response = await self.server.run_off_loop(self._handle, request)
+        """Handle *request* on the worker thread (unless *result* is given), wait for a
+        deferred answer, then send the reply, streaming its pieces as the client takes
+        them."""
+        if result is None:
+            result = await self.server.run_off_loop(self._handle, request)
+        if isinstance(result, Deferred):
+            await self.server.wait(result)  # cancelled if the server stops meanwhile
+            result = await self.server.run_off_loop(self._answer, request, result)
+        assert isinstance(result, Response)
+        response = result
         if self.state == "closed":
             return self._done_handling()
         if response.stream is None or request.method == "HEAD":
@@ -270,6 +292,8 @@ class Connection(asyncio.Protocol):
                 await self.drained
 
     def _reply(self, request: Request, response: Response, keep_alive: bool) -> None:
+        if response.cut is not None:
+            return self._cut(response)
         body = response.body
         length: int | None = len(body)
         if request.method == "HEAD":  # the headers a GET would get, without the body
@@ -283,6 +307,13 @@ class Connection(asyncio.Protocol):
 
     def _write_head(self, response: Response, close: bool,
                     framing: int | tuple[str, str] | None, body: bytes = b"") -> None:
+        self._write(self._head_bytes(response, close, framing) + body)
+        if response.status >= 400:
+            errors = self.server.stats.errors
+            errors[response.status] = errors.get(response.status, 0) + 1
+
+    def _head_bytes(self, response: Response, close: bool,
+                    framing: int | tuple[str, str] | None) -> bytes:
         status = response.status
         parts = [f"HTTP/1.1 {status} {_PHRASES.get(status, 'Status')}\r\n"
                  f"Server: {SERVER_NAME}\r\nDate: {self.server.date}\r\n"]
@@ -294,9 +325,30 @@ class Connection(asyncio.Protocol):
             parts.append(f"Content-Type: {response.content_type}\r\n")
         parts.extend(f"{name}: {value}\r\n" for name, value in response.headers)
         parts.append("Connection: close\r\n\r\n" if close else "\r\n")
-        self._write("".join(parts).encode("latin-1") + body)
-        if status >= 400:
-            self.server.stats.errors[status] = self.server.stats.errors.get(status, 0) + 1
+        return "".join(parts).encode("latin-1")
+
+    def _cut(self, response: Response) -> None:
+        """Send *response* broken as its ``cut`` says (a simulated fault)."""
+        self._done_handling()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = response.body or _FILLER
+        if response.cut != "reset":  # a reset sends no status
+            head = self._head_bytes(response, True, len(body))
+            if response.status >= 400:
+                errors = self.server.stats.errors
+                errors[response.status] = errors.get(response.status, 0) + 1
+            if response.cut == "close-after-head":
+                transport.write(head)
+                self.close()
+                return
+            transport.write(head + body[:max(1, len(body) // 2)])
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # the socket is gone already
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        self.abort()
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -357,6 +409,3 @@ def _next_piece(pieces: Iterator[bytes]) -> object:
         return exc
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("a reply failed: %r", task.exception())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["Handler", "Limits", "Request", "Response", "ServerStats"]
+__all__ = ["CUTS", "Deferred", "Handler", "Limits", "Request", "Response", "ServerStats"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class Limits:
 @dataclass(slots=True)
 class Request:
     """One complete request. ``headers`` has lower-case names (repeats joined by ``, ``);
-    ``header_lines`` the lines as received; ``peer`` the client's IP address."""
+    ``header_lines`` the lines as received; ``peer`` the client's IP address;
+    ``connection`` numbers the TCP connection it came on (1, 2, ... per server)."""
 
     method: str
     path: str
@@ -53,6 +54,7 @@ class Request:
     header_lines: tuple[str, ...]
     body: bytes
     peer: str | None
+    connection: int = 0
 
 
 @dataclass(slots=True)
@@ -62,7 +64,13 @@ class Response:
     ``stream``, when given, is the body instead of ``body``: an iterator of pieces, each
     produced on the server's worker thread when the client has taken the previous ones
     (sent chunked to HTTP/1.1 clients, to the close for HTTP/1.0), so a long answer holds
-    one piece in memory at a time and never runs on the event loop."""
+    one piece in memory at a time and never runs on the event loop.
+
+    ``cut`` (one of :data:`CUTS`, for simulated faults) sends it broken: ``"reset"``
+    sends nothing and resets the connection (TCP RST); ``"reset-mid-response"`` sends the
+    head and half the body, then resets; ``"close-after-head"`` sends the head alone and
+    closes the connection (FIN). A cut response with no body announces a filler one, so
+    that the cut shows."""
 
     status: int
     body: bytes = b""
@@ -70,11 +78,30 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
     stream: Iterator[bytes] | None = None
+    cut: str | None = None
 
 
-#: Turns a request into a response: on the server's event loop, or on its worker thread
-#: for the requests the server's *offload* predicate picks (see :class:`.http11.HTTPServer`).
-Handler = Callable[[Request], Response]
+#: The ways a :class:`Response` can be cut (see :attr:`Response.cut`).
+CUTS = ("reset", "reset-mid-response", "close-after-head")
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A reply given later: the server calls ``answer()`` *delay* seconds on (on its
+    worker thread) and sends what it returns; meanwhile the connection reads no further
+    request. A client that hangs up meanwhile does not stop it (the answer is made, and
+    dropped), as with a real server; if the server closes first, ``cancel()`` is called
+    instead."""
+
+    delay: float
+    answer: Callable[[], Response]
+    cancel: Callable[[], None]
+
+
+#: Turns a request into a response (or a :class:`Deferred` one): on the server's event
+#: loop, or on its worker thread for the requests the server's *offload* predicate picks
+#: (see :class:`.http11.HTTPServer`).
+Handler = Callable[[Request], "Response | Deferred"]
 
 
 @dataclass

@@ -2,18 +2,23 @@
 
 * ``GET|POST /micro/all``: ``{"total", "good", "bad"}``, the events held now.
 * ``GET /micro/good``: every good event, most recent first; ``POST`` with a JSON object of
-  filters, all optional: ``event_type`` (``e``), ``schema`` (of a self-describing event),
-  ``contexts`` (schemas the event must all carry), ``limit`` (most recent N).
+  filters, all optional: ``event_type`` (``struct``, ``page_view``, ``unstruct``...),
+  ``schema``, ``contexts`` (schemas the event must all carry), ``limit`` (most recent N; a
+  negative one gives none, as in Micro). An empty or non-object body is ``400``.
 * ``GET /micro/bad``: every bad event, most recent first; ``POST`` with ``vendor``,
   ``version`` (of the request's API: ``com.snowplowanalytics.snowplow`` / ``tp2`` or
   ``tp1``) and ``limit``.
-* ``GET|POST /micro/reset``: forget everything; answers the (zero) summary.
-* ``GET /micro/events``: the canonical events of the good events, most recent first.
-* ``GET /micro/iglu/VENDOR/NAME/jsonschema/VERSION``: a schema the collector knows.
+* ``GET|POST /micro/reset``: forget everything; answers ``Reset completed``.
+* ``POST /micro/events`` (Micro 4.x, see :mod:`.micro_events`): the canonical events of good
+  and failed (incomplete) events, filtered, sorted and paged. ``GET /micro/events`` (ours):
+  the canonical events of the good events, most recent first.
+* ``GET /micro/iglu/VENDOR/NAME/jsonschema/VERSION``: a schema the collector knows (``400``
+  for a name that is not a valid Iglu URI, see :func:`.iglu.parse_schema_uri`).
 
-Lists are streamed and page with ``?offset=N&limit=M`` (``offset`` beside ``limit`` in a
-POST's filters); see :mod:`.answers`. ``HEAD /micro/reset`` is refused (a HEAD changes
-nothing). Runs on the server's worker thread; reads the (thread-safe) store.
+The lists (``/micro/good``, ``/micro/bad``, ``GET /micro/events``) are streamed and page
+with ``?offset=N&limit=M`` on a GET (``offset`` beside ``limit`` in a POST's filters): see
+:mod:`.answers`. ``HEAD /micro/reset`` is refused (a HEAD changes nothing). Runs on the
+server's worker thread; reads the (thread-safe) store.
 """
 
 from __future__ import annotations
@@ -26,25 +31,28 @@ from .answers import json_response, page, stream_response
 from .http_types import Request, Response
 from .iglu import InvalidSchemaURI, Resolver, SchemaUnavailable, parse_schema_uri
 from .logtext import loggable
+from .micro_events import BadRequest, events_page
 from .protocol import load_json
 from .store import BadEvent, EventLog, GoodEvent
 
 __all__ = ["MicroApi"]
 
-_ENDPOINTS = ("/micro/all, /micro/good, /micro/bad, /micro/reset, /micro/events, "
+_ENDPOINTS = ("/micro/all, /micro/good, /micro/bad, /micro/events, /micro/reset, "
               "/micro/iglu/VENDOR/NAME/jsonschema/VERSION")
-def _text(status: int, message: str) -> Response:
-    return Response(status, (message + "\n").encode("utf-8"), "text/plain; charset=utf-8")
+def _text(status: int, message: str, newline: bool = True) -> Response:
+    body = message + "\n" if newline else message
+    return Response(status, body.encode("utf-8"), "text/plain; charset=UTF-8")
 
 
-class _BadFilter(ValueError):
-    pass
+_BadFilter = BadRequest
 
 
 def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
-    """The filter object of a POST body (an empty body means no filters)."""
+    """The filter object of a POST body. As in Micro, the body must be a JSON object
+    (``{}`` for no filters); unknown keys and nulls are ignored."""
     if not request.body.strip():
-        return {}
+        raise _BadFilter("the filters must be a JSON object, got an empty body (send {} "
+                         "for none)")
     try:
         value = load_json(request.body)
     except ValueError as exc:
@@ -57,8 +65,8 @@ def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
         if item is None:
             continue
         if kind is int:
-            if not isinstance(item, int) or isinstance(item, bool) or item < 0:
-                raise _BadFilter(f"{name} must be a non-negative integer")
+            if not isinstance(item, int) or isinstance(item, bool):
+                raise _BadFilter(f"{name} must be an integer")
         elif kind is list:
             if not isinstance(item, list) or not all(isinstance(s, str) for s in item):
                 raise _BadFilter(f"{name} must be a list of strings")
@@ -69,15 +77,16 @@ def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
 
 
 def filter_good(events: Iterable[GoodEvent], filters: dict[str, Any]) -> Iterator[GoodEvent]:
-    """Micro's good-event filters over *events* (most recent first), lazily; ``limit``
-    and ``offset`` page the result."""
+    """Micro's good-event filters over *events* (most recent first), lazily; ``offset``
+    and ``limit`` page the result. The ``contexts`` filter is a set: a list of 100 000
+    copies of a schema costs what one does."""
     event_type, schema = filters.get("event_type"), filters.get("schema")
     contexts = frozenset(filters.get("contexts") or ())
     kept = (e for e in events
             if (event_type is None or e.event_type == event_type)
             and (schema is None or e.schema == schema)
             and (not contexts or contexts.issubset(e.contexts)))
-    return page(kept, filters.get("offset"), filters.get("limit"))
+    return _page(kept, filters)
 
 
 def filter_bad(events: Iterable[BadEvent], filters: dict[str, Any]) -> Iterator[BadEvent]:
@@ -86,7 +95,13 @@ def filter_bad(events: Iterable[BadEvent], filters: dict[str, Any]) -> Iterator[
     kept = (e for e in events
             if (vendor is None or vendor == "com.snowplowanalytics.snowplow")
             and (version is None or e.request.api_version == version))
-    return page(kept, filters.get("offset"), filters.get("limit"))
+    return _page(kept, filters)
+
+
+def _page(events: Iterable[Any], filters: dict[str, Any]) -> Iterator[Any]:
+    """``offset`` then ``limit`` (a negative limit gives none, as in Micro)."""
+    offset, limit = filters.get("offset"), filters.get("limit")
+    return page(events, max(offset or 0, 0), None if limit is None else max(limit, 0))
 
 
 def _paging(request: Request) -> dict[str, Any]:
@@ -112,38 +127,37 @@ class MicroApi:
         method = request.method if request.method != "HEAD" else "GET"
         name = parts[0] if parts else ""
         try:
+            if name == "all" and len(parts) == 1 and method in ("GET", "POST"):
+                return json_response(self.store.summary().as_micro())
             if name == "reset" and request.method == "HEAD":  # HEAD must change nothing
                 return Response(405, b"use GET or POST\n", "text/plain",
                                 (("Allow", "GET, POST"),))
-            if name in ("all", "reset") and len(parts) == 1 and method in ("GET", "POST"):
-                if name == "reset":
-                    self.store.reset()
-                return json_response(self.store.summary().as_micro())
+            if name == "reset" and len(parts) == 1 and method in ("GET", "POST"):
+                self.store.reset()
+                return _text(200, "Reset completed", newline=False)
             if name == "good" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = self._filters(request, {"event_type": str, "schema": str,
-                                                  "contexts": list, "limit": int})
+                filters = _paging(request) if method == "GET" else _filters(
+                    request, {"event_type": str, "schema": str, "contexts": list,
+                              "limit": int, "offset": int})
                 good = self.store.iter_good(newest_first=True)
                 return stream_response(filter_good(good, filters), GoodEvent.to_micro)
             if name == "bad" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = self._filters(request, {"vendor": str, "version": str, "limit": int})
+                filters = _paging(request) if method == "GET" else _filters(
+                    request, {"vendor": str, "version": str, "limit": int, "offset": int})
                 bad = self.store.iter_bad(newest_first=True)
                 return stream_response(filter_bad(bad, filters), BadEvent.to_micro)
             if name == "events" and len(parts) == 1 and method == "GET":
-                events = page(self.store.iter_good(newest_first=True), **_paging(request))
+                events = _page(self.store.iter_good(newest_first=True), _paging(request))
                 return stream_response(events, _canonical)
+            if name == "events" and len(parts) == 1 and method == "POST":
+                return json_response(events_page(self.store.good(), self.store.bad(),
+                                                 request.body))
             if name == "iglu" and len(parts) == 5 and method == "GET":
                 return self._schema(parts[1:])
         except _BadFilter as exc:
             return _text(400, str(exc))
         return _text(404, f"unknown endpoint {request.method} {loggable(request.path, 100)}; "
                           f"supported: {_ENDPOINTS}")
-
-    @staticmethod
-    def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
-        """A POST's filters (plus ``offset``), or a GET's paging."""
-        if request.method == "POST":
-            return _filters(request, {**allowed, "offset": int})
-        return _paging(request)
 
     def _schema(self, parts: list[str]) -> Response:
         try:
