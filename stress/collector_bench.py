@@ -155,9 +155,9 @@ def _api(endpoint: str, path: str) -> Any:
     split = urlsplit(endpoint)
     conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=60)
     conn.request("GET", path)
-    data = json.loads(conn.getresponse().read())
+    text = conn.getresponse().read()
     conn.close()
-    return data
+    return json.loads(text) if path != "/micro/reset" else text  # Micro: "Reset completed"
 
 
 def _cpu_seconds(pid: int) -> float | None:

@@ -222,14 +222,14 @@ class Connection(asyncio.Protocol):
         self.server.stats.requests += 1
         self.state = "busy"
         self.handling = len(request.body) + len(request.query)
-        self._update_reading()
         offload = self.server.offload
         result: Response | Deferred | None = None
         if offload is None or not offload(request):
             result = self._handle(request)
             if isinstance(result, Response) and result.stream is None:
-                self._reply(request, result, keep_alive)
+                self._reply(request, result, keep_alive)  # no pause: answered at once
                 return
+        self._update_reading()  # stop reading until this reply is sent
         self.server.track(self._respond(request, result, keep_alive))
 
     def _handle(self, request: Request) -> Response | Deferred:

@@ -23,8 +23,9 @@ from .http_types import Limits
 __all__ = ["HTTPFailure", "Head", "chunk_size", "parse_head"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Field values: visible ASCII, SP, HTAB and obs-text; no other control character.
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+#: Control characters other than HTAB (CR and LF are the line ends, checked apart): none
+#: may appear in a field value or the request target.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TARGET = re.compile(r"[\x21-\x7e\x80-\xff]+")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
@@ -64,6 +65,8 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
     lines = text.split("\r\n")
     if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
         raise HTTPFailure(HTTPStatus.BAD_REQUEST, "bare CR or LF in the request head")
+    if _CONTROL.search(text) is not None:  # NUL, ESC...: in no field value or target
+        raise HTTPFailure(HTTPStatus.BAD_REQUEST, "control character in the request head")
     words = lines[0].split(" ")
     if len(words) != 3 or _TOKEN.fullmatch(words[0]) is None:
         raise HTTPFailure(HTTPStatus.BAD_REQUEST, "malformed request line")
@@ -83,8 +86,6 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
         name, sep, value = line.partition(":")
         if not sep or _TOKEN.fullmatch(name) is None:
             raise HTTPFailure(HTTPStatus.BAD_REQUEST, "malformed header line")
-        if _FIELD_VALUE.fullmatch(value) is None:
-            raise HTTPFailure(HTTPStatus.BAD_REQUEST, "control character in a header value")
         key = name.lower()
         value = value.strip(" \t")
         hosts += key == "host"

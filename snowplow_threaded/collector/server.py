@@ -11,8 +11,8 @@ Example::
         assert collector.good()[0].parameters["se_ac"] == "buy"
 
 The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
-import), and the requests on one worker thread (started on first use; only ``/health``
-and CORS pre-flights are answered on the loop). Every public method is thread-safe.
+import), and heavy requests on one worker thread (started on first use; see
+:meth:`Collector._heavy`). Every public method is thread-safe.
 Routes: the tracker protocol (see :mod:`.ingest`), Snowplow Micro's REST API (see
 :mod:`.micro_api`; who may use it: :mod:`.access`), ``GET /health`` (``200 ok``; ``503``
 while paused) and CORS pre-flight (``OPTIONS``; it allows the
@@ -49,6 +49,9 @@ logger = logging.getLogger("snowplow_threaded.collector")
 
 TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 _PIXEL_SUFFIXES = ("/i", "/ice.png")
+_TRACKER_SUFFIXES = (TP2_SUFFIX, *_PIXEL_SUFFIXES)
+#: Tracker requests up to this size may be judged on the event loop (a few ms at most).
+_INLINE_BYTES = 64 * 1024
 
 
 class Collector:
@@ -97,7 +100,9 @@ class Collector:
         self._refused = 0
         self._port = 0
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # start(), and the two below
+        self._tracker_in_worker = 0  # tracker requests given to the worker, not answered
+        self._in_worker: set[int] = set()  # their ids
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -284,15 +289,60 @@ class Collector:
                 "loop_lag_max": http.loop_lag_max, "refused_while_paused": self._refused}
 
     # -- routing ---------------------------------------------------------------------------
-    @staticmethod
-    def _heavy(request: Request) -> bool:
-        """Requests handled on the worker thread rather than the event loop: all but
-        ``/health`` and CORS pre-flights. Judging events, walking the store, the fault
-        rules and the record of requests (whose lock is held while a request's events are
-        taken) all stay on that one thread, in arrival order; the loop only moves bytes."""
-        return request.path != "/health" and request.method != "OPTIONS"
+    def _heavy(self, request: Request) -> bool:
+        """Whether *request* is handled on the worker thread rather than the event loop:
+        the Micro API (it may walk every event held); tracker requests over
+        ``_INLINE_BYTES``, or any when registries are configured (asking one may take
+        seconds), or while the worker has tracker requests (they keep their order, and
+        the loop never waits for the record's lock while the worker judges a batch under
+        it). Small tracker requests are judged on the loop: a few ms at most, without
+        a thread hand-off (which doubled the CPU a single-event request costs)."""
+        if request.path == "/health" or request.method == "OPTIONS":
+            return False
+        if not request.path.endswith(_TRACKER_SUFFIXES):
+            return True
+        with self._lock:
+            if (self._tracker_in_worker or self.resolver.registries
+                    or len(request.body) + len(request.query) > _INLINE_BYTES):
+                self._tracker_in_worker += 1
+                self._in_worker.add(id(request))
+                return True
+        return False
 
     def _route(self, request: Request) -> Response | Deferred:
+        if id(request) not in self._in_worker:
+            return self._answer(request)
+        try:
+            result = self._answer(request)
+        except BaseException:
+            self._worker_done(request)
+            raise
+        if not isinstance(result, Deferred):
+            self._worker_done(request)
+            return result
+        later = result
+
+        def answer() -> Response:
+            try:
+                return later.answer()
+            finally:
+                self._worker_done(request)
+
+        def cancel() -> None:
+            try:
+                later.cancel()
+            finally:
+                self._worker_done(request)
+
+        return Deferred(later.delay, answer, cancel)
+
+    def _worker_done(self, request: Request) -> None:
+        with self._lock:
+            if id(request) in self._in_worker:
+                self._in_worker.discard(id(request))
+                self._tracker_in_worker -= 1
+
+    def _answer(self, request: Request) -> Response | Deferred:
         path, method = request.path, request.method
         if path == "/micro" or path.startswith("/micro/"):
             return self._access.refusal(request) or self._api.handle(request)
