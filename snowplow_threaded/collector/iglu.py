@@ -148,6 +148,13 @@ class SchemaUnavailable(LookupError):
         self.unusable = unusable
         self.at = time.time()  # when it was looked for
 
+    def fresh(self) -> SchemaUnavailable:
+        """A copy to raise: raising the cached instance would keep the raiser's frames
+        (with the request being judged) alive in the cache, up to 1 024 of them."""
+        copy = SchemaUnavailable(str(self), self.lookups, self.unusable)
+        copy.at = self.at
+        return copy
+
 
 _BUNDLE_NAME = "Iglu Central (bundled)"
 _NEVER = float("inf")
@@ -221,7 +228,7 @@ class Resolver:
                     found = loaded
                     self._remember(uri, loaded, document)
         if isinstance(found, SchemaUnavailable):
-            raise found
+            raise found.fresh()  # the cached one must not keep a traceback (and its frames)
         return found
 
     def _remember(self, uri: str, found: Validator | SchemaUnavailable,
