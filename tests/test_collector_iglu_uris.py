@@ -5,9 +5,11 @@ URI caches stay bounded, and no error message shows where schemas live on disk."
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import uuid
+import weakref
 from pathlib import Path
 
 import pytest
@@ -180,3 +182,23 @@ def test_schema_uri_caches_stay_small() -> None:
         with pytest.raises(SchemaUnavailable):
             resolver.validator(f"iglu:com.acme/unknown/jsonschema/1-0-{i}")
     assert len(resolver._cache) <= 1024 + len(resolver.known())
+
+
+def test_a_cached_miss_keeps_no_frames_alive() -> None:
+    """The resolver caches its misses; raising the cached exception again set its
+    traceback, so up to 1 024 of them kept the frames that asked (and the request being
+    judged there) alive."""
+    resolver = Resolver()
+
+    class Big:
+        pass
+
+    def ask() -> weakref.ref[Big]:
+        held = Big()  # a local of the asking frame, like the request being judged
+        with pytest.raises(SchemaUnavailable):
+            resolver.validator("iglu:com.acme/missing/jsonschema/1-0-0")
+        return weakref.ref(held)
+
+    first, second = ask(), ask()
+    gc.collect()
+    assert first() is None and second() is None
