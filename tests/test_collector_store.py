@@ -28,7 +28,7 @@ WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
 def test_the_collectors_store_is_not_named_like_the_event_store_protocol() -> None:
     assert hasattr(snowplow_threaded, "EventStore")  # the tracker's store protocol
     assert not hasattr(collector_package, "EventStore")
-    assert "EventLog" in collector_package.__all__ and EventLog.__module__.endswith(".store")
+    assert "EventLog" in collector_package.__all__ and EventLog.__module__.endswith(".event_log")
 
 
 def test_the_memory_bound_counts_headers_and_query_strings() -> None:

@@ -19,13 +19,14 @@ status codes, ``Retry-After``, delays, connection resets and closes.
 Standard library only; importing this package starts nothing.
 """
 
+from .event_log import EventLog
 from .faults import Fault, FaultRule, Faults
 from .http_types import Limits
 from .iglu import InvalidSchemaURI, Resolver, SchemaKey, SchemaUnavailable, parse_schema_uri
 from .protocol import Checked, EventChecker
 from .schema_types import SchemaError, ValidationError
 from .server import Collector
-from .store import BadEvent, EventLog, GoodEvent, RequestInfo, Summary
+from .store import BadEvent, GoodEvent, RequestInfo, Summary
 from .traffic import TrackerRequest
 from .validator import Validator
 

@@ -1,14 +1,11 @@
 """One HTTP/1.1 connection of the collector's server (:mod:`.http11`): an asyncio protocol.
 
-A connection handles one request at a time. While a request is handled, and while its
-client does not take the replies already written (flow control), it stops reading, so
-pipelined requests wait in the client's socket and no reply is buffered without bound. A
-reply with a ``stream`` is sent piece by piece, each piece produced on the worker thread
-once the previous one has been handed to the socket.
-
-``state``: ``open`` (reading requests; :attr:`RequestReader.state` says where), ``busy``
-(a request being handled or its reply sent), ``drain`` (a reply that closes the connection
-was written: the connection is half-closed once it is sent, then input is discarded for
+One request at a time: while one is handled, or its client does not take the replies
+(flow control), the connection stops reading, so pipelined requests wait in the client's
+socket and no reply is buffered without bound. A ``stream`` reply goes piece by piece,
+each made on the worker thread once the previous one is in the socket. ``state``: ``open``
+(reading; :attr:`RequestReader.state` says where), ``busy`` (handling, or replying),
+``drain`` (a closing reply written: half-closed once sent, input discarded for
 ``linger_seconds``), ``closed``. Everything runs on the loop's thread.
 """
 
@@ -232,17 +229,10 @@ class Connection(asyncio.Protocol):
         self._update_reading()  # stop reading until this reply is sent
         self.server.track(self._respond(request, result, keep_alive))
 
-    def _handle(self, request: Request) -> Response | Deferred:
+    def _handle(self, request: Request, later: Deferred | None = None) -> Response | Deferred:
+        """The handler's answer to *request* (or *later*'s), a 500 if it raises."""
         try:
-            return self.server.handler(request)
-        except Exception:
-            logger.exception("the collector failed on %s %s", request.method,
-                             loggable(request.path))
-            return Response(500, b"internal error\n", "text/plain", close=True)
-
-    def _answer(self, request: Request, later: Deferred) -> Response:
-        try:
-            return later.answer()
+            return self.server.handler(request) if later is None else later.answer()
         except Exception:
             logger.exception("the collector failed on %s %s", request.method,
                              loggable(request.path))
@@ -257,7 +247,7 @@ class Connection(asyncio.Protocol):
             result = await self.server.run_off_loop(self._handle, request)
         if isinstance(result, Deferred):
             await self.server.wait(result)  # cancelled if the server stops meanwhile
-            result = await self.server.run_off_loop(self._answer, request, result)
+            result = await self.server.run_off_loop(self._handle, request, result)
         assert isinstance(result, Response)
         response = result
         if self.state == "closed":

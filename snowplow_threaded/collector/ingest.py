@@ -35,11 +35,12 @@ from urllib.parse import parse_qsl
 
 from . import badrows
 from .canonical import event_schema
+from .event_log import EventLog
 from .http_types import Request, Response
 from .iglu import SchemaKey
 from .logtext import loggable
 from .protocol import EVENT_TYPES, EventChecker, load_json
-from .store import BadEvent, EventLog, GoodEvent, RequestInfo
+from .store import BadEvent, GoodEvent, RequestInfo
 
 __all__ = ["ANONYMOUS_NUID", "COOKIE_NAME", "PIXEL", "Ingestor"]
 

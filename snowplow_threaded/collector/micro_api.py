@@ -28,12 +28,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .answers import json_response, page, stream_response
+from .event_log import EventLog
 from .http_types import Request, Response
 from .iglu import InvalidSchemaURI, Resolver, SchemaUnavailable, parse_schema_uri
 from .logtext import loggable
 from .micro_events import BadRequest, events_page
 from .protocol import load_json
-from .store import BadEvent, EventLog, GoodEvent
+from .store import BadEvent, GoodEvent
 
 __all__ = ["MicroApi"]
 

@@ -25,10 +25,8 @@ fields, as the Snowplow pipeline does not: other query fields (``utm_source=...`
 in its parameters and ignored.
 
 A checker is thread-safe; it caches the outcome of recently seen ``ue_*``/``co``/``cx``
-values, which trackers often repeat: at most 4096 values of up to 4096 characters, and
-about 8 MB in all. Reasons quote what a client sent, cut to ``MAX_ERROR_LENGTH``
-characters each; the amounts (``se_va``...) are checked length first, with a pattern in
-linear time, and must be finite doubles.
+values, which trackers often repeat (4096 values of up to 4096 characters, 8 MB in all).
+Reasons are cut to ``MAX_ERROR_LENGTH``; amounts are checked length first, in linear time.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .access import AccessPolicy
+from .event_log import EventLog
 from .faults import Faults, serve_tracker
 from .http11 import HTTPServer
 from .http_types import Deferred, Limits, Request, Response
@@ -40,7 +41,7 @@ from .iglu import Resolver
 from .ingest import PIXEL, Ingestor
 from .micro_api import MicroApi
 from .protocol import EventChecker
-from .store import BadEvent, EventLog, GoodEvent, Summary
+from .store import BadEvent, GoodEvent, Summary
 from .traffic import TrackerRequest, Traffic
 
 __all__ = ["Collector"]
