@@ -8,6 +8,7 @@ and that survives fork and exit. See README.md.
 import logging
 
 from ._version import __version__
+from .disk import DiskEventStore, DiskStoreError
 from .emitter_configuration import EmitterConfiguration
 from .emitters import AsyncEmitter, Emitter
 from .event_store import BatchStore, EventStore, InMemoryEventStore
@@ -25,6 +26,8 @@ logger.addHandler(logging.NullHandler())
 __all__ = [
     "AsyncEmitter",
     "BatchStore",
+    "DiskEventStore",
+    "DiskStoreError",
     "DuplicateNamespaceError",
     "Emitter",
     "EmitterConfiguration",

@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 from . import lifecycle
 from .leasing import CLOSED, CLOSING, OPEN, LeaseDesk
@@ -44,6 +45,20 @@ JOIN_GRACE = 0.1
 class Dispatcher(LeaseDesk):
     """One emitter's engine: the worker side (:class:`~.leasing.LeaseDesk`), plus admission
     on the caller's thread, flush, close, fork re-initialisation and stats."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        set_wakeup = getattr(self.store, "set_wakeup", None)  # see BatchStore
+        if set_wakeup is not None:
+            set_wakeup(self._store_ready)
+
+    def _store_ready(self) -> None:
+        """A store that fills in the background (``DiskEventStore``) has records to take:
+        wake a worker, starting them if none runs yet (events a dead process left)."""
+        if not self._started and self._state is OPEN and self._pid == os.getpid():
+            self._start_workers()
+        with self._cond:
+            self._cond.notify()
 
     # -- caller side (hot path) -----------------------------------------------------------------
     def admit(self, record: PayloadDict, pid: int = 0) -> bool:
@@ -177,6 +192,10 @@ class Dispatcher(LeaseDesk):
         given_up: list[dict[str, str]] = []
         with self._cond:
             self._state = CLOSED
+            hold_unsent = getattr(self.store, "hold_unsent", None)  # see BatchStore
+            if hold_unsent is not None:
+                hold_unsent()
+                self._store_keeps = True
             while (lease := self.store.take(self.trigger.max_events_per_request)) is not None:
                 given_up.extend(lease.records)  # never sent: reported to on_failure below
                 self.store.settle(lease, retry=False)
@@ -192,6 +211,9 @@ class Dispatcher(LeaseDesk):
         for thread in workers:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, join_until - time.monotonic()))
+        close_store = getattr(self.store, "close_store", None)
+        if close_store is not None:
+            close_store(join_until)
         if given_up:
             report_given_up(self._callbacks()[1], given_up)  # type: ignore[arg-type]
         if not delivered:
@@ -238,9 +260,11 @@ class Dispatcher(LeaseDesk):
         if self._pid != os.getpid():
             self.reinit_after_fork()
         store_drops = self.store.drop_counts()
+        disk_stats = getattr(self.store, "disk_stats", None)  # see BatchStore
         with self._cond:
             return EmitterStats.snapshot(
                 tracked=self.store.next_seq(), pending=self.store.pending(),
                 in_flight=self._in_flight, counts=self._counts,
                 dropped=[self._dropped, store_drops], last_error=self._last_error,
+                disk=disk_stats() if disk_stats is not None else None,
             )

@@ -106,6 +106,12 @@ class BatchStore(Protocol):
         0 is returned."""
         ...
 
+    # Optional methods, used when a store has them (``DiskEventStore`` does):
+    # ``set_wakeup(wake)``: the dispatcher's hook, called with no lock held when records
+    # become takeable in the background; ``hold_unsent()``: close() gave up, keep what is
+    # left for the next process (and take nothing more); ``close_store(deadline)``: the
+    # emitter is closed; ``disk_stats()``: a dict for ``EmitterStats.disk``.
+
 
 #: Buffers inherited from a parent process, never touched again (see reset_after_fork).
 _INHERITED: list[object] = []

@@ -77,6 +77,8 @@ class LeaseDesk:
         self._urgent_until = 0  # events with seq below this are due now (flush requested)
         self._close_deadline = 0.0
         self._lost_on_close = False
+        # close() gave up and the store keeps what is left (on disk) for the next process
+        self._store_keeps = False
         self._flush_deadline = 0.0  # the latest deadline of a waiting flush()
         self._in_flight = 0
         self._deciding = 0  # workers inside next_lease (may sleep): the caller must notify
@@ -137,7 +139,7 @@ class LeaseDesk:
         gave up, it is dropped and reported like the rest (``on_failure(0, payloads)``)."""
         with self._cond:
             self._in_flight -= len(lease)
-            given_up = self._state is CLOSED
+            given_up = self._state is CLOSED and not self._store_keeps
             if given_up:
                 self._dropped["shutdown_timeout"] = (self._dropped.get("shutdown_timeout", 0)
                                                      + len(lease))
@@ -219,7 +221,9 @@ class LeaseDesk:
                 if waiting > now:
                     self._probe_if_blocked(waiting)
             elif rest and outcome.retry:
-                self._dropped["shutdown_timeout"] = self._dropped.get("shutdown_timeout", 0) + rest
+                if not self._store_keeps:
+                    self._dropped["shutdown_timeout"] = (self._dropped.get("shutdown_timeout", 0)
+                                                         + rest)
             else:
                 counts["failed"] += rest
                 self._backoff.reset()

@@ -1,0 +1,437 @@
+"""The I/O thread of a :class:`~.store.DiskEventStore`: every read, write and fsync of the
+store happens here, never on a thread that tracks or sends.
+
+One loop (:meth:`IOLoop._run`): write what ``put()`` queued (after ``write_interval``, or
+at once when ``write_events`` wait, in durable mode, or when closing), write the acks and
+in-flight marks that ``settle()``/``take()`` queued, delete segments that are all
+settled, read the next records from disk when the ready window runs low, and every
+``scan_interval`` measure the directory and adopt what dead processes left. It sleeps on
+an Event between rounds; producers wake it only when it may be asleep (see ``put``).
+
+State is the store's, guarded by the store's ``_lock`` (taken here only for queue and
+counter updates, never across a system call).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+from ..event_store import Lease
+from .format import ACK as ACK_KIND
+from .format import FormatError, ack_entry, decode_record, encode_record, frame
+from .spool import Segment, Spool
+
+if TYPE_CHECKING:
+    from ..typing import PayloadDict
+
+logger = logging.getLogger("snowplow_threaded.disk")
+
+#: ``(seq, segment, start, end)`` of a record: where it is on disk (segment None: in
+#: memory only, after a disk fault)
+Loc = tuple[int, "Segment | None", int, int]
+
+
+
+class DiskLease(Lease):
+    """A lease whose records have a place on disk: ``locs[i]`` is ``records[i]``'s."""
+
+    __slots__ = ("locs",)
+
+    def __init__(self, records: list[PayloadDict], locs: list[Loc]) -> None:
+        super().__init__(records, min(loc[0] for loc in locs))
+        self.locs = locs
+
+
+#: Most records written with one system call.
+WRITE_MAX = 2000
+#: How long the store keeps events in memory after a disk fault before trying again.
+RETRY_DISK = 5.0
+
+
+class IOLoop:
+    """The I/O side of :class:`~.store.DiskEventStore` (a mixin: the store owns the
+    state; see the store's docstring for what each field is)."""
+
+    directory: str
+    max_bytes: int
+    when_full: str
+    write_interval: float
+    write_events: int
+    memory_events: int
+    durable: bool
+    read_ahead: int
+    scan_interval: float
+    _lock: threading.Lock
+    _synced_cond: threading.Condition
+    _wake: threading.Event
+    _incoming: deque[PayloadDict]
+    _in_base: int
+    _writing: tuple[int, int] | None
+    _ready: deque[PayloadDict]
+    _ready_locs: deque[Loc]
+    _retry: deque[DiskLease]
+    _leased: set[DiskLease]
+    _acks: list[list[Loc]]
+    _marks: list[tuple[bytes, list[Loc]]]
+    _unread: int
+    _adopt_seq: int
+    _drops: dict[str, int]
+    _spool: Spool
+    _closing: bool
+    _io_idle: bool
+    _io_batching: bool
+    _incoming_since: float | None
+    _next_scan: float
+    _fallback_until: float
+    _stats: dict[str, Any]
+    _synced: int
+    _adopt_wanted: bool
+    _adopt_done: threading.Event
+    _wakeup: Callable[[], None] | None
+    _warned: set[str]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= self._next_scan or self._adopt_wanted:
+                    self._scan_step(now)
+                self._write_step(now)
+                self._ack_step()
+                self._refill_step()
+                if self._closing and not self._incoming and not self._acks:
+                    break
+                self._sleep(now)
+        except BaseException:
+            self._stats["io_thread_failed"] = True
+            logger.exception("the disk store's I/O thread failed: events are kept in memory "
+                             "from now on (lost if the process dies)")
+            self._fallback_until = float("inf")
+            raise
+        finally:
+            self._adopt_done.set()
+            with self._lock:
+                self._synced = 1 << 62
+                self._synced_cond.notify_all()
+        self._finish_close()
+
+    def _sleep(self, now: float) -> None:
+        waiting = bool(self._incoming)
+        if waiting:
+            since = self._incoming_since if self._incoming_since is not None else now
+            timeout = since + self.write_interval - now
+            self._io_batching = True
+        else:
+            timeout = self._next_scan - now
+            self._io_idle = True
+        # the flag is published before this last look: a put() after it sees the flag and
+        # wakes this thread, so no wake-up is lost
+        if (timeout <= 0 or self._acks or self._marks or self._closing or self._adopt_wanted
+                or self._refill_due() or (not waiting and self._incoming)):
+            self._io_idle = self._io_batching = False
+            return
+        self._wake.wait(timeout)
+        self._wake.clear()
+        self._io_idle = self._io_batching = False
+
+    def _kick(self) -> None:
+        self._io_idle = self._io_batching = False
+        self._wake.set()
+
+    def _ready_now(self) -> None:
+        """Tell the dispatcher records can be taken (no lock held)."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _write_step(self, now: float) -> None:
+        incoming = self._incoming
+        if not incoming:
+            self._incoming_since = None
+            return
+        if self._incoming_since is None:
+            self._incoming_since = now
+        if not (self._closing or self.durable or len(incoming) >= self.write_events
+                or now >= self._incoming_since + self.write_interval):
+            return
+        self._incoming_since = None
+        for _ in range(-(-len(incoming) // WRITE_MAX)):
+            self._write_batch()
+
+    def _write_batch(self) -> None:
+        with self._lock:
+            count = min(len(self._incoming), WRITE_MAX)
+            popleft = self._incoming.popleft
+            records = [popleft() for _ in range(count)]
+            first = self._in_base
+            self._in_base += count
+            self._writing = (first, count)
+        try:
+            placed = self._persist(records, first)
+        finally:
+            with self._lock:
+                self._writing = None
+                self._synced = first + count
+                self._synced_cond.notify_all()
+        if placed:
+            self._ready_now()
+
+    def _persist(self, records: list[PayloadDict], first: int) -> bool:
+        """Write *records* (sequence numbers from *first*) and make them takeable now or
+        later; True if some became takeable now."""
+        seqs = list(range(first, first + len(records)))
+        if time.monotonic() < self._fallback_until:
+            return self._to_memory(records, seqs)
+        bodies: list[bytes] = []
+        odd: list[int] = []  # records no encoder can write (a user's non-text values)
+        for index, record in enumerate(records):
+            try:
+                bodies.append(frame(encode_record(record)))
+            except (TypeError, ValueError, AttributeError):
+                odd.append(index)
+        placed = False
+        if odd:  # kept in memory: their send fails them for good, as with the memory store
+            placed = self._to_memory([records[i] for i in odd], [seqs[i] for i in odd])
+            skip = set(odd)
+            records = [r for i, r in enumerate(records) if i not in skip]
+            seqs = [s for i, s in enumerate(seqs) if i not in skip]
+        keep = self._fit(bodies)
+        del records[keep:], seqs[keep:], bodies[keep:]
+        if not records:
+            return placed
+        try:
+            seg, start = self._spool.append(b"".join(bodies))
+        except OSError as exc:
+            self._disk_failed(exc)
+            return self._to_memory(records, seqs) or placed
+        if self._fallback_until:
+            self._fallback_until = 0.0
+            logger.warning("writing events to %s again", self.directory)
+        starts, ends = [], []
+        pos = start
+        for body in bodies:
+            starts.append(pos)
+            pos += len(body)
+            ends.append(pos)
+        with self._lock:
+            self._stats["written"] += len(records)
+            seg.live += len(records)
+            if not self._unread and len(self._ready) + len(records) <= self.read_ahead:
+                self._ready.extend(records)
+                self._ready_locs.extend(zip(seqs, repeat(seg), starts, ends))
+                seg.read_offset = pos
+                return True
+            for seq in seqs:
+                seg.add_unread(seq, 1)
+            self._unread += len(seqs)
+        return placed
+
+    def _to_memory(self, records: list[PayloadDict], seqs: list[int]) -> bool:
+        """Keep *records* in memory only (after a disk fault): takeable at once, at most
+        ``memory_events`` of them, counted in ``stats()``."""
+        with self._lock:
+            room = max(0, self.memory_events - len(self._ready))
+            kept = min(room, len(records))
+            self._ready.extend(records[:kept])
+            self._ready_locs.extend((seq, None, 0, 0) for seq in seqs[:kept])
+            self._stats["memory_only"] += kept
+            if kept < len(records):
+                self._drops["buffer_full"] += len(records) - kept
+        return kept > 0
+
+    def _disk_failed(self, exc: OSError) -> None:
+        self._stats["disk_errors"] += 1
+        self._stats["last_disk_error"] = f"{type(exc).__name__}: {exc}"
+        if not self._fallback_until:
+            logger.warning("cannot write events to %s (%s): keeping them in memory (lost if "
+                           "the process dies) and trying the disk again every %g s",
+                           self.directory, exc, RETRY_DISK)
+        self._fallback_until = time.monotonic() + RETRY_DISK
+        self._spool.seal_current()
+
+    def _fit(self, bodies: list[bytes]) -> int:
+        """How many of *bodies* may be written under ``max_bytes`` (the newest dropped, or
+        the oldest segments evicted first under ``drop_oldest``)."""
+        total = sum(map(len, bodies))
+        spool = self._spool
+        if spool.dir_bytes + total <= self.max_bytes:
+            return len(bodies)
+        if self.when_full == "drop_oldest":
+            self._evict(total)
+            if spool.dir_bytes + total <= self.max_bytes:
+                return len(bodies)
+        room, keep = self.max_bytes - spool.dir_bytes, 0
+        for body in bodies:
+            room -= len(body)
+            if room < 0:
+                break
+            keep += 1
+        with self._lock:
+            self._drops["buffer_full"] += len(bodies) - keep
+        self._warn_once("full", "the spool directory %s is full (max_bytes=%d): events are "
+                        "dropped (%s); raise max_bytes or check the collector", self.directory,
+                        self.max_bytes, self.when_full)
+        return keep
+
+    def _evict(self, need: int) -> None:
+        """Drop this process's oldest segments, whole, until *need* bytes fit; never one
+        with records in a request or waiting for a retry."""
+        spool = self._spool
+        for seg in list(spool.segments):
+            if spool.dir_bytes + need <= self.max_bytes:
+                return
+            with self._lock:
+                busy = {id(loc[1]) for lease in (*self._leased, *self._retry)
+                        for loc in lease.locs}
+                if id(seg) in busy:
+                    continue
+                keep = [(r, loc) for r, loc in zip(self._ready, self._ready_locs, strict=False)
+                        if loc[1] is not seg]
+                if len(keep) != len(self._ready):
+                    self._ready = deque(r for r, _ in keep)
+                    self._ready_locs = deque(loc for _, loc in keep)
+                self._unread -= seg.unread
+                self._drops["evicted_oldest"] += seg.live
+                seg.live = 0
+            if seg is spool.current:
+                spool.seal_current()
+            spool.delete(seg)
+
+    # -- acks ----------------------------------------------------------------------------------
+    def _ack_step(self) -> None:
+        with self._lock:
+            acks, self._acks = self._acks, []
+            marks, self._marks = self._marks, []
+        if not acks and not marks:
+            return
+        settled: dict[Segment, int] = {}
+        entries: dict[Segment, list[bytes]] = {}
+        for kind, locs in (*marks, *((ACK_KIND, locs) for locs in acks)):
+            for seg, start, end, n in _ranges(locs):
+                entries.setdefault(seg, []).append(ack_entry(kind, start, end))
+                if kind == ACK_KIND:
+                    settled[seg] = settled.get(seg, 0) + n
+        for seg, parts in entries.items():
+            try:
+                self._spool.write_acks(seg, b"".join(parts))
+            except OSError as exc:  # the records stay: sent again by the next owner
+                self._warn_once("ack", "cannot record deliveries in %s (%s): a restart may "
+                                "send those events again", self.directory, exc)
+        with self._lock:
+            for seg, n in settled.items():
+                seg.live -= n
+        for seg in list(self._spool.segments):
+            if seg.live <= 0 and not seg.unread and (
+                    seg.sealed or seg.size >= self._spool.segment_bytes):
+                self._spool.delete(seg)
+
+    # -- reading -------------------------------------------------------------------------------
+    def _refill_due(self) -> bool:
+        return bool(self._unread) and len(self._ready) <= self.read_ahead // 2
+
+    def _refill_step(self) -> None:
+        with self._lock:
+            if not self._refill_due():
+                return
+            room = self.read_ahead - len(self._ready)
+            seg = next((s for s in self._spool.segments if s.unread), None)
+            if seg is None:  # cannot happen; never spin on it
+                self._unread = 0
+                return
+        try:
+            got, offset = self._spool.read(seg, room)
+        except OSError as exc:
+            self._stats["disk_errors"] += 1
+            logger.error("cannot read %s (%s): its %d event(s) are left there, unsent",
+                         seg.path, exc, seg.unread)
+            with self._lock:
+                self._unread -= seg.unread
+                self._drops["unreadable"] = self._drops.get("unreadable", 0) + seg.unread
+                seg.runs.clear()
+                seg.unread = 0
+            return
+        records: list[PayloadDict] = []
+        locs: list[Loc] = []
+        bad: list[Loc] = []
+        with self._lock:
+            if seg.deleted:
+                return
+            seqs = seg.take_seqs(len(got))
+            for seq, (start, end, body) in zip(seqs, got, strict=False):
+                try:
+                    records.append(decode_record(body))
+                    locs.append((seq, seg, start, end))
+                except (FormatError, UnicodeDecodeError, ValueError):
+                    bad.append((seq, seg, start, end))
+            self._ready.extend(records)
+            self._ready_locs.extend(locs)
+            self._unread -= len(seqs)
+            seg.read_offset = offset
+            if seg.sealed and offset >= seg.size and seg.unread:  # fewer than counted
+                self._unread -= seg.unread
+                seg.live -= seg.unread
+                seg.runs.clear()
+                seg.unread = 0
+            if bad:
+                self._acks.append(bad)
+                self._spool.corrupt_bytes += sum(loc[3] - loc[2] for loc in bad)
+        if records:
+            self._ready_now()
+
+    # -- adopting ------------------------------------------------------------------------------
+    def _scan_step(self, now: float) -> None:
+        self._next_scan = now + self.scan_interval
+        spool = self._spool
+        spool.rescan_bytes()
+        if not self._closing:
+            try:
+                found = spool.adopt_orphans()
+            except OSError as exc:
+                found = []
+                self._warn_once("adopt", "cannot look for events of dead processes in %s "
+                                "(%s)", self.directory, exc)
+            if found:
+                with self._lock:
+                    for seg in found:
+                        seg.add_unread(self._adopt_seq, seg.live)
+                        self._adopt_seq += seg.live
+                        self._unread += seg.live
+                        self._stats["adopted"] += seg.live
+                        bisect.insort(spool.segments, seg, key=lambda s: s.created)
+                logger.info("adopted %d event(s) left in %s by processes that are gone (%d "
+                            "of them were in a request then: the collector may have those "
+                            "already)", sum(s.live for s in found), self.directory,
+                            spool.in_flight_adopted)
+        self._adopt_wanted = False
+        self._adopt_done.set()
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+    def _finish_close(self) -> None:  # defined by the store
+        raise NotImplementedError
+
+
+def _ranges(locs: list[Loc]) -> list[tuple[Segment, int, int, int]]:
+    """*locs* as ``(segment, start, end, records)`` runs of adjacent frames."""
+    out: list[tuple[Segment, int, int, int]] = []
+    for _, seg, start, end in locs:
+        if seg is None:
+            continue
+        if out and out[-1][0] is seg and out[-1][2] == start:
+            last = out[-1]
+            out[-1] = (seg, last[1], end, last[3] + 1)
+        else:
+            out.append((seg, start, end, 1))
+    return out
