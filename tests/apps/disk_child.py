@@ -5,13 +5,16 @@
 * tracks COUNT structured events labelled ``PREFIX-<n>`` (n from 0), printing
   ``tracked <n> <time.time()>`` to stdout after every 50 (flushed), and ``done`` at the end;
 * ``--hold``: then sleeps until killed (a test sends SIGKILL or SIGTERM);
-* ``--send``: adopt what dead processes left, flush until everything is delivered, print
-  ``stats <json>`` and exit (the process that takes over a directory).
+* ``--send``: adopt what dead processes left, flush until everything is delivered and
+  exit (the process that takes over a directory).
+
+At a normal exit (also on SIGTERM) it prints ``stats <json>``, after the emitter closed.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import signal
 import sys
@@ -33,6 +36,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exit through atexit
+    result: dict[str, object] = {}
+    # registered before the emitter's exit hook, so it runs after it: the closed stats
+    atexit.register(lambda: print(f"stats {json.dumps({**result, **emitter.stats().as_dict()})}",
+                                  flush=True))
     store = DiskEventStore(args.directory, scan_interval=args.scan)
     emitter = Emitter(args.endpoint, event_store=store, max_retry_delay_seconds=0.5,
                       shutdown_timeout=2.0)
@@ -54,10 +61,8 @@ def main() -> int:
     out.flush()
     if args.send:
         store.adopt()
-        delivered = emitter.flush(args.timeout)
-        out.write(f"stats {json.dumps({'flushed': delivered, **emitter.stats().as_dict()})}\n")
-        out.flush()
-        return 0 if delivered else 1
+        result["flushed"] = emitter.flush(args.timeout)
+        return 0 if result["flushed"] else 1
     while args.hold:
         time.sleep(3600)
     return 0
