@@ -29,7 +29,7 @@ class Child:
         argv = [sys.executable, "-m", "tests.apps.disk_child", str(directory), endpoint,
                 prefix, str(count), *options]
         self.prefix = prefix
-        self._err = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=self._err, text=True)
         self.lines: list[str] = []

@@ -260,16 +260,18 @@ class IOLoop:
 
     def _fit(self, bodies: list[bytes]) -> int:
         """How many of *bodies* may be written under ``max_bytes`` (the newest dropped, or
-        the oldest segments evicted first under ``drop_oldest``)."""
+        the oldest segments evicted first under ``drop_oldest``). Records stop at
+        :func:`data_limit`; the rest is left for ack files and segment headers."""
         total = sum(map(len, bodies))
         spool = self._spool
-        if spool.dir_bytes + total <= self.max_bytes:
+        limit = data_limit(self.max_bytes)
+        if spool.dir_bytes + total <= limit:
             return len(bodies)
         if self.when_full == "drop_oldest":
-            self._evict(total)
-            if spool.dir_bytes + total <= self.max_bytes:
+            self._evict(total, limit)
+            if spool.dir_bytes + total <= limit:
                 return len(bodies)
-        room, keep = self.max_bytes - spool.dir_bytes, 0
+        room, keep = limit - spool.dir_bytes, 0
         for body in bodies:
             room -= len(body)
             if room < 0:
@@ -282,12 +284,12 @@ class IOLoop:
                         self.max_bytes, self.when_full)
         return keep
 
-    def _evict(self, need: int) -> None:
-        """Drop this process's oldest segments, whole, until *need* bytes fit; never one
-        with records in a request or waiting for a retry."""
+    def _evict(self, need: int, limit: int) -> None:
+        """Drop this process's oldest segments, whole, until *need* bytes fit under
+        *limit*; never one with records in a request or waiting for a retry."""
         spool = self._spool
         for seg in list(spool.segments):
-            if spool.dir_bytes + need <= self.max_bytes:
+            if spool.dir_bytes + need <= limit:
                 return
             with self._lock:
                 busy = {id(loc[1]) for lease in (*self._leased, *self._retry)
@@ -421,6 +423,12 @@ class IOLoop:
 
     def _finish_close(self) -> None:  # defined by the store
         raise NotImplementedError
+
+
+def data_limit(max_bytes: int) -> int:
+    """Where records stop under *max_bytes*: 1 % (at least 4 KiB) is left for ack files
+    and segment headers, so that the directory stays within *max_bytes*."""
+    return max_bytes - max(4096, max_bytes // 100)
 
 
 def _ranges(locs: list[Loc]) -> list[tuple[Segment, int, int, int]]:
