@@ -206,13 +206,25 @@ class IOLoop:
             seqs = [s for i, s in enumerate(seqs) if i not in skip]
         keep = self._fit(bodies)
         del records[keep:], seqs[keep:], bodies[keep:]
-        if not records:
-            return placed
+        start, limit = 0, self._spool.max_write
+        while start < len(records):  # one append (one segment) per chunk of max_write
+            end, size = start, 0
+            while end < len(records) and (end == start or size + len(bodies[end]) <= limit):
+                size += len(bodies[end])
+                end += 1
+            placed = self._append(records[start:end], seqs[start:end],
+                                  bodies[start:end]) or placed
+            start = end
+        return placed
+
+    def _append(self, records: list[PayloadDict], seqs: list[int], bodies: list[bytes]
+                ) -> bool:
+        """Write *records* into one segment (or keep them in memory on a disk fault)."""
         try:
             seg, start = self._spool.append(b"".join(bodies))
         except OSError as exc:
             self._disk_failed(exc)
-            return self._to_memory(records, seqs) or placed
+            return self._to_memory(records, seqs)
         if self._fallback_until:
             self._fallback_until = 0.0
             logger.warning("writing events to %s again", self.directory)
@@ -227,13 +239,13 @@ class IOLoop:
             seg.live += len(records)
             if not self._unread and len(self._ready) + len(records) <= self.read_ahead:
                 self._ready.extend(records)
-                self._ready_locs.extend(zip(seqs, repeat(seg), starts, ends))
+                self._ready_locs.extend(zip(seqs, repeat(seg), starts, ends, strict=False))
                 seg.read_offset = pos
                 return True
             for seq in seqs:
                 seg.add_unread(seq, 1)
             self._unread += len(seqs)
-        return placed
+        return False
 
     def _to_memory(self, records: list[PayloadDict], seqs: list[int]) -> bool:
         """Keep *records* in memory only (after a disk fault): takeable at once, at most

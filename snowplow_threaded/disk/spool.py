@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import threading
 import time
 from collections import deque
@@ -92,6 +93,15 @@ class Segment:
         return seqs
 
 
+def _file_limit() -> int:
+    """The soft file-size limit of this process (``ulimit -f``), or a very large number."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (OSError, ValueError):  # pragma: no cover - no such limit here
+        return 1 << 62
+    return 1 << 62 if soft == resource.RLIM_INFINITY or soft < 0 else int(soft)
+
+
 def read_frames(fd: int, offset: int, size: int) -> Iterator[tuple[int, int, bytes | None]]:
     """The frames of a segment from *offset* to *size* (see :func:`.format.frames`)."""
     chunk = READ_CHUNK
@@ -127,13 +137,20 @@ class Spool:
         self._number = 0
 
     # -- writing -----------------------------------------------------------------------------
+    @property
+    def max_write(self) -> int:
+        """The most bytes of records one :meth:`append` should get: a segment's worth, and
+        under a file-size limit (``ulimit -f``), what fits in a new segment."""
+        return max(1, min(self.segment_bytes, _file_limit() - SEGMENT_HEADER_SIZE))
+
     def append(self, data: bytes) -> tuple[Segment, int]:
         """Append *data* (whole frames) to the current segment, starting a new one when it
-        is full; returns the segment and the offset written at. On ``OSError`` nothing of
-        *data* stays in the file (it is cut back), and the error is raised. A file-size
-        limit (``EFBIG``, ``ulimit -f``) is met once more with a fresh segment."""
+        is full or would pass the file-size limit; returns the segment and the offset
+        written at. On ``OSError`` nothing of *data* stays in the file (it is cut back),
+        and the error is raised; ``EFBIG`` once more with a fresh segment."""
         seg = self.current
-        if seg is None or seg.size >= self.segment_bytes:
+        if (seg is None or seg.size >= self.segment_bytes
+                or seg.size + len(data) > _file_limit()):
             seg = self._new_segment()
         try:
             return seg, self._write(seg, data)
