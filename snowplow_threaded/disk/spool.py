@@ -134,6 +134,7 @@ class Spool:
         self.dir_bytes = 0
         self.corrupt_bytes = 0
         self.in_flight_adopted = 0  # adopted records a dead owner had in a request
+        self.left_alone: set[str] = set()  # segment files that cannot be read: not retried
         self._number = 0
 
     # -- writing -----------------------------------------------------------------------------
@@ -293,14 +294,14 @@ class Spool:
         counted, damage skipped); returns those holding records, oldest first. The caller
         numbers their records and adds them to ``segments``."""
         found: list[Segment] = []
+        listing = owners.tokens(os.listdir(self.directory))
         for token in owners.orphans(self.directory):
+            names = [n for n in listing.get(token, []) if n not in self.left_alone]
+            if listing.get(token) and not names:
+                continue  # only files this version cannot read: not tried again
             owner = owners.try_adopt(self.directory, token)
             if owner is None:
                 continue
-            try:
-                names = owners.tokens(os.listdir(self.directory)).get(token, [])
-            except OSError:
-                names = []
             segs = [s for s in (self._scan(owner, n) for n in names) if s is not None]
             found.extend(s for s in segs if s.live)
             for seg in segs:
@@ -340,6 +341,7 @@ class Spool:
             return seg
         except (OSError, FormatError) as exc:
             os.close(fd)
+            self.left_alone.add(name)
             level = logging.WARNING if isinstance(exc, FormatError) else logging.ERROR
             logger.log(level, "%s left as it is: %s", path, exc)
             return None
