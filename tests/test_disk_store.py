@@ -211,3 +211,33 @@ def test_exit_with_the_collector_down_does_not_hang(micro_collector: Collector,
     emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
     assert wait_labels(micro_collector, {f"x-{n}" for n in range(500)}, timeout=20)
     emitter.close(5)
+
+
+def test_the_integrations_disk_buffer_setting(micro_collector: Collector,
+                                             tmp_path: Path) -> None:
+    from snowplow_threaded.contrib.config import ConfigError, parse_config
+
+    config = parse_config({"endpoint": micro_collector.endpoint,
+                           "disk_buffer": {"directory": str(tmp_path), "max_bytes": 10**7}},
+                          default_namespace="web")
+    tracker = config.build_tracker()
+    store = tracker.emitters[0].event_store
+    assert isinstance(store, DiskEventStore) and store.max_bytes == 10**7
+    tracker.track(StructuredEvent("disk", "integration", label="i"))
+    assert tracker.flush(timeout=10)
+    assert set(labels(micro_collector)) == {"i"}
+    assert any(p.suffix == ".seg" for p in tmp_path.iterdir())
+    tracker.emitters[0].close(5)
+    assert parse_config({"endpoint": "localhost", "disk_buffer": str(tmp_path)},
+                        default_namespace="web").disk_buffer == {"directory": str(tmp_path)}
+    for bad, message in (({"max_bytes": 1}, "directory"),
+                         ({"directory": "x", "max_bytes": -1}, "max_bytes"),
+                         ({"directory": "x", "colour": "red"}, "colour")):
+        with pytest.raises(ConfigError, match=message) as caught:
+            parse_config({"endpoint": "localhost", "disk_buffer": bad},
+                         default_namespace="web")
+        assert caught.value.problems[0].code == "E005"
+    with pytest.raises(ConfigError, match="cannot be set together"):
+        parse_config({"endpoint": "localhost", "disk_buffer": "x",
+                      "emitter": {"event_store": DiskEventStore(tmp_path)}},
+                     default_namespace="web")

@@ -93,8 +93,12 @@ class DiskEventStore(IOLoop):
         scan_interval: float = 2.0,
         on_error: str = "raise",
     ) -> None:
-        _check(max_bytes, when_full, write_interval, write_events, durable_timeout,
-               memory_events, read_ahead, segment_bytes, scan_interval, on_error)
+        check_arguments(directory, max_bytes, when_full=when_full,
+                        write_interval=write_interval, write_events=write_events,
+                        durable=durable,
+                        durable_timeout=durable_timeout, memory_events=memory_events,
+                        read_ahead=read_ahead, segment_bytes=segment_bytes,
+                        scan_interval=scan_interval, on_error=on_error)
         self.directory = os.path.abspath(os.fspath(directory))
         self.max_bytes = max_bytes
         self.when_full = when_full
@@ -463,9 +467,18 @@ class DiskEventStore(IOLoop):
         return f"DiskEventStore({self.directory!r}, max_bytes={self.max_bytes})"
 
 
-def _check(max_bytes: int, when_full: str, write_interval: float, write_events: int,
-           durable_timeout: float, memory_events: int, read_ahead: int, segment_bytes: int,
-           scan_interval: float, on_error: str) -> None:
+def check_arguments(directory: str | os.PathLike[str], max_bytes: int = 256 * 1024 * 1024, *,
+                    when_full: str = DROP_NEWEST, write_interval: float = 0.05,
+                    write_events: int = 1000, durable: bool = False,
+                    durable_timeout: float = 5.0, memory_events: int = 10_000,
+                    read_ahead: int = 1000, segment_bytes: int = 4 * 1024 * 1024,
+                    scan_interval: float = 2.0, on_error: str = "raise") -> None:
+    """Raise ``TypeError``/``ValueError`` naming the argument if ``DiskEventStore(...)``
+    would not accept these (the directory itself is checked only by the store)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a path, got {directory!r}")
+    if not isinstance(durable, bool):
+        raise TypeError(f"durable must be True or False, got {durable!r}")
     for name, value in (("max_bytes", max_bytes), ("write_events", write_events),
                         ("memory_events", memory_events), ("read_ahead", read_ahead),
                         ("segment_bytes", segment_bytes)):
