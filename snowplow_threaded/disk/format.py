@@ -86,6 +86,27 @@ def encode_record(record: PayloadDict) -> bytes:
     return b"J" + json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
+def encode_frames(records: list[PayloadDict]) -> tuple[list[bytes], list[int]]:
+    """The frames of *records* as alternating header and body parts (join them to write)
+    and each frame's size; the same bytes as ``frame(encode_record(r))`` per record, in
+    one loop (this runs once per event on the I/O thread, which shares the GIL with the
+    application). Raises ``TypeError``/``ValueError`` for a record with a value that is
+    not text (the caller keeps those records in memory)."""
+    parts: list[bytes] = []
+    sizes: list[int] = []
+    pack, crc32 = _FRAME.pack, zlib.crc32
+    for record in records:
+        body = ("N" + "\0".join([*record.keys(), *record.values()])).encode(
+            "utf-8", "surrogatepass")
+        if not record or body.count(b"\0") != 2 * len(record) - 1:
+            body = encode_record(record)
+        size = len(body)
+        parts.append(pack(FRAME_MAGIC, size, crc32(body, size)))
+        parts.append(body)
+        sizes.append(FRAME_HEADER + size)
+    return parts, sizes
+
+
 def decode_record(body: bytes) -> PayloadDict:
     kind, data = body[:1], body[1:]
     if kind == b"N":

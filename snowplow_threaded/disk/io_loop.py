@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..event_store import Lease
 from .format import ACK as ACK_KIND
-from .format import FormatError, ack_entry, decode_record, encode_record, frame
+from .format import FormatError, ack_entry, decode_record, encode_frames
 from .spool import Segment, Spool
 
 if TYPE_CHECKING:
@@ -191,37 +191,49 @@ class IOLoop:
         seqs = list(range(first, first + len(records)))
         if time.monotonic() < self._fallback_until:
             return self._to_memory(records, seqs)
-        bodies: list[bytes] = []
-        odd: list[int] = []  # records no encoder can write (a user's non-text values)
-        for index, record in enumerate(records):
-            try:
-                bodies.append(frame(encode_record(record)))
-            except (TypeError, ValueError, AttributeError):
-                odd.append(index)
         placed = False
-        if odd:  # kept in memory: their send fails them for good, as with the memory store
-            placed = self._to_memory([records[i] for i in odd], [seqs[i] for i in odd])
-            skip = set(odd)
-            records = [r for i, r in enumerate(records) if i not in skip]
-            seqs = [s for i, s in enumerate(seqs) if i not in skip]
-        keep = self._fit(bodies)
-        del records[keep:], seqs[keep:], bodies[keep:]
+        try:
+            parts, sizes = encode_frames(records)
+        except (TypeError, ValueError, AttributeError):  # a user's non-text values: kept in
+            # memory, their send fails them for good as with the memory store
+            parts, sizes, records, seqs, placed = self._encode_each(records, seqs)
+        keep = self._fit(sizes)
+        del records[keep:], seqs[keep:], sizes[keep:], parts[2 * keep:]
         start, limit = 0, self._spool.max_write
         while start < len(records):  # one append (one segment) per chunk of max_write
             end, size = start, 0
-            while end < len(records) and (end == start or size + len(bodies[end]) <= limit):
-                size += len(bodies[end])
+            while end < len(records) and (end == start or size + sizes[end] <= limit):
+                size += sizes[end]
                 end += 1
-            placed = self._append(records[start:end], seqs[start:end],
-                                  bodies[start:end]) or placed
+            placed = self._append(records[start:end], seqs[start:end], sizes[start:end],
+                                  parts[2 * start:2 * end]) or placed
             start = end
         return placed
 
-    def _append(self, records: list[PayloadDict], seqs: list[int], bodies: list[bytes]
-                ) -> bool:
+    def _encode_each(self, records: list[PayloadDict], seqs: list[int]
+                     ) -> tuple[list[bytes], list[int], list[PayloadDict], list[int], bool]:
+        """Encode record by record, keeping those that cannot be written in memory."""
+        parts: list[bytes] = []
+        sizes: list[int] = []
+        kept: list[int] = []
+        odd: list[int] = []
+        for index, record in enumerate(records):
+            try:
+                more, size = encode_frames([record])
+            except (TypeError, ValueError, AttributeError):
+                odd.append(index)
+                continue
+            parts.extend(more)
+            sizes.extend(size)
+            kept.append(index)
+        placed = self._to_memory([records[i] for i in odd], [seqs[i] for i in odd])
+        return (parts, sizes, [records[i] for i in kept], [seqs[i] for i in kept], placed)
+
+    def _append(self, records: list[PayloadDict], seqs: list[int], sizes: list[int],
+                parts: list[bytes]) -> bool:
         """Write *records* into one segment (or keep them in memory on a disk fault)."""
         try:
-            seg, start = self._spool.append(b"".join(bodies))
+            seg, start = self._spool.append(b"".join(parts))
         except OSError as exc:
             self._disk_failed(exc)
             return self._to_memory(records, seqs)
@@ -230,22 +242,30 @@ class IOLoop:
             logger.warning("writing events to %s again", self.directory)
         starts, ends = [], []
         pos = start
-        for body in bodies:
+        for size in sizes:
             starts.append(pos)
-            pos += len(body)
+            pos += size
             ends.append(pos)
         with self._lock:
             self._stats["written"] += len(records)
             seg.live += len(records)
-            if not self._unread and len(self._ready) + len(records) <= self.read_ahead:
-                self._ready.extend(records)
-                self._ready_locs.extend(zip(seqs, repeat(seg), starts, ends, strict=False))
-                seg.read_offset = pos
-                return True
-            for seq in seqs:
-                seg.add_unread(seq, 1)
-            self._unread += len(seqs)
-        return False
+            # what fits in the ready window goes there at once (nothing older is unread);
+            # the rest is read back from the file later
+            fits = 0 if self._unread else max(0, self.read_ahead - len(self._ready))
+            fits = min(fits, len(records))
+            if fits:
+                self._ready.extend(records[:fits])
+                self._ready_locs.extend(zip(seqs[:fits], repeat(seg), starts, ends,
+                                            strict=False))
+                seg.read_offset = ends[fits - 1]
+            rest = seqs[fits:]
+            if rest and rest[-1] - rest[0] == len(rest) - 1:
+                seg.add_unread(rest[0], len(rest))
+            else:
+                for seq in rest:
+                    seg.add_unread(seq, 1)
+            self._unread += len(rest)
+        return fits > 0
 
     def _to_memory(self, records: list[PayloadDict], seqs: list[int]) -> bool:
         """Keep *records* in memory only (after a disk fault): takeable at once, at most
@@ -270,27 +290,27 @@ class IOLoop:
         self._fallback_until = time.monotonic() + RETRY_DISK
         self._spool.seal_current()
 
-    def _fit(self, bodies: list[bytes]) -> int:
-        """How many of *bodies* may be written under ``max_bytes`` (the newest dropped, or
+    def _fit(self, sizes: list[int]) -> int:
+        """How many frames of *sizes* may be written under ``max_bytes`` (the newest dropped, or
         the oldest segments evicted first under ``drop_oldest``). Records stop at
         :func:`data_limit`; the rest is left for ack files and segment headers."""
-        total = sum(map(len, bodies))
+        total = sum(sizes)
         spool = self._spool
         limit = data_limit(self.max_bytes)
         if spool.dir_bytes + total <= limit:
-            return len(bodies)
+            return len(sizes)
         if self.when_full == "drop_oldest":
             self._evict(total, limit)
             if spool.dir_bytes + total <= limit:
-                return len(bodies)
+                return len(sizes)
         room, keep = limit - spool.dir_bytes, 0
-        for body in bodies:
-            room -= len(body)
+        for size in sizes:
+            room -= size
             if room < 0:
                 break
             keep += 1
         with self._lock:
-            self._drops["buffer_full"] += len(bodies) - keep
+            self._drops["buffer_full"] += len(sizes) - keep
         self._warn_once("full", "the spool directory %s is full (max_bytes=%d): events are "
                         "dropped (%s); raise max_bytes or check the collector", self.directory,
                         self.max_bytes, self.when_full)
@@ -373,6 +393,12 @@ class IOLoop:
                 seg.runs.clear()
                 seg.unread = 0
             return
+        decoded: list[PayloadDict | None] = []
+        for _, _, body in got:  # outside the lock: the sender may take meanwhile
+            try:
+                decoded.append(decode_record(body))
+            except (FormatError, UnicodeDecodeError, ValueError):
+                decoded.append(None)
         records: list[PayloadDict] = []
         locs: list[Loc] = []
         bad: list[Loc] = []
@@ -380,12 +406,12 @@ class IOLoop:
             if seg.deleted:
                 return
             seqs = seg.take_seqs(len(got))
-            for seq, (start, end, body) in zip(seqs, got, strict=False):
-                try:
-                    records.append(decode_record(body))
-                    locs.append((seq, seg, start, end))
-                except (FormatError, UnicodeDecodeError, ValueError):
+            for seq, (start, end, _), record in zip(seqs, got, decoded, strict=False):
+                if record is None:
                     bad.append((seq, seg, start, end))
+                else:
+                    records.append(record)
+                    locs.append((seq, seg, start, end))
             self._ready.extend(records)
             self._ready_locs.extend(locs)
             self._unread -= len(seqs)

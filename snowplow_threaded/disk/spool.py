@@ -133,6 +133,7 @@ class Spool:
         self.current: Segment | None = None
         self.dir_bytes = 0
         self.corrupt_bytes = 0
+        self.bytes_written = 0  # records written, framing included
         self.in_flight_adopted = 0  # adopted records a dead owner had in a request
         self.left_alone: set[str] = set()  # segment files that cannot be read: not retried
         self._number = 0
@@ -175,6 +176,7 @@ class Spool:
             raise
         seg.size += len(data)
         self.dir_bytes += len(data)
+        self.bytes_written += len(data)
         return start
 
     def _new_segment(self) -> Segment:

@@ -402,7 +402,8 @@ class DiskEventStore(IOLoop):
     def disk_stats(self) -> dict[str, Any]:
         """For ``stats().disk``: see docs/disk-buffer.md."""
         with self._lock:
-            on_disk = sum(seg.live for seg in self._spool.segments)
+            on_disk = (sum(seg.live for seg in self._spool.segments)
+                       - sum(1 for locs in self._acks for loc in locs if loc[1] is not None))
             memory_only = sum(1 for loc in self._ready_locs if loc[1] is None)
             oldest = self._oldest_dtm_locked()
             return {
@@ -416,6 +417,7 @@ class DiskEventStore(IOLoop):
                 "adopted": self._stats["adopted"],
                 "adopted_in_flight": self._spool.in_flight_adopted,
                 "corrupt_bytes": self._spool.corrupt_bytes,
+                "bytes_written": self._spool.bytes_written,
                 **{k: self._stats[k] for k in ("written", "memory_only", "disk_errors",
                                                 "last_disk_error", "durable_timeouts")},
             }
