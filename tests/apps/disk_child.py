@@ -19,8 +19,15 @@ import json
 import signal
 import sys
 import time
+from typing import Any
 
-from snowplow_threaded import DiskEventStore, Emitter, StructuredEvent, Tracker
+from snowplow_threaded import (
+    DiskEventStore,
+    Emitter,
+    InMemoryEventStore,
+    StructuredEvent,
+    Tracker,
+)
 
 
 def main() -> int:
@@ -34,13 +41,16 @@ def main() -> int:
     parser.add_argument("--send", action="store_true")
     parser.add_argument("--scan", type=float, default=0.2)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--memory", action="store_true",
+                        help="the memory store instead (holding every event), to compare")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exit through atexit
     result: dict[str, object] = {}
     # registered before the emitter's exit hook, so it runs after it: the closed stats
     atexit.register(lambda: print(f"stats {json.dumps({**result, **emitter.stats().as_dict()})}",
                                   flush=True))
-    store = DiskEventStore(args.directory, scan_interval=args.scan)
+    store: Any = (InMemoryEventStore(buffer_capacity=args.count + 1) if args.memory
+                  else DiskEventStore(args.directory, scan_interval=args.scan))
     emitter = Emitter(args.endpoint, event_store=store, max_retry_delay_seconds=0.5,
                       shutdown_timeout=2.0)
     tracker = Tracker("disk-child", emitter)
