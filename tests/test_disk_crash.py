@@ -117,6 +117,50 @@ def test_four_processes_one_killed_mid_request(micro_collector: Collector,
     assert sorted(os.listdir(tmp_path)) == ["FORMAT"]
 
 
+def test_delivered_events_are_not_sent_again_after_a_kill(micro_collector: Collector,
+                                                          tmp_path: Path) -> None:
+    count = 2000
+    first = Child(tmp_path, micro_collector.endpoint, "sent", count, "--hold")
+    try:
+        first.wait_line("done")
+        assert wait_labels(micro_collector, {f"sent-{n}" for n in range(count)})
+        time.sleep(WINDOW)  # the acks written
+        first.proc.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        first.kill()
+    assert any(name.endswith(".seg") for name in os.listdir(tmp_path))  # its open segment
+    second = Child(tmp_path, micro_collector.endpoint, "b", 0, "--send")
+    assert second.wait() == 0, second.stderr()
+    assert second.stats()["disk"]["adopted"] == 0
+    got = labels(micro_collector)
+    assert len(got) == count and max(got.values()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["FORMAT"]
+
+
+def test_live_processes_never_take_each_others_events(micro_collector: Collector,
+                                                      tmp_path: Path) -> None:
+    micro_collector.pause(503)
+    children = [Child(tmp_path, micro_collector.endpoint, f"p{i}", 500, "--hold")
+                for i in range(2)]
+    try:
+        for child in children:
+            child.wait_line("done")
+        time.sleep(1.0)  # five scans each, with events of the other on disk
+        micro_collector.resume()
+        expected = {f"p{i}-{n}" for i in range(2) for n in range(500)}
+        assert wait_labels(micro_collector, expected)
+        for child in children:
+            child.proc.send_signal(signal.SIGTERM)
+        stats = [child.stats() for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    assert [s["disk"]["adopted"] for s in stats] == [0, 0]
+    got = labels(micro_collector)
+    assert set(got) == expected and max(got.values()) == 1
+
+
 def _peak_rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
