@@ -8,6 +8,7 @@ and that survives fork and exit. See README.md.
 import logging
 
 from ._version import __version__
+from .contracts import disable_contracts, enable_contracts
 from .disk import DiskEventStore, DiskStoreError
 from .emitter_configuration import EmitterConfiguration
 from .emitters import AsyncEmitter, Emitter
@@ -46,4 +47,6 @@ __all__ = [
     "Tracker",
     "TrackerConfiguration",
     "__version__",
+    "disable_contracts",
+    "enable_contracts",
 ]

@@ -2,6 +2,21 @@
 
 Every check names the offending parameter explicitly (no stack inspection), so the message
 reads ``ValueError: page_url must be a non-empty string, got ''``.
+
+Two kinds:
+
+* **Contracts**: the checks the reference tracker makes with its own contracts (required
+  event text, the platform, form node names and types, form elements, search terms,
+  screen sizes). :func:`disable_contracts` skips them, as the reference's does: a value
+  they would reject is then tracked as given (a missing required field is left out of the
+  payload). They cost nothing more while enabled: the switch is read only when a value
+  fails.
+* **Always**: what guards this library's own correctness and is never skipped: settings
+  (endpoint, method, emitter configuration, namespace), types and values that cannot be
+  encoded (NaN, non-JSON data), schema URIs.
+
+The switch is process-wide (a module global, read without a lock: a thread sees the old or
+the new setting).
 """
 
 from __future__ import annotations
@@ -10,7 +25,27 @@ import math
 from collections.abc import Iterable, Mapping, Sized
 from typing import Any
 
+from .payload import as_text
 from .typing import FORM_NODE_NAMES, FORM_TYPES
+
+_enabled = True
+
+
+def disable_contracts() -> None:
+    """Skip the contracts (the reference's argument checks; see the module docstring)
+    from now on, in every thread of this process."""
+    global _enabled
+    _enabled = False
+
+
+def enable_contracts() -> None:
+    """Check the contracts again (the default)."""
+    global _enabled
+    _enabled = True
+
+
+def contracts_enabled() -> bool:
+    return _enabled
 
 
 def non_empty_string(value: Any, name: str) -> str:
@@ -73,8 +108,42 @@ def optional_timestamp(value: Any, name: str) -> None:
     finite(value, name)
 
 
+# -- contracts: skipped while disabled -------------------------------------------------------
+
+
+def required_text(value: Any, name: str) -> str:
+    """A required text field (contract): *value* if a non-empty ``str`` (as
+    :func:`non_empty_string`). With contracts disabled any other value is taken as text,
+    ``None`` as ``""`` (which the caller leaves out of the payload)."""
+    if type(value) is str and value:
+        return value
+    if _enabled:
+        return non_empty_string(value, name)
+    return "" if value is None else as_text(value)
+
+
+def choice(value: Any, supported: Iterable[Any], name: str) -> None:
+    """:func:`one_of` as a contract."""
+    if _enabled:
+        one_of(value, supported, name)
+
+
+def dimension(value: Any, name: str) -> None:
+    """A screen or viewport size (contract): an ``int`` greater than 0."""
+    if _enabled:
+        positive_int(value, name)
+
+
+def required_items(value: Sized, name: str) -> None:
+    """:func:`non_empty` as a contract."""
+    if _enabled:
+        non_empty(value, name)
+
+
 def form_element(element: Any, name: str = "elements") -> None:
-    """Check one element of ``track_form_submit(elements=...)``."""
+    """Check one element of ``track_form_submit(elements=...)`` (contract)."""
+    if not _enabled:
+        return
     if not isinstance(element, Mapping):
         raise ValueError(f"{name}: every element must be a dict, got {element!r}")
     missing = [k for k in ("name", "value", "nodeName") if k not in element]

@@ -18,7 +18,7 @@ import requests
 
 from . import lifecycle
 from .emitter_configuration import DEFAULTS, check_setting
-from .endpoint import collector_uri
+from .endpoint import collector_uri, warn_if_https_by_default
 from .engine import Dispatcher
 from .event_store import (
     DEFAULT_BUFFER_CAPACITY,
@@ -108,6 +108,8 @@ class Emitter:
         for name, value in settings.items():
             check_setting(name, value)
         self.endpoint = collector_uri(endpoint, protocol or self._default_protocol, port, method)
+        if protocol is None and self._default_protocol == "https":
+            warn_if_https_by_default(endpoint)
         self.method = method
         if batch_size is None:
             batch_size = DEFAULT_MAX_LENGTH if method == "post" else 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import sys
+import warnings
 from urllib.parse import urlsplit
 
 from .contracts import one_of
@@ -14,6 +18,7 @@ METHODS = ("get", "post")
 
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)$")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def collector_uri(
@@ -69,3 +74,40 @@ def collector_uri(
     netloc = host if effective_port is None else f"{host}:{effective_port}"
     prefix = parts.path.rstrip("/")
     return f"{protocol}://{netloc}{prefix}{GET_PATH if method == 'get' else POST_PATH}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` (and ``*.localhost``) and loopback addresses (127.0.0.0/8,
+    ``::1``, bracketed or not)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_https_by_default(endpoint: str) -> None:
+    """Warn (``UserWarning``) when *endpoint* has no scheme and names this machine.
+
+    Without a scheme an endpoint is sent over HTTPS, as in the reference, and a collector
+    on this machine (the embedded one, Snowplow Micro) usually serves plain HTTP: every
+    send would then fail the TLS handshake. The warning is attributed to the first caller
+    outside this package (the line that built the emitter or the tracker).
+    """
+    if not isinstance(endpoint, str) or "://" in endpoint:
+        return
+    try:
+        host = urlsplit(f"https://{endpoint}").hostname
+    except ValueError:
+        return
+    if host is None or not is_loopback(host):
+        return
+    frame, level = sys._getframe(0), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"endpoint {endpoint!r} has no scheme, so events go to "
+                  f"https://{endpoint}; a collector on this machine usually serves plain "
+                  f"HTTP: write 'http://{endpoint}' (or 'https://{endpoint}' to keep HTTPS "
+                  "without this warning)", UserWarning, stacklevel=level)

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from .contracts import finite, form_element, non_empty, non_empty_string, one_of
+from .contracts import choice, finite, form_element, required_items, required_text
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
 from .self_describing_json import SelfDescribingJson
 from .subject import Subject
@@ -67,7 +67,7 @@ class LegacyTracking:
                          tstamp: float | None = None,
                          event_subject: Subject | None = None) -> T:
         _deprecated("track_link_click", "a SelfDescribing link_click")
-        data: dict[str, Any] = {"targetUrl": non_empty_string(target_url, "target_url")}
+        data: dict[str, Any] = {"targetUrl": required_text(target_url, "target_url")}
         for key, value in (("elementId", element_id), ("elementClasses", element_classes),
                            ("elementTarget", element_target),
                            ("elementContent", element_content)):
@@ -79,7 +79,7 @@ class LegacyTracking:
     def _cart(self, schema: str, sku: str, quantity: int, name: str | None,
               category: str | None, unit_price: float | None, currency: str | None,
               context: Context, tstamp: float | None, event_subject: Subject | None) -> None:
-        data: dict[str, Any] = {"sku": non_empty_string(sku, "sku"), "quantity": quantity}
+        data: dict[str, Any] = {"sku": required_text(sku, "sku"), "quantity": quantity}
         for key, value in (("name", name), ("category", category),
                            ("unitPrice", unit_price), ("currency", currency)):
             if value is not None:
@@ -113,10 +113,10 @@ class LegacyTracking:
                           context: Context = None, tstamp: float | None = None,
                           event_subject: Subject | None = None) -> T:
         _deprecated("track_form_change", "a SelfDescribing change_form")
-        non_empty_string(form_id, "form_id")
-        one_of(node_name, FORM_NODE_NAMES, "node_name")
+        required_text(form_id, "form_id")
+        choice(node_name, FORM_NODE_NAMES, "node_name")
         if type_ is not None:
-            one_of(type_.lower(), FORM_TYPES, "type_")
+            choice(type_.lower() if isinstance(type_, str) else type_, FORM_TYPES, "type_")
         data: dict[str, Any] = {"formId": form_id, "elementId": element_id,
                                 "nodeName": node_name, "value": value}
         if type_ is not None:
@@ -131,7 +131,7 @@ class LegacyTracking:
                           context: Context = None, tstamp: float | None = None,
                           event_subject: Subject | None = None) -> T:
         _deprecated("track_form_submit", "a SelfDescribing submit_form")
-        non_empty_string(form_id, "form_id")
+        required_text(form_id, "form_id")
         for element in elements or []:
             form_element(element)
         data: dict[str, Any] = {"formId": form_id}
@@ -148,7 +148,7 @@ class LegacyTracking:
                           context: Context = None, tstamp: float | None = None,
                           event_subject: Subject | None = None) -> T:
         _deprecated("track_site_search", "a SelfDescribing site_search")
-        non_empty(terms, "terms")
+        required_items(terms, "terms")
         data: dict[str, Any] = {"terms": terms}
         for key, value in (("filters", filters), ("totalResults", total_results),
                            ("pageResults", page_results)):
@@ -164,8 +164,8 @@ class LegacyTracking:
         event_subject: Subject | None = None,
     ) -> T:
         _deprecated("track_ecommerce_transaction_item", "SelfDescribing ecommerce events")
-        non_empty_string(order_id, "order_id")
-        non_empty_string(sku, "sku")
+        required_text(order_id, "order_id")
+        required_text(sku, "sku")
         event = Event(event_subject=event_subject, context=context, true_timestamp=tstamp)
         for key, value in (("e", "ti"), ("ti_id", order_id), ("ti_sk", sku), ("ti_nm", name),
                            ("ti_ca", category), ("ti_pr", price), ("ti_qu", quantity),
@@ -186,7 +186,7 @@ class LegacyTracking:
         """A transaction (``e=tr``) and one ``e=ti`` event per item. Items carry the
         transaction's time as ``ttm`` (now, when *tstamp* is not given), as in the reference."""
         _deprecated("track_ecommerce_transaction", "SelfDescribing ecommerce events")
-        non_empty_string(order_id, "order_id")
+        required_text(order_id, "order_id")
         event = Event(event_subject=event_subject, context=context, true_timestamp=tstamp)
         for key, value in (("e", "tr"), ("tr_id", order_id), ("tr_tt", total_value),
                            ("tr_af", affiliation), ("tr_tx", tax_value), ("tr_sh", shipping),

@@ -1,4 +1,5 @@
-"""pytest plugin (installed with the package): the ``snowplow_collector`` fixture.
+"""pytest plugin (installed with the package): the ``snowplow_collector`` and
+``snowplow_deterministic`` fixtures.
 
 A test that asks for it gets a running :class:`~snowplow_threaded.collector.Collector` on a
 free port of 127.0.0.1, stopped when the test ends::
@@ -17,8 +18,16 @@ outage...). Your Iglu schemas come from the ``snowplow_schemas`` ini option (dir
 relative to the ini file), ``--snowplow-schemas DIR`` on the command line, or the marker
 ``@pytest.mark.snowplow_collector(schemas=[...], max_events=...)``.
 
-Tests that do not use the fixture pay nothing: the collector is imported and started only
-when the fixture is requested.
+``snowplow_deterministic`` makes event ids a sequence and fixes the tracker's clock for the
+test (:func:`snowplow_threaded.testing.deterministic_events`)::
+
+    def test_ids_and_times(snowplow_deterministic):
+        eid = tracker.track(StructuredEvent("shop", "checkout"))
+        assert eid == snowplow_deterministic.event_id(1)
+        snowplow_deterministic.advance(1_000)       # now_ms: the dtm and stm sent
+
+Tests that do not use the fixtures pay nothing: the collector is imported and started only
+when its fixture is requested.
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ import pytest
 
 if TYPE_CHECKING:
     from .collector import Collector
+    from .testing import Deterministic
 
-__all__ = ["snowplow_collector"]
+__all__ = ["snowplow_collector", "snowplow_deterministic"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,3 +75,12 @@ def snowplow_collector(request: pytest.FixtureRequest) -> Iterator[Collector]:
             options["max_events"] = marker.kwargs["max_events"]
     with Collector(schemas=schemas, **options) as collector:
         yield collector
+
+
+@pytest.fixture
+def snowplow_deterministic() -> Iterator[Deterministic]:
+    """Event ids event_id(1), event_id(2), ... and a clock fixed at now_ms, for this test."""
+    from .testing import deterministic_events
+
+    with deterministic_events() as fixed:
+        yield fixed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .contracts import one_of, positive_int
+from .contracts import choice, dimension, positive_int
 from .payload import as_text
 from .typing import SUPPORTED_PLATFORMS, PayloadDict, SupportedPlatform
 
@@ -79,7 +79,7 @@ class Subject:
         return dict(self._pairs)
 
     def set_platform(self, value: SupportedPlatform) -> Subject:
-        one_of(value, SUPPORTED_PLATFORMS, "platform")
+        choice(value, SUPPORTED_PLATFORMS, "platform")
         self._pairs["p"] = value
         self._changed()
         return self
@@ -90,15 +90,15 @@ class Subject:
         return self
 
     def set_screen_resolution(self, width: int, height: int) -> Subject:
-        positive_int(width, "width")
-        positive_int(height, "height")
+        dimension(width, "width")
+        dimension(height, "height")
         self._pairs["res"] = f"{width}x{height}"
         self._changed()
         return self
 
     def set_viewport(self, width: int, height: int) -> Subject:
-        positive_int(width, "width")
-        positive_int(height, "height")
+        dimension(width, "width")
+        dimension(height, "height")
         self._pairs["vp"] = f"{width}x{height}"
         self._changed()
         return self

@@ -186,7 +186,7 @@ class Tracker(LegacyTracking):
     def get_timestamp(tstamp: float | None = None) -> int:
         if isinstance(tstamp, (int, float)) and not isinstance(tstamp, bool):
             return int(tstamp)
-        return time.time_ns() // 1_000_000
+        return _time_ns() // 1_000_000
 
     def complete_payload(self, event: Event) -> Payload:
         """The full payload of *event* as it would be sent (without ``stm``)."""
@@ -287,6 +287,11 @@ class Tracker(LegacyTracking):
         Unlike the reference, this returns a bool, not the tracker. A number as the first
         argument (``flush(5)``) is ``is_async`` as in the reference, so it does not wait: a
         ``UserWarning`` says to pass ``timeout=`` instead.
+
+        An emitter that is not ours is flushed as the reference does, by the methods it
+        has: ``sync_flush()`` (blocking; ``flush()`` if it has only that, where the
+        reference skips it) or ``flush()`` (``is_async``); one with neither is skipped.
+        What they return is ignored, and what they raise is raised.
         """
         if type(is_async) in (int, float):  # not bool: its type is bool
             warnings.warn(f"Tracker.flush({is_async!r}) does not wait: its first argument "
@@ -299,7 +304,9 @@ class Tracker(LegacyTracking):
                     emitter.async_flush()
                 else:
                     ok = emitter.flush(timeout) and ok
-            else:
+            elif not is_async and hasattr(emitter, "sync_flush"):
+                emitter.sync_flush()
+            elif hasattr(emitter, "flush"):
                 emitter.flush()
         return ok
 

@@ -34,6 +34,7 @@ __all__ = ["PAYLOAD_DATA_SCHEMA", "USER_AGENT", "SendResult", "Transport", "post
            "sent_timestamp"]
 
 logger = logging.getLogger("snowplow_threaded.transport")
+_time_ns = time.time_ns  # the clock of stm (snowplow_threaded.testing fixes it)
 
 PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 _BODY_PREFIX = ('{"schema":"' + PAYLOAD_DATA_SCHEMA + '","data":').encode()
@@ -60,7 +61,7 @@ class SendResult:
 
 def sent_timestamp() -> str:
     """``stm``: the send time in milliseconds (the reference truncates it to seconds)."""
-    return str(time.time_ns() // 1_000_000)
+    return str(_time_ns() // 1_000_000)
 
 
 #: ``(event_count, body)`` per request, in order

@@ -30,8 +30,7 @@ RequestTimeout = float | tuple[float, float]
 
 
 class EmitterProtocol(Protocol):
-    """What a :class:`~snowplow_threaded.Tracker` needs from an emitter."""
+    """What a :class:`~snowplow_threaded.Tracker` needs from an emitter: ``input()``.
+    ``Tracker.flush()`` also calls its ``sync_flush()`` or ``flush()`` if it has them."""
 
     def input(self, payload: PayloadDict) -> None: ...
-
-    def flush(self) -> Any: ...

@@ -185,7 +185,7 @@ def test_with_subject_is_request_local_and_does_not_modify_the_event(
 
 
 def test_request_event_payload() -> None:
-    tracker = Tracker("t", Emitter("localhost"), encode_base64=False)
+    tracker = Tracker("t", Emitter("http://localhost"), encode_base64=False)
     event = request_event("GET", "/x" * 3000, 200, -1.0, route="/x", vendor="com.acme")
     payload = tracker.complete_payload(event).nv_pairs
     inner = unstruct_event(payload)

@@ -78,7 +78,7 @@ def test_sent_timestamp_is_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None
     import snowplow_threaded.transport as transport_module
 
     clock = types.SimpleNamespace(time_ns=lambda: 1_700_000_000_123_456_789)
-    monkeypatch.setattr(transport_module, "time", clock)
+    monkeypatch.setattr(transport_module, "_time_ns", clock.time_ns)
     assert sent_timestamp() == "1700000000123"
 
 

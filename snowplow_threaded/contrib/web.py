@@ -90,9 +90,10 @@ class TrustedProxies:
 
     @classmethod
     def parse(cls, value: object) -> TrustedProxies:
-        """From a setting: None/0 (trust nothing), an int (hops), or a string or sequence of
-        strings, each an IP address or CIDR network (``"10.0.0.0/8"``). Raises
-        ``TypeError``/``ValueError`` for anything else."""
+        """From a setting: None/0 (trust nothing), an int or a string of ASCII digits
+        (hops: ``"1"``, as read from an environment variable), or a string (comma-separated)
+        or sequence of strings, each an IP address or CIDR network (``"10.0.0.0/8"``).
+        Raises ``TypeError``/``ValueError`` for anything else."""
         if value is None:
             return cls()
         if isinstance(value, TrustedProxies):
@@ -101,6 +102,9 @@ class TrustedProxies:
             return cls(hops=value)
         items: Sequence[object]
         if isinstance(value, str):
+            digits = value.strip()
+            if digits.isascii() and digits.isdigit():  # never an address: "1" is hops
+                return cls(hops=int(digits))
             items = [part for part in value.split(",") if part.strip()]
         elif isinstance(value, (list, tuple, set, frozenset)):
             items = list(value)
@@ -114,7 +118,9 @@ class TrustedProxies:
             try:
                 networks.append(ipaddress.ip_network(item.strip(), strict=False))
             except ValueError as exc:
-                raise ValueError(f"not an IP address or network: {item!r}") from exc
+                raise ValueError(f"not an IP address or network: {item!r} (trusted proxies "
+                                 "are a number of proxy hops, such as 1 or '1', or IP "
+                                 "addresses and networks)") from exc
         return cls(networks=tuple(networks))
 
     def trusts(self, address: IPAddress) -> bool:

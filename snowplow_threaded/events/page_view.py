@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..contracts import finite, non_empty_string
+from ..contracts import finite, required_text
 from ..payload import as_text, put_text
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
@@ -30,11 +30,15 @@ class PageView(Event):
 
     @property
     def page_url(self) -> str:
-        return str(self.payload.nv_pairs["url"])
+        return str(self.payload.nv_pairs.get("url", ""))
 
     @page_url.setter
     def page_url(self, value: str) -> None:
-        put_text(self.payload.nv_pairs, "url", non_empty_string(value, "page_url"))
+        text = required_text(value, "page_url")
+        if text:
+            put_text(self.payload.nv_pairs, "url", text)
+        else:  # contracts disabled: not sent
+            self.payload.nv_pairs.pop("url", None)
 
     @property
     def page_title(self) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..contracts import non_empty_string
+from ..contracts import required_text
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
 from .event import Event
@@ -59,7 +59,7 @@ class ScreenView(Event):
 
     @id_.setter
     def id_(self, value: str) -> None:
-        self.screen_view_properties["id"] = non_empty_string(value, "id_")
+        self.screen_view_properties["id"] = required_text(value, "id_")
 
     @property
     def name(self) -> str:
@@ -67,7 +67,7 @@ class ScreenView(Event):
 
     @name.setter
     def name(self, value: str) -> None:
-        self.screen_view_properties["name"] = non_empty_string(value, "name")
+        self.screen_view_properties["name"] = required_text(value, "name")
 
     @property
     def type(self) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..contracts import finite, non_empty_string
+from ..contracts import finite, required_text
 from ..payload import as_text, fill_text, put_text
 from ..self_describing_json import SelfDescribingJson
 from ..subject import Subject
@@ -28,8 +28,10 @@ class StructuredEvent(Event):
     ) -> None:
         super().__init__(event_subject=event_subject, context=context,
                          true_timestamp=true_timestamp)
-        fields = {"e": "se", "se_ca": non_empty_string(category, "category"),
-                  "se_ac": non_empty_string(action, "action")}
+        fields = {"e": "se", "se_ca": required_text(category, "category"),
+                  "se_ac": required_text(action, "action")}
+        if not (fields["se_ca"] and fields["se_ac"]):  # contracts disabled: not sent
+            fields = {key: text for key, text in fields.items() if text}
         if type(label) is str and label:  # else the setter's checks and its None/"" rule
             fields["se_la"] = label
         if type(property_) is str and property_:
@@ -52,19 +54,19 @@ class StructuredEvent(Event):
 
     @property
     def category(self) -> str:
-        return str(self.payload.nv_pairs["se_ca"])
+        return str(self.payload.nv_pairs.get("se_ca", ""))
 
     @category.setter
     def category(self, value: str) -> None:
-        self.payload.nv_pairs["se_ca"] = non_empty_string(value, "category")
+        self._set("se_ca", required_text(value, "category"))
 
     @property
     def action(self) -> str:
-        return str(self.payload.nv_pairs["se_ac"])
+        return str(self.payload.nv_pairs.get("se_ac", ""))
 
     @action.setter
     def action(self, value: str) -> None:
-        self.payload.nv_pairs["se_ac"] = non_empty_string(value, "action")
+        self._set("se_ac", required_text(value, "action"))
 
     @property
     def label(self) -> str | None:

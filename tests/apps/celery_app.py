@@ -38,7 +38,7 @@ def make_app(broker_dir: Path) -> Celery:
 
 app = make_app(_dir)
 
-tracker = Tracker("celery-app", Emitter(os.environ.get("SNOWPLOW_TEST_ENDPOINT", "localhost"),
+tracker = Tracker("celery-app", Emitter(os.environ.get("SNOWPLOW_TEST_ENDPOINT", "http://localhost"),
                                         batch_size=10, flush_interval=0.5,
                                         shutdown_timeout=10))
 
