@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from ..disk.store import DiskEventStore, check_arguments
+from ..disk.arguments import check_arguments
+from ..disk.store import DiskEventStore
 from ..emitter_configuration import DEFAULTS as EMITTER_DEFAULTS
 from ..emitter_configuration import EmitterConfiguration
 from ..emitters import Emitter

@@ -29,16 +29,15 @@ from .. import lifecycle
 from ..event_store import DROP_NEWEST, DROP_OLDEST, Lease
 from ..typing import PayloadDict
 from . import owners
+from .arguments import check_arguments
 from .format import LEASED, UNLEASED
-from .io_loop import DiskLease, IOLoop, Loc
+from .io_loop import DiskLease, IOLoop
+from .io_read import Loc
 from .owners import DiskStoreError
 from .spool import Spool
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
-#: ``when_full`` policies this store implements; ``block`` arrives with the engine's
-#: support for it (the seam: ``_put_full``).
-WHEN_FULL = (DROP_NEWEST, DROP_OLDEST)
 #: Least time close() gives the I/O thread to write what is queued, past its deadline.
 CLOSE_GRACE = 2.0
 #: Records of a forked child's parent, kept referenced (see InMemoryEventStore).
@@ -446,53 +445,5 @@ class DiskEventStore(IOLoop):
         return (thread is not None and thread.is_alive()
                 and not self._stats.get("io_thread_failed"))
 
-    def _drop_memory_only_locked(self) -> list[PayloadDict]:
-        """Take the records held in memory only (after a disk fault) out of the ready
-        window; returns them in order."""
-        dropped = [r for r, loc in zip(self._ready, self._ready_locs, strict=True)
-                   if loc[1] is None]
-        if dropped:
-            keep = [(r, loc) for r, loc in zip(self._ready, self._ready_locs, strict=True)
-                    if loc[1] is not None]
-            self._ready = deque(r for r, _ in keep)
-            self._ready_locs = deque(loc for _, loc in keep)
-        return dropped
-
-    def _to_memory_locked(self) -> None:
-        """No I/O thread (it failed, or may not start here): serve from memory."""
-        while self._incoming and len(self._ready) < self.memory_events:
-            self._ready.append(self._incoming.popleft())
-            self._ready_locs.append((self._in_base, None, 0, 0))
-            self._in_base += 1
-
     def __repr__(self) -> str:
         return f"DiskEventStore({self.directory!r}, max_bytes={self.max_bytes})"
-
-
-def check_arguments(directory: str | os.PathLike[str], max_bytes: int = 256 * 1024 * 1024, *,
-                    when_full: str = DROP_NEWEST, write_interval: float = 0.05,
-                    write_events: int = 1000, durable: bool = False,
-                    durable_timeout: float = 5.0, memory_events: int = 10_000,
-                    read_ahead: int = 1000, segment_bytes: int = 4 * 1024 * 1024,
-                    scan_interval: float = 2.0, on_error: str = "raise") -> None:
-    """Raise ``TypeError``/``ValueError`` naming the argument if ``DiskEventStore(...)``
-    would not accept these (the directory itself is checked only by the store)."""
-    if not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(f"directory must be a path, got {directory!r}")
-    if not isinstance(durable, bool):
-        raise TypeError(f"durable must be True or False, got {durable!r}")
-    for name, value in (("max_bytes", max_bytes), ("write_events", write_events),
-                        ("memory_events", memory_events), ("read_ahead", read_ahead),
-                        ("segment_bytes", segment_bytes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be an int greater than 0, got {value!r}")
-    for name, number in (("write_interval", write_interval),
-                         ("durable_timeout", durable_timeout), ("scan_interval", scan_interval)):
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
-            raise ValueError(f"{name} must be a number of seconds greater than 0, "
-                             f"got {number!r}")
-    if when_full not in WHEN_FULL:
-        hint = " (not yet for a disk store)" if when_full == "block" else ""
-        raise ValueError(f"when_full must be one of {WHEN_FULL}{hint}, got {when_full!r}")
-    if on_error not in ("raise", "memory"):
-        raise ValueError(f"on_error must be 'raise' or 'memory', got {on_error!r}")
