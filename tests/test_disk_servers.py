@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from snowplow_threaded.collector import Collector
-from tests.apps.celery_app import make_app
+from tests.apps.celery_broker import make_app
 from tests.disk_support import labels, wait_labels
 from tests.servers import Server, bin_path, free_port, server_env
 

@@ -19,10 +19,10 @@ def make_tracker(namespace: str) -> Tracker:
 
 
 if os.environ.get("SNOWPLOW_TEST_APP") == "celery":
-    from tests.apps.celery_app import make_app
+    from tests.apps.celery_broker import make_app
 
     tracker = make_tracker("celery-disk")
-    app = make_app(Path(os.environ["CELERY_FS_DIR"]))
+    app = make_app(Path(os.environ["CELERY_FS_DIR"]), name="celery_disk")
 
     @app.task(name="track_one")
     def track_one(n: int) -> None:
