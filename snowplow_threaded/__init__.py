@@ -14,6 +14,7 @@ from .emitter_configuration import EmitterConfiguration
 from .emitters import AsyncEmitter, Emitter
 from .event_store import BatchStore, EventStore, InMemoryEventStore
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
+from .free_threading import GILDisabledWarning, warn_if_gil_disabled
 from .self_describing_json import SelfDescribingJson
 from .snowplow import DuplicateNamespaceError, Snowplow
 from .stats import EmitterStats
@@ -23,6 +24,7 @@ from .tracker_configuration import TrackerConfiguration
 
 logger = logging.getLogger("snowplow_threaded")
 logger.addHandler(logging.NullHandler())
+warn_if_gil_disabled()  # a free-threaded build without the GIL: see free_threading.py
 
 __all__ = [
     "AsyncEmitter",
@@ -35,6 +37,7 @@ __all__ = [
     "EmitterStats",
     "Event",
     "EventStore",
+    "GILDisabledWarning",
     "InMemoryEventStore",
     "PagePing",
     "PageView",

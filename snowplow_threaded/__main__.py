@@ -28,6 +28,12 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--schemas", action="append", default=[], metavar="DIR",
                    help="directory of your Iglu schemas (VENDOR/NAME/jsonschema/VERSION); "
                         "repeatable")
+    p.add_argument("--iglu", action="append", default=[], metavar="URL",
+                   help="a static Iglu registry (http:// or https://, the root above "
+                        "/schemas) asked for schemas neither bundled nor in --schemas; "
+                        "repeatable")
+    p.add_argument("--iglu-timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="seconds one schema lookup may spend asking the registries (2)")
     p.add_argument("--max-events", type=int, default=100_000,
                    help="good events kept, and bad events kept (oldest evicted; 100000)")
     p.add_argument("--max-memory-mb", type=int, default=512,
@@ -36,11 +42,18 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="larger request bodies get 413 (10 MiB)")
     p.add_argument("--read-timeout", type=float, default=10.0,
                    help="seconds a request may stall before 408 (10)")
+    p.add_argument("--fault", action="append", default=[], metavar="RULE",
+                   help="misbehave on purpose, e.g. 'status=503,times=3', 'status=429,"
+                        "retry-after=2,every=5', 'delay=1.5', 'reset=before', "
+                        "'reset=mid-response', 'close=after-head' (keys: status, "
+                        "retry-after, delay, reset, close, body, times, every, after); "
+                        "repeatable, the first rule due applies")
     p.add_argument("--quiet", action="store_true", help="do not log bad events")
 
 
 def run_collector(args: argparse.Namespace) -> int:
     from .collector import Collector, Limits
+    from .collector.faults import parse_fault
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -49,9 +62,12 @@ def run_collector(args: argparse.Namespace) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     limits = Limits(max_body_bytes=args.max_body_bytes, read_timeout=args.read_timeout)
     try:
-        collector = Collector(args.host, args.port, schemas=args.schemas,
+        collector = Collector(args.host, args.port, schemas=args.schemas, iglu=args.iglu,
+                              iglu_timeout=args.iglu_timeout,
                               max_events=args.max_events,
                               max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits)
+        for spec in args.fault:
+            collector.faults(**parse_fault(spec))  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
@@ -68,9 +84,12 @@ def run_collector(args: argparse.Namespace) -> int:
         sys.stderr.write(f"cannot listen on {args.host}:{args.port}: {exc}\n")
         return 2
     schemas = len(collector.resolver.known())
-    sys.stdout.write(f"collector listening on {collector.endpoint} ({schemas} schemas known); "
-                     f"Micro API: /micro/all, /micro/good, /micro/bad, /micro/reset; "
-                     f"Ctrl-C to stop\n")
+    registries = "".join(f", then {r.url}" for r in collector.resolver.registries)
+    sys.stdout.write(f"collector listening on {collector.endpoint} ({schemas} schemas known"
+                     f"{registries}); Micro API: /micro/all, /micro/good, /micro/bad, "
+                     f"/micro/events, /micro/reset; Ctrl-C to stop\n")
+    for rule in collector.faults.rules:
+        sys.stdout.write(f"fault rule: {rule}\n")
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass

@@ -100,6 +100,39 @@ def _event(worker: int, thread: int, seq: int, phase: str) -> Event:
         "targetUrl": f"https://example.com/{seq}", "elementClasses": ["demo", "link"]}))
 
 
+def _track_paced(tracker: Tracker, worker: int, thread: int, events: int, duration: float,
+                 progress: Any) -> tuple[list[str], list[int]]:
+    """Track *events* events spread over *duration* seconds; returns their ids and the
+    time each ``track()`` took (ns). Each event is counted in the shared *progress*
+    before it is tracked, so that it cannot be delivered before it is counted (see
+    :func:`_progress_counts`)."""
+    eids: list[str] = []
+    timings: list[int] = []
+    interval = duration / max(events, 1)
+    start = time.monotonic()
+    for seq in range(events):
+        delay = start + seq * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        phase = "warm-up" if seq < events // 10 else "steady"
+        event = _event(worker, thread, seq, phase if seq < events - 10 else "wind-down")
+        with progress.get_lock():
+            progress.value += 1
+        t0 = time.perf_counter_ns()
+        eids.append(tracker.track(event))
+        timings.append(time.perf_counter_ns() - t0)
+    return eids, timings
+
+
+def _progress_counts(collector: Collector, progress: Any, parent_tracked: int
+                     ) -> tuple[int, int]:
+    """(tracked, delivered) for the progress line, consistent with each other: delivered
+    is read first, and every event is counted as tracked before it is tracked, so the line
+    never shows more delivered than tracked."""
+    delivered = collector.summary().received_good
+    return int(progress.value) + parent_tracked, delivered
+
+
 def _worker(index: int, threads: int, events: int, duration: float, report_dir: str,
             progress: Any) -> None:
     """A forked worker: track from *threads* threads, then return (the library flushes at
@@ -111,25 +144,7 @@ def _worker(index: int, threads: int, events: int, duration: float, report_dir: 
     lock = threading.Lock()
 
     def track_many(thread: int) -> None:
-        mine: list[str] = []
-        timings: list[int] = []
-        interval = duration / max(events, 1)
-        start = time.monotonic()
-        for seq in range(events):
-            target = start + seq * interval
-            delay = target - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            phase = "warm-up" if seq < events // 10 else "steady"
-            event = _event(index, thread, seq, phase if seq < events - 10 else "wind-down")
-            t0 = time.perf_counter_ns()
-            mine.append(tracker.track(event))
-            timings.append(time.perf_counter_ns() - t0)
-            if seq % 100 == 99:
-                with progress.get_lock():
-                    progress.value += 100
-        with progress.get_lock():
-            progress.value += events % 100
+        mine, timings = _track_paced(tracker, index, thread, events, duration, progress)
         with lock:
             eids.extend(mine)
             latencies.extend(timings)
@@ -240,9 +255,9 @@ def _run(args: argparse.Namespace, collector: Collector, report_dir: str) -> int
         if time.monotonic() >= next_beat:
             parent_eids.append(tracker.track(StructuredEvent("demo", "parent-heartbeat")))
             next_beat += 1.0
-        held = collector.summary()
-        line.show(f"{elapsed:5.1f}s  tracked {progress_value.value + len(parent_eids):>7,}  "
-                  f"delivered {held.received_good:>7,} good / {held.received_bad} bad  "
+        tracked, delivered = _progress_counts(collector, progress_value, len(parent_eids))
+        line.show(f"{elapsed:5.1f}s  tracked {tracked:>7,}  delivered {delivered:>7,} good / "
+                  f"{collector.summary().received_bad} bad  "
                   f"collector {'DOWN' if collector.paused else 'up'}")
         time.sleep(0.25)
     collector.resume()

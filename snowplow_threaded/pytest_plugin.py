@@ -13,10 +13,19 @@ free port of 127.0.0.1, stopped when the test ends::
         assert event["se_action"] == "checkout"
 
 It offers ``endpoint``, ``events()``, ``good()``, ``bad()``, ``reset()``,
-``wait_for(count, timeout)`` and the rest of the collector's API (``pause()`` to simulate an
-outage...). Your Iglu schemas come from the ``snowplow_schemas`` ini option (directories,
-relative to the ini file), ``--snowplow-schemas DIR`` on the command line, or the marker
-``@pytest.mark.snowplow_collector(schemas=[...], max_events=...)``.
+``wait_for(count, timeout)`` and the rest of the collector's API, fault rules included, to
+test your app through an outage::
+
+    def test_checkout_survives_an_outage(snowplow_collector):
+        snowplow_collector.faults(503, times=3)             # the next 3 requests fail
+        snowplow_collector.faults(reset="before", times=1)  # then one connection reset
+        ...
+
+Your Iglu schemas come from the ``snowplow_schemas`` ini option (directories, relative to
+the ini file), ``--snowplow-schemas DIR`` on the command line, or the marker
+``@pytest.mark.snowplow_collector(schemas=[...], max_events=..., faults=[...])``, whose
+``faults`` are the keyword arguments of ``collector.faults(...)``, one dict per rule, e.g.
+``faults=[{"status": 503, "times": 2}]``.
 
 ``snowplow_deterministic`` makes event ids a sequence and fixes the tracker's clock for the
 test (:func:`snowplow_threaded.testing.deterministic_events`)::
@@ -55,8 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "snowplow_collector(schemas=None, max_events=None): settings of the "
-                   "snowplow_collector fixture for this test")
+        "markers", "snowplow_collector(schemas=None, max_events=None, faults=None): "
+                   "settings of the snowplow_collector fixture for this test (faults: "
+                   "keyword arguments of collector.faults(), one dict per rule)")
 
 
 @pytest.fixture
@@ -68,12 +78,17 @@ def snowplow_collector(request: pytest.FixtureRequest) -> Iterator[Collector]:
     schemas: list[Path] = [Path(p) for p in config.getini("snowplow_schemas")]
     schemas += [Path(p) for p in config.getoption("snowplow_schemas") or []]
     options: dict[str, Any] = {}
+    faults: list[dict[str, Any]] = []
     marker = request.node.get_closest_marker("snowplow_collector")
     if marker is not None:
         schemas += [Path(p) for p in marker.kwargs.get("schemas") or []]
         if marker.kwargs.get("max_events") is not None:
             options["max_events"] = marker.kwargs["max_events"]
-    with Collector(schemas=schemas, **options) as collector:
+        faults = list(marker.kwargs.get("faults") or [])
+    collector = Collector(schemas=schemas, **options)
+    for rule in faults:
+        collector.faults(**rule)
+    with collector:
         yield collector
 
 

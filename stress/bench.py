@@ -6,7 +6,7 @@ Run from the repository root::
     python -m stress.bench --quick         # CI-sized, < 60 s on 2 cores
     python -m stress.bench --repeat 3      # the median of 3 runs per cell (quote these)
     python -m stress.bench --events 50000 --out /tmp/bench
-    python -m stress.bench --profile --workload sd_b64   # one workload under cProfile
+    python -m stress.bench --profile --workload sd_b64   # one workload under yappi
 
 Only loopback traffic: a sink (:mod:`stress.sink`) in its own process on 127.0.0.1 and,
 for the collector-down scenario, a closed 127.0.0.1 port. Every measurement runs in a
@@ -16,7 +16,7 @@ a chart in ``<out>/bench.png`` (with matplotlib). Nothing is asserted: this is a
 
 Module map: :mod:`stress.bench_runner` (processes), :mod:`stress.child` and
 :mod:`stress.bench_procs` (what runs in them), :mod:`stress.bench_report` (the tables),
-:mod:`stress.bench_profile` (cProfile buckets), :mod:`stress.chart` (the PNG),
+:mod:`stress.bench_profile` (profile buckets), :mod:`stress.chart` (the PNG),
 :mod:`stress.fork_cost` (the fork() timings).
 """
 
@@ -242,7 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="profile our library on --workload instead")
     parser.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall",
-                        help="cProfile timer: wall (default, cheap) or per-thread CPU")
+                        help="profiler clock: wall (default) or per-thread CPU")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     parser.add_argument("--workload", choices=list(WORKLOADS), default="se",
                         help="workload profiled by --profile (default se): "

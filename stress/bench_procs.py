@@ -69,10 +69,13 @@ def reap(pids: list[int], deadline_ns: int) -> dict[int, dict[str, Any]]:
     for waiter in waiters.values():
         waiter.join(max(0.0, (deadline_ns - time.monotonic_ns()) / 1e9))
     for pid, waiter in waiters.items():
-        if waiter.is_alive():
+        killed = waiter.is_alive()
+        if killed:
             os.kill(pid, signal.SIGKILL)
-            waiter.join()
-            out[pid]["killed"] = True
+            waiter.join(10.0)  # a killed process is reaped at once
+        if pid not in out:  # the waiter raised (its error is on stderr) or still waits
+            raise RuntimeError(f"process {pid} could not be reaped")
+        out[pid]["killed"] = killed
     return out
 
 

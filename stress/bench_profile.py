@@ -2,8 +2,10 @@
 benchmark's floor section names the next bottleneck from.
 
 One child process (:mod:`stress.child`, mode ``profile``) tracks with one thread under
-cProfile (every thread profiled); the self time of each profiled function is put in a
-bucket by its file and name (or, for builtins and stdlib helpers, by its callers).
+yappi, one profiler for the process that keeps a profile per thread (cProfile cannot:
+since Python 3.12 only one may be enabled, and it sees every thread's calls on one
+stack). The self time of each profiled function is put in a bucket by its file and name
+(or, for builtins and stdlib helpers, by its callers).
 """
 
 from __future__ import annotations
@@ -38,15 +40,16 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("engine/store/worker/transport", ("snowplow_threaded/",)),
     ("bench harness (event objects, timing)", ("stress/",)),
 ]
-IDLE_WAITERS = ("threading.py", "wait")
+IDLE_WAITERS = ("threading.py", "Condition.wait")
 
 
 OTHER = "other (interpreter, gc, ...)"
 
 
 def direct_bucket(func: tuple[str, int, str]) -> str | None:
-    filename, _line, name = func
-    text = f"{filename}:{name}"
+    filename, line, name = func
+    # a builtin is (module, 0, name): "posix.stat", "_thread.allocate_lock"
+    text = f"{filename}.{name}" if line == 0 else f"{filename}:{name}"
     for bucket, needles in BUCKETS:
         if any(needle in text for needle in needles):
             return bucket
@@ -136,7 +139,7 @@ def top_buckets(totals: dict[str, float], count: int = 3) -> list[tuple[str, flo
 def profile_report(prefix: str, result: dict[str, Any], clock: str, top: int,
                    workload: str) -> str:
     lines = [f"# profile: ours, workload {workload} = {WORKLOADS.get(workload, workload)}, "
-             f"{result.get('events')} events, 1 thread (cProfile, clock={clock})", ""]
+             f"{result.get('events')} events, 1 thread (yappi, clock={clock})", ""]
     if not result.get("ok"):
         return "\n".join([*lines, f"profile run failed: {result.get('error')}"])
     lines.append(f"track() p50 {result['latency_us']['p50']:.1f} µs (under the profiler), "
@@ -187,7 +190,7 @@ def profile_spec(workload: str, events: int, port: int, prefix: str,
 
 
 def run_profile(args: argparse.Namespace, out: Path) -> None:
-    """``--profile``: one workload under cProfile; the report on stdout and in
+    """``--profile``: one workload under yappi; the report on stdout and in
     ``<out>/profile.md``, the ``.prof`` files next to it."""
     events = args.events or (5_000 if args.quick else 20_000)
     with sink_process() as port:

@@ -445,7 +445,7 @@ def floor_section(raw: dict[str, Any]) -> str:
         "of one `json.dumps` (the transport's compact separators, its encoder built once) and "
         "the transport's own encoding of a batch ÷ its events. Measured: process "
         "CPU per delivered event of the 1-thread no-drop run (median). Buckets: share of "
-        "profiled CPU (cProfile, all threads, the bench harness left out).", "",
+        "profiled CPU (yappi, all threads, the bench harness left out).", "",
         "| workload | event object µs | payload build µs | JSON µs "
         "| HTTP µs / event (events per POST; µs per POST) | floor µs | measured CPU µs / event "
         "| measured / floor | largest profile buckets |",

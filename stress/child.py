@@ -11,7 +11,7 @@ Scenarios (``spec["mode"]``):
   event), process CPU, tracking-thread CPU.
 * ``down`` — the collector is unreachable (a closed port): track ``events`` events, report
   RSS growth and how many events the emitter holds.
-* ``profile`` — ``run`` for our library under cProfile (every thread), stats dumped.
+* ``profile`` — ``run`` for our library under yappi (every thread), stats dumped.
 * ``fork``, ``exit``, ``floor`` — see :mod:`stress.bench_procs` (forked workers, a script
   that ends normally, the per-event cost floor). ``exit`` is the one mode that leaves
   normally (interpreter exit, ``atexit``), after writing its result.
@@ -19,7 +19,6 @@ Scenarios (``spec["mode"]``):
 
 from __future__ import annotations
 
-import cProfile
 import gc
 import http.client
 import importlib
@@ -32,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from stress.crew import Crew
 
 Spec = dict[str, Any]
 EventFactory = Callable[[], Any]
@@ -199,35 +200,27 @@ def run_load(spec: Spec) -> dict[str, Any]:
 
     latencies: list[list[int]] = [[] for _ in range(threads)]
     thread_cpu: list[float] = [0.0] * threads
-    errors: list[str] = []
-    barrier = threading.Barrier(threads + 1)
     track = tracker.track
 
     def body(index: int) -> None:
         samples = latencies[index]
         append = samples.append
         clock = time.perf_counter_ns
-        barrier.wait()
         cpu0 = time.thread_time()
-        try:
-            for _ in range(per_thread):
-                event = make()
-                t = clock()
-                track(event)
-                append(clock() - t)
-        except Exception as exc:  # pragma: no cover - reported, not raised
-            errors.append(repr(exc))
+        for _ in range(per_thread):
+            event = make()
+            t = clock()
+            track(event)
+            append(clock() - t)
         thread_cpu[index] = time.thread_time() - cpu0
 
-    workers = [threading.Thread(target=body, args=(i,), name=f"bench-track-{i}", daemon=True)
-               for i in range(threads)]
-    for worker in workers:
-        worker.start()
+    # a tracking thread that raises fails the run at once, with its error (see Crew)
+    crew = Crew(body, threads, name="bench-track", timeout=float(spec.get("timeout", 120)))
+    crew.start()
     cpu_start = time.process_time()
     t0 = time.monotonic_ns()
-    barrier.wait()
-    for worker in workers:
-        worker.join()
+    crew.go()
+    crew.join()
     t_tracked = time.monotonic_ns()
     tracker.flush(is_async=True)  # both: send the tail now (ours would within 1 s anyway)
     dropped = 0
@@ -261,7 +254,6 @@ def run_load(spec: Spec) -> dict[str, Any]:
         "other_cpu_us_per_event": (cpu - sum(thread_cpu)) / max(delivered, 1) * 1e6,
         "sink_cpu_s": sink["sink_cpu_s"],
         "peak_rss_mb": peak_rss_bytes() / 2**20,
-        "errors": errors[:5],
     }
     if spec["lib"].startswith("ours"):
         result["stats"] = repr(tracker.stats())
@@ -322,43 +314,36 @@ def run_down(spec: Spec) -> dict[str, Any]:
 
 
 def run_profile(spec: Spec) -> dict[str, Any]:
-    """``run`` under cProfile: the tracking thread(s) and every thread the library starts
-    (``threading.Thread.run`` is wrapped before the tracker exists)."""
-    profilers: list[tuple[str, cProfile.Profile]] = []
-    original_run = threading.Thread.run
+    """``run`` under one profiler for the whole process: yappi, which keeps a profile per
+    thread. (Not cProfile: since 3.12 one ``cProfile.Profile`` at a time may be enabled,
+    and it sees every thread's calls on one call stack.) The tracking threads' profiles
+    go to ``<profile_prefix>.caller.prof``, those of the threads the library starts to
+    ``.worker.prof`` (pstats files); the main thread's are left out."""
+    import yappi  # the [bench] and [test] extras install it
 
-    # "wall": the default timer (cheap; blocked time counts). "cpu": per-thread CPU time
-    # (time.thread_time: blocked time does not count, but each call costs a syscall)
-    clock = spec.get("profile_clock", "wall")
-
-    def profiled_run(self: threading.Thread) -> None:
-        prof = cProfile.Profile(time.thread_time) if clock == "cpu" else cProfile.Profile()
-        profilers.append((self.name, prof))
-        prof.enable()
-        try:
-            original_run(self)
-        finally:
-            prof.disable()
-
-    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    # "wall": blocked time counts. "cpu": per-thread CPU time (blocked time does not count)
+    yappi.set_clock_type(spec.get("profile_clock", "wall"))
+    yappi.set_context_name_callback(lambda: threading.current_thread().name)
+    yappi.start(builtins=True)
     try:
         result = run_load(spec)
     finally:
-        threading.Thread.run = original_run  # type: ignore[method-assign]
-    import pstats
-    groups: dict[str, pstats.Stats] = {}
-    for name, prof in profilers:
-        group = "caller" if name.startswith("bench-track-") else "worker"
-        try:
-            if group in groups:
-                groups[group].add(prof)
-            else:
-                groups[group] = pstats.Stats(prof)
-        except TypeError:  # a profiler that saw no call
+        yappi.stop()
+    main_name = threading.main_thread().name
+    groups: dict[str, list[Any]] = {}
+    profiled = []
+    for thread in yappi.get_thread_stats():
+        if thread.name == main_name:
             continue
-    for group, stats in groups.items():
-        stats.dump_stats(f"{spec['profile_prefix']}.{group}.prof")
-    result["profiled_threads"] = [name for name, _ in profilers]
+        profiled.append(thread.name)
+        group = "caller" if thread.name.startswith("bench-track-") else "worker"
+        groups.setdefault(group, []).append(thread.id)
+    for group, ids in groups.items():
+        stats = yappi.get_func_stats(filter_callback=lambda stat, ids=ids: stat.ctx_id in ids)
+        if not stats.empty():
+            stats.save(f"{spec['profile_prefix']}.{group}.prof", type="pstat")
+    yappi.clear_stats()
+    result["profiled_threads"] = profiled
     return result
 
 

@@ -20,6 +20,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from snowplow_threaded import (
 )
 from snowplow_threaded.events import Event
 from snowplow_threaded.transport import PAYLOAD_DATA_SCHEMA
+from stress.crew import Crew
 
 POST_PATH = "/com.snowplowanalytics.snowplow/tp2"
 HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -144,11 +146,8 @@ def _client(endpoint: str, scenario: Scenario, seconds: float, start_at: float,
             counts["events"] += events
             counts["errors"] += errors
 
-    threads = [threading.Thread(target=worker, args=(k * 7,)) for k in range(scenario.threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # a client thread that raises fails this process at once, with its error (see Crew)
+    Crew(lambda k: worker(k * 7), scenario.threads, name="client", timeout=seconds + 120).run()
     results.put(counts)
 
 
@@ -171,6 +170,30 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _gather(procs: list[Any], results: Any, deadline: float) -> list[dict[str, int]]:
+    """One count dict from each client process, and the processes joined. A client that
+    exits without sending one (its error is on stderr) fails the run within half a
+    second; none of this waits past *deadline* (monotonic)."""
+    out: list[dict[str, int]] = []
+    while len(out) < len(procs):
+        try:
+            out.append(results.get(timeout=0.5))
+            continue
+        except queue.Empty:
+            pass
+        failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+        if failed:
+            raise RuntimeError(f"a client process failed (exit code {failed[0]})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(procs) - len(out)} client process(es) sent no counts")
+    for p in procs:  # each has sent its counts and is leaving
+        p.join(max(1.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            raise TimeoutError(f"client process {p.pid} did not exit")
+    return out
+
+
 def run_scenario(endpoint: str, scenario: Scenario, seconds: float,
                  server_pid: int) -> dict[str, Any]:
     _api(endpoint, "/micro/reset")
@@ -184,12 +207,10 @@ def run_scenario(endpoint: str, scenario: Scenario, seconds: float,
     time.sleep(max(0.0, start_at - time.time()))
     cpu_before = _cpu_seconds(server_pid)
     totals = {"requests": 0, "events": 0, "errors": 0}
-    for _ in procs:
-        for key, value in results.get(timeout=seconds + 120).items():
+    for counts in _gather(procs, results, time.monotonic() + seconds + 120):
+        for key, value in counts.items():
             totals[key] += value
     cpu_after = _cpu_seconds(server_pid)
-    for p in procs:
-        p.join()
     held = _api(endpoint, "/micro/all")
     cpu = (cpu_after - cpu_before) if cpu_after is not None and cpu_before is not None else None
     return {"scenario": scenario.name, "connections": scenario.processes * scenario.threads,

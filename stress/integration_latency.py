@@ -33,6 +33,8 @@ from typing import Any
 
 import requests
 
+from stress.crew import Crew
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -133,11 +135,8 @@ def _drive(bases: dict[str, str], count: int, threads: int) -> dict[str, list[fl
             for name in names:
                 results[name].extend(mine[name])
 
-    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    # a client thread that raises fails the run at once, with its error (see Crew)
+    Crew(work, threads, name="client", timeout=600).run()
     return results
 
 

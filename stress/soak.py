@@ -6,8 +6,9 @@ Run from the repository root::
     python -m stress.soak --ci          # every scenario shrunk, well under 60 s
     python -m stress.soak --only outage,flap --out /tmp/soak
 
-Each scenario (:mod:`stress.soak_scenarios`) runs the collector of ``tests/collector.py``
-(its faults programmed through a :class:`~stress.soak_ledger.Ledger`) in this process and
+Each scenario (:mod:`stress.soak_scenarios`) runs the embedded collector (with the
+scenario's fault rules; its record of requests is read by :mod:`stress.soak_ledger`) in
+this process and
 the tracker in a fresh process (:mod:`stress.soak_child`), then compares every eid
 ``track()`` returned with what the collector took: nothing may be lost unless it was
 reported (``on_failure``, ``stats()``), nothing may arrive twice unless the collector cut
@@ -32,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stress.soak_ledger import Analysis, Ledger, analyse, merge_kids
+from snowplow_threaded.collector import Collector
+from stress.soak_ledger import Analysis, analyse, entries, merge_kids
 from stress.soak_scenarios import CI, FULL, Run, Scenario, Size, none_missing, scenarios
 from stress.tls import TlsFront, TlsUnavailable, make_self_signed
-from tests.collector import Collector
 
 REPO = Path(__file__).resolve().parent.parent
 _START_TIMEOUT = 60.0
@@ -84,14 +85,16 @@ def run_scenario(sc: Scenario, work: Path, tls: tuple[Path, Path] | str) -> Row:
         row.status = "SKIP"
         row.notes.append(f"no TLS here: {tls}")
         return row
-    ledger = Ledger(sc.behavior)
     spec = dict(sc.child, result_file=str(work / f"{sc.key}.json"))
     env: dict[str, str] = {}
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        collector = stack.enter_context(Collector(keep_records=False))
-        collector.behavior = ledger
-        run = Run(sc, collector, ledger)
+        # every request is kept for the verdict; events only as counters
+        collector = stack.enter_context(Collector(max_events=1, max_requests=10**7,
+                                                  max_bytes=8 * 1024**3))
+        if sc.faults is not None:
+            sc.faults(collector)
+        run = Run(sc, collector)
         spec["endpoint"] = collector.endpoint
         if sc.tls and not isinstance(tls, str):
             run.front = stack.enter_context(TlsFront(collector.port, *tls))
@@ -133,7 +136,7 @@ def run_scenario(sc: Scenario, work: Path, tls: tuple[Path, Path] | str) -> Row:
             collector.wait_until(lambda: collector.in_flight == 0, timeout=5.0)
         errors.seek(0)
         stderr = errors.read()
-    run.entries = ledger.entries()
+    run.entries = entries(collector)
     row.seconds = time.monotonic() - started
     if proc.returncode != 0 or not Path(spec["result_file"]).exists():
         row.failures.append(f"the tracker process exited with {proc.returncode}: "

@@ -34,6 +34,7 @@ import requests
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
 from snowplow_threaded.typing import PayloadDict
+from stress.crew import Crew
 
 Spec = dict[str, Any]
 _PACE_CHUNK = 20  # a paced producer sleeps once per this many events
@@ -106,11 +107,9 @@ def build(spec: Spec, observer: Observer) -> tuple[Tracker, SoakEmitter]:
 
 
 def produce(tracker: Tracker, observer: Observer, label: str, count: int,
-            rate: float | None, start: threading.Barrier | None) -> list[str]:
+            rate: float | None) -> list[str]:
     """Track *count* events (paced at *rate* events/s if given); return their eids."""
     eids: list[str] = []
-    if start is not None:
-        start.wait()
     began = time.perf_counter()
     longest = 0
     clock = time.perf_counter_ns
@@ -161,7 +160,7 @@ def run_kid(spec: Spec, tracker: Tracker, emitter: SoakEmitter, observer: Observ
             observer.failure_calls = observer.success_events = observer.max_track_ns = 0
             observer.warnings = []
         emitter.rejected = []
-        eids = produce(tracker, observer, f"kid-{index}", spec["child_events"], None, None)
+        eids = produce(tracker, observer, f"kid-{index}", spec["child_events"], None)
         flushed = tracker.flush(timeout=spec["flush_timeout"])
         result = summary(emitter, observer, eids)
         result["flush_ok"] = flushed
@@ -221,20 +220,19 @@ def main(argv: list[str]) -> int:
         return 3
     began = time.monotonic()
     threads = spec["threads"]
-    barrier = threading.Barrier(threads)
     results: list[list[str]] = [[] for _ in range(threads)]
 
     def producer(n: int) -> None:
-        results[n] = produce(tracker, observer, f"thread-{n}", spec["events"], spec["rate"],
-                             barrier)
+        results[n] = produce(tracker, observer, f"thread-{n}", spec["events"], spec["rate"])
 
-    workers = [threading.Thread(target=producer, args=(n,), name=f"producer-{n}")
-               for n in range(threads)]
-    for worker in workers:
-        worker.start()
+    # a producer that raises fails the run at once, with its error (see Crew); the limit
+    # is a backstop: soak.py ends this process at its own budget, which is shorter
+    limit = (spec["events"] / spec["rate"] if spec["rate"] else 0.0) + 300.0
+    crew = Crew(producer, threads, name="producer", timeout=limit)
+    crew.start()
+    crew.go()
     kids = fork_storm(spec, tracker, emitter, observer) if spec["fork_children"] else []
-    for worker in workers:
-        worker.join()
+    crew.join()
     tracked_at = time.monotonic()
     print("TRACKED", flush=True)
     flushed = tracker.flush(timeout=spec["flush_timeout"])

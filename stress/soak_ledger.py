@@ -1,32 +1,32 @@
-"""Collector-side bookkeeping and the exactly-once verdict of the fault soak.
+"""The exactly-once verdict of the fault soak, from the collector's record of requests.
 
-:class:`Ledger` is a collector behaviour (``tests.collector.Behavior``) that wraps the
-scenario's fault behaviour and keeps, for every tracker request, only what the verdict
-needs: the eids in the body, what was decided, and how the request ended. The collector
-itself runs with ``keep_records=False`` (its records hold every body and parsed event:
-hundreds of MB for the largest scenario).
+:func:`entries` turns the embedded collector's record of tracker requests
+(:meth:`snowplow_threaded.collector.Collector.requests`) into one :class:`Entry` per
+request: only what the verdict needs (the eids in the body, what was answered, how the
+request ended).
 
 Which copies of an event "reached" the collector (:meth:`Entry.received`): those in
-requests answered 2xx, and those in requests whose 2xx response was cut mid-body (the
-collector had taken the events; the client cannot know). A copy is *cut* (the client
-never saw the acknowledgement) when the response was cut, or when it was answered after
-the client's read timeout. :func:`analyse` allows a duplicate only when every copy but one
+requests it took (answered 2xx, or 2xx announced by an answer cut on purpose: the
+collector had taken the events, the client cannot know). A copy is *cut* (the client never
+saw the acknowledgement) when the answer was cut, or when it was answered after the
+client's read timeout. :func:`analyse` allows a duplicate only when every copy but one
 was cut.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.collector import Behavior, RecordedRequest, Reply
+from snowplow_threaded.collector import Collector
 
-_RESET = Reply(reset=True)
 _SAMPLE = 5  # eids quoted in a message (all of them go to soak.json)
 #: stats().dropped reasons whose events are not passed to any callback
 COUNT_ONLY_DROPS = ("shutdown_timeout", "evicted_oldest")
+
+
+_CUT = ("reset-mid-response", "close-after-head")
 
 
 @dataclass(slots=True)
@@ -35,73 +35,33 @@ class Entry:
 
     index: int
     eids: tuple[str, ...]
-    reply_status: int
-    delay: float
-    status: int | None  # what was answered; None if no complete response
-    fault: str | None  # "partial", "reset", "aborted" or None
+    status: int | None  # what was answered (or announced by a cut answer)
+    outcome: str  # "answered", "reset", "reset-mid-response", "aborted", ...
+    received: bool  # the collector took the events
     received_at: float
     answered_at: float | None
-
-    @property
-    def received(self) -> bool:
-        ok = self.status is not None and 200 <= self.status < 300
-        return ok or (self.fault == "partial" and 200 <= self.reply_status < 300)
 
     def cut(self, read_timeout: float | None) -> bool:
         """The collector took the events but the client never saw its 2xx."""
         if not self.received:
             return False
-        if self.fault == "partial":
+        if self.outcome in _CUT:
             return True
         return (read_timeout is not None and self.answered_at is not None
                 and self.answered_at - self.received_at >= read_timeout)
 
     @property
-    def outcome(self) -> str:
-        return str(self.status) if self.fault is None else self.fault
+    def label(self) -> str:
+        """The status answered, or how the answer was broken."""
+        return str(self.status) if self.outcome == "answered" else self.outcome
 
 
-class Ledger:
-    """A behaviour recording every tracker request (thread-safe; see the module doc).
-
-    While :attr:`cutting` is set, every new request is answered with a TCP reset (not
-    taken): the soak sets it before taking the collector down, so that no request the
-    collector has accepted loses its response to the shutdown."""
-
-    def __init__(self, behavior: Behavior) -> None:
-        self.behavior = behavior
-        self.cutting = False
-        self._lock = threading.Lock()
-        self._open: list[tuple[RecordedRequest, Reply, tuple[str, ...], int]] = []
-        self._entries: list[Entry] = []
-
-    def __call__(self, index: int, request: RecordedRequest) -> Reply:
-        reply = _RESET if self.cutting else self.behavior(index, request)
-        eids = tuple(str(event.get("eid")) for event in request.events)
-        with self._lock:
-            self._sweep_locked()
-            self._open.append((request, reply, eids, index))
-        return reply
-
-    def _sweep_locked(self, final: bool = False) -> None:
-        still = []
-        for item in self._open:
-            request, reply, eids, index = item
-            if request.completed or final:
-                self._entries.append(Entry(
-                    index, eids, reply.status, reply.delay, request.status,
-                    request.fault if request.completed else "unanswered",
-                    request.received_at, request.answered_at,
-                ))
-            else:
-                still.append(item)
-        self._open = still
-
-    def entries(self) -> list[Entry]:
-        """Every request so far, by index (requests still unanswered count as not taken)."""
-        with self._lock:
-            self._sweep_locked(final=True)
-            return sorted(self._entries, key=lambda entry: entry.index)
+def entries(collector: Collector) -> list[Entry]:
+    """Every tracker request the collector recorded, by index (requests still unanswered
+    count as not taken)."""
+    return [Entry(r.index, tuple(str(e.get("eid")) for e in r.events), r.status,
+                  r.outcome, r.accepted, r.received_at, r.answered_at)
+            for r in collector.requests()]
 
 
 @dataclass
@@ -158,7 +118,7 @@ def analyse(entries: list[Entry], result: dict[str, Any], *,
 
     copies: dict[str, list[Entry]] = {}
     for entry in entries:
-        out.outcomes[entry.outcome] += 1
+        out.outcomes[entry.label] += 1
         if entry.received:
             for eid in entry.eids:
                 copies.setdefault(eid, []).append(entry)

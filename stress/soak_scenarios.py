@@ -1,7 +1,7 @@
 """The fault-soak scenarios: sizes, fault schedules and per-scenario checks.
 
-Used by :mod:`stress.soak` (the runner). A :class:`Scenario` names the collector
-behaviour, the tracker process's spec (:mod:`stress.soak_child`), an optional fault
+Used by :mod:`stress.soak` (the runner). A :class:`Scenario` names the collector's
+fault rules, the tracker process's spec (:mod:`stress.soak_child`), an optional fault
 schedule run in the collector's process (``before_go`` / ``drive``), the events expected
 to be missing, and a check adding notes and failures to the generic exactly-once verdict
 of :func:`stress.soak_ledger.analyse`.
@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stress.soak_ledger import Analysis, Entry, Ledger
+from snowplow_threaded.collector import Collector
+from stress.soak_ledger import Analysis, Entry
 from stress.tls import TlsFront
-from tests.collector import Behavior, Collector, Reply, every_nth, healthy, retry_after, slow
-from tests.collector import sequence as reply_sequence
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,6 @@ class Run:
 
     scenario: Scenario
     collector: Collector
-    ledger: Ledger
     front: TlsFront | None = None
     phases: dict[str, float] = field(default_factory=dict)
     marks: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +99,8 @@ class Run:
 
 
 Hook = Callable[[Run], None]
+#: installs the scenario's fault rules on the collector
+Faults = Callable[[Collector], object]
 # (run, analysis) -> (notes, failures)
 Check = Callable[[Run, Analysis], tuple[list[str], list[str]]]
 
@@ -112,13 +112,13 @@ def none_missing(run: Run) -> set[str] | None:
 
 @dataclass
 class Scenario:
-    """One row of the soak: *behavior* for the collector, *child* for the tracker process
+    """One row of the soak: *faults* for the collector, *child* for the tracker process
     (see :mod:`stress.soak_child`), hooks run in the collector's process (``before_go``
     before the child starts tracking, then ``drive``), and what the verdict allows."""
 
     key: str
     title: str
-    behavior: Behavior
+    faults: Faults | None
     child: dict[str, Any]
     expect_flush: bool = True
     cut_duplicates_allowed: bool = False
@@ -134,12 +134,12 @@ class Scenario:
 def take_down(run: Run) -> None:
     """Stop taking requests: new ones are reset, in-flight ones answered, then the port is
     closed (so no request the collector took loses its answer to the shutdown)."""
-    run.ledger.cutting = True
     collector = run.collector
+    cutting = collector.faults(reset="before")
     collector.wait_until(lambda: collector.in_flight == 0, timeout=5.0)
     time.sleep(0.05)  # the last answers leave their sockets
     collector.down()
-    run.ledger.cutting = False
+    collector.faults.remove(cutting)
 
 
 def outage_before(run: Run) -> None:
@@ -157,7 +157,7 @@ def outage_drive(run: Run, seconds: float) -> None:
 def flap_drive(run: Run, period: float) -> None:
     flaps = 0
     while not run.pause(period, "FLUSHED"):
-        if run.collector.running:
+        if run.collector.listening:
             take_down(run)
             flaps += 1
         else:
@@ -236,7 +236,7 @@ def check_slow(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
 
 
 def check_reset(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
-    cut = a.outcomes.get("partial", 0)
+    cut = a.outcomes.get("reset-mid-response", 0)
     sample = ", ".join(a.duplicate_eids[:2])
     return [f"{cut} responses cut mid-body; {len(a.duplicate_eids)} events taken twice "
             f"(e.g. {sample}; all in soak.json)"], ([] if cut else ["no response was cut"])
@@ -318,12 +318,10 @@ def scenarios(size: Size) -> list[Scenario]:
         spec.update(extra)
         return spec
 
-    partial = Reply(partial=True)
-    ok = Reply()
     n, rate = size.fault_events, size.fault_rate
     slow_delay = size.slow_delay
     return [
-        Scenario("outage", f"collector down {size.outage_s:g} s, then back", healthy(),
+        Scenario("outage", f"collector down {size.outage_s:g} s, then back", None,
                  child(size.outage_events, rate=size.outage_rate,
                        flush_timeout=size.outage_s + 60,
                        emitter={"max_retry_delay_seconds": 5.0}),
@@ -331,7 +329,7 @@ def scenarios(size: Size) -> list[Scenario]:
                  drive=lambda run: outage_drive(run, size.outage_s), check=check_outage),
         *(Scenario(f"overflow-{policy[5:]}", f"collector down {size.overflow_s:g} s, "
                    f"{size.overflow_events} events, buffer {OVERFLOW_CAPACITY}, {policy}",
-                   healthy(),
+                   None,
                    child(size.overflow_events,
                          rate=size.overflow_events / (size.overflow_s * 0.6),
                          flush_timeout=size.overflow_s + 60,
@@ -341,43 +339,45 @@ def scenarios(size: Size) -> list[Scenario]:
                    drive=lambda run: outage_drive(run, size.overflow_s),
                    expected_missing=missing_now, check=check_overflow)
           for policy in ("drop_newest", "drop_oldest")),
-        Scenario("503", "every 3rd request 503", every_nth(3, 503), child(n, rate=rate),
-                 check=check_503),
+        Scenario("503", "every 3rd request 503", lambda c: c.faults(503, every=3),
+                 child(n, rate=rate), check=check_503),
         Scenario("429", f"429 + Retry-After: 2 (x{size.retry_after_times})",
-                 retry_after(2, 429, times=size.retry_after_times), child(n, rate=rate),
+                 lambda c: c.faults(429, retry_after=2, times=size.retry_after_times),
+                 child(n, rate=rate),
                  check=check_429),
-        Scenario("400", "one batch answered 400", reply_sequence([ok, ok, Reply(status=400)]),
+        Scenario("400", "one batch answered 400",
+                 lambda c: c.faults(400, after=2, times=1),
                  child(n, rate=rate), expected_missing=expected_400, check=check_400),
         Scenario("slow-ok", f"responses slowed to {slow_delay:g} s, read timeout "
-                 f"{slow_delay * 2.5:g} s", slow(slow_delay),
+                 f"{slow_delay * 2.5:g} s", lambda c: c.faults(delay=slow_delay),
                  child(size.slow_events, note_delay=slow_delay,
                        emitter={"request_timeout": [5, slow_delay * 2.5]}),
                  read_timeout=slow_delay * 2.5, check=check_slow),
         Scenario("slow-timeout", f"responses slowed to {slow_delay:g} s, read timeout "
-                 f"{slow_delay / 2:g} s", slow(slow_delay),
+                 f"{slow_delay / 2:g} s", lambda c: c.faults(delay=slow_delay),
                  child(size.slow_events, note_delay=slow_delay,
                        emitter={"request_timeout": [5, slow_delay / 2], "max_retries": 2}),
                  cut_duplicates_allowed=True, read_timeout=slow_delay / 2, check=check_slow),
         Scenario("reset", "every 4th response cut mid-body (RST)",
-                 lambda i, r: partial if (i + 1) % 4 == 0 else ok, child(n, rate=rate),
+                 lambda c: c.faults(reset="mid-response", every=4), child(n, rate=rate),
                  cut_duplicates_allowed=True, check=check_reset),
-        Scenario("tls-refused", "TLS self-signed, default verification", healthy(),
+        Scenario("tls-refused", "TLS self-signed, default verification", None,
                  child(size.tls_events, flush_timeout=size.tls_refused_wait, close_timeout=0.5),
                  expect_flush=False, tls="refused",
                  expected_missing=lambda run: set(run.result["tracked_eids"]),
                  check=check_tls),
-        Scenario("tls-session", "TLS self-signed, session.verify=<cert>", healthy(),
+        Scenario("tls-session", "TLS self-signed, session.verify=<cert>", None,
                  child(size.tls_events), tls="session", check=check_tls),
-        Scenario("tls-env", "TLS self-signed, REQUESTS_CA_BUNDLE=<cert>", healthy(),
+        Scenario("tls-env", "TLS self-signed, REQUESTS_CA_BUNDLE=<cert>", None,
                  child(size.tls_events), tls="env", check=check_tls),
         Scenario("fork", f"fork storm: {size.kids} children x {size.kid_events} events",
-                 healthy(),
+                 None,
                  child(size.fork_parent_events, rate=size.fork_parent_events / size.fork_span,
                        fork_children=size.kids, child_events=size.kid_events,
                        fork_interval=0.02, flush_timeout=60.0),
                  check=check_fork),
         Scenario("flap", f"{size.flap_threads} threads x {size.flap_events} events, "
-                 f"collector flapping every {size.flap_period:g} s", healthy(),
+                 f"collector flapping every {size.flap_period:g} s", None,
                  child(size.flap_events, threads=size.flap_threads, rate=size.flap_rate,
                        flush_timeout=300.0,
                        emitter={"buffer_capacity": size.flap_threads * size.flap_events,

@@ -1,8 +1,8 @@
 """TLS for the fault soak: a throw-away self-signed certificate and a TLS front.
 
-The test collector (``tests/collector.py``) speaks plain HTTP only. :class:`TlsFront`
-terminates TLS on 127.0.0.1 and relays the decrypted bytes to that collector, one backend
-connection per client connection, so the collector's faults and records work unchanged.
+The embedded collector speaks plain HTTP only. :class:`TlsFront` terminates TLS on
+127.0.0.1 and relays the decrypted bytes to that collector, one backend connection per
+client connection, so the collector's fault rules and records work unchanged.
 Handshakes the client aborts (it does not trust the certificate) are counted with their
 reason.
 

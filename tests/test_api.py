@@ -35,7 +35,9 @@ from snowplow_threaded import (
     TrackerConfiguration,
     lifecycle,
 )
-from tests.collector import Collector, always, slow
+from snowplow_threaded.collector import Collector
+from stress.crew import Crew
+from tests.helpers import accepted_events
 from tests.schemas import unstruct_event, validate_event
 
 POST_PATH = "/com.snowplowanalytics.snowplow/tp2"
@@ -67,8 +69,8 @@ def closing() -> Iterator[Callable[[Any], Any]]:
 
 def _deliver(tracker: Tracker, collector: Collector, n: int) -> list[dict[str, str]]:
     assert tracker.flush(timeout=10)
-    assert collector.wait_for_events(n, 10)
-    events = collector.events()
+    assert collector.wait_for(n, 10)
+    events = accepted_events(collector)
     assert len(events) == n
     return events
 
@@ -88,7 +90,7 @@ def test_create_get_remove_reset(collector: Collector) -> None:
     eid = tracker.track(StructuredEvent("c", "a"))
     (ev,) = _deliver(tracker, collector, 1)
     assert ev["eid"] == eid and ev["tna"] == "ns"
-    assert collector.requests[0].path == POST_PATH
+    assert collector.requests()[0].path == POST_PATH
 
     Snowplow.remove_tracker(tracker)
     assert Snowplow.get_tracker("ns") is None
@@ -133,21 +135,15 @@ def test_bad_namespace_builds_nothing(collector: Collector) -> None:
 
 
 def test_concurrent_duplicate_namespace(collector: Collector) -> None:
-    barrier = threading.Barrier(8)
     results: list[object] = []
 
-    def create() -> None:
-        barrier.wait()
+    def create(_: int) -> None:
         try:
             results.append(Snowplow.create_tracker("race", collector.endpoint))
         except DuplicateNamespaceError as exc:
             results.append(exc)
 
-    threads = [threading.Thread(target=create) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    Crew(create, 8, timeout=10).run()
     winners = [r for r in results if isinstance(r, Tracker)]
     assert len(results) == 8 and len(winners) == 1
     assert Snowplow.get_tracker("race") is winners[0]
@@ -195,7 +191,7 @@ def test_create_tracker_honours_every_emitter_field(collector: Collector) -> Non
     for i in range(3):
         tracker.track(StructuredEvent("c", f"a{i}"))
     _deliver(tracker, collector, 3)
-    assert all(r.headers.get("X-Config-Session") == "yes" for r in collector.requests)
+    assert all(r.headers.get("x-config-session") == "yes" for r in collector.requests())
     names = [t.name for t in threading.enumerate() if emitter.endpoint in t.name]
     assert len(names) == 3
     assert sum(successes) == 3
@@ -203,7 +199,7 @@ def test_create_tracker_honours_every_emitter_field(collector: Collector) -> Non
 
 def test_create_tracker_buffer_capacity_and_drop_policy(collector: Collector) -> None:
     """The reference's create_tracker drops buffer_capacity; ours bounds the buffer."""
-    collector.behavior = slow(0.3)
+    collector.faults(delay=0.3)
     tracker = Snowplow.create_tracker(
         "cap", collector.endpoint,
         emitter_config=EmitterConfiguration(buffer_capacity=3, batch_size=100,
@@ -236,13 +232,13 @@ def test_create_tracker_max_events_per_request_and_bytes(collector: Collector) -
         "req", collector.endpoint,
         emitter_config=EmitterConfiguration(batch_size=3, flush_interval=30,
                                             max_events_per_request=4))
-    collector.behavior = slow(0.05)  # a backlog builds up behind the first request
+    collector.faults(delay=0.05)  # a backlog builds up behind the first request
     for _ in range(20):
         tracker.track(StructuredEvent("c", "a"))
     _deliver(tracker, collector, 20)
-    sizes = [len(r.events) for r in collector.requests]
+    sizes = [len(r.events) for r in collector.requests()]
     assert max(sizes) == 4 and sum(sizes) == 20
-    collector.behavior = always(200)
+    collector.faults(200)
 
     collector.reset()
     small = Snowplow.create_tracker(
@@ -252,8 +248,8 @@ def test_create_tracker_max_events_per_request_and_bytes(collector: Collector) -
     for _ in range(10):
         small.track(StructuredEvent("c", "a", label="x" * 100))
     _deliver(small, collector, 10)
-    assert len(collector.requests) > 1
-    assert all(len(r.body) <= 1500 for r in collector.requests)
+    assert len(collector.requests()) > 1
+    assert all(len(r.body) <= 1500 for r in collector.requests())
 
 
 def test_create_tracker_flush_interval(collector: Collector) -> None:
@@ -261,12 +257,12 @@ def test_create_tracker_flush_interval(collector: Collector) -> None:
         "fi", collector.endpoint,
         emitter_config=EmitterConfiguration(batch_size=100, flush_interval=0.1))
     tracker.track(StructuredEvent("c", "a"))
-    assert collector.wait_for_events(1, 3)  # sent without flush(), by the interval
+    assert collector.wait_for(1, 3)  # sent without flush(), by the interval
 
 
 def test_create_tracker_retry_fields(collector: Collector) -> None:
     failures: list[int] = []
-    collector.behavior = always(503)
+    collector.faults(503)
     tracker = Snowplow.create_tracker(
         "retry", collector.endpoint,
         emitter_config=EmitterConfiguration(
@@ -276,7 +272,7 @@ def test_create_tracker_retry_fields(collector: Collector) -> None:
     tracker.flush(timeout=5)
     stats = tracker.stats()
     assert stats.failed == 1 and stats.retried == 1
-    assert len(collector.requests) == 2
+    assert len(collector.requests()) == 2
     assert failures == [1, 1]
 
     collector.reset()
@@ -286,7 +282,7 @@ def test_create_tracker_retry_fields(collector: Collector) -> None:
     no_retry.track(StructuredEvent("c", "a"))
     assert no_retry.flush(timeout=5)
     assert no_retry.stats().failed == 1 and no_retry.stats().retried == 0
-    assert len(collector.requests) == 1
+    assert len(collector.requests()) == 1
 
 
 @pytest.mark.parametrize("order", ["reference", "documented"])
@@ -315,7 +311,7 @@ def test_create_tracker_get_method(collector: Collector) -> None:
     tracker = Snowplow.create_tracker("get", collector.endpoint, method="get")
     tracker.track(PageView("https://x/"))
     _deliver(tracker, collector, 1)
-    assert collector.requests[0].method == "GET" and collector.requests[0].path == "/i"
+    assert collector.requests()[0].method == "GET" and collector.requests()[0].path == "/i"
 
 
 # -- Tracker and emitters ---------------------------------------------------------------------
@@ -357,8 +353,9 @@ def test_tracker_list_of_emitters(closing: Callable[[Any], Any]) -> None:
         t = closing(Tracker("multi", [Emitter(a.endpoint), Emitter(b.endpoint, method="get")]))
         eids = [t.track(StructuredEvent("c", f"a{i}")) for i in range(3)]
         assert t.flush(timeout=10)
-        assert a.wait_for_events(3, 10) and b.wait_for_events(3, 10)
-        assert [e["eid"] for e in a.events()] == eids == [e["eid"] for e in b.events()]
+        assert a.wait_for(3, 10) and b.wait_for(3, 10)
+        assert [e["eid"] for e in accepted_events(a)] == eids == [
+            e["eid"] for e in accepted_events(b)]
         assert t.stats().sent == 6
 
 
@@ -430,7 +427,7 @@ def test_async_emitter_keywords_and_sync_flush(collector: Collector,
     t = closing(Tracker("kw", emitters=e))
     t.track(PageView("https://x/"))
     assert e.sync_flush() is True
-    assert collector.wait_for_events(1, 10)
+    assert collector.wait_for(1, 10)
 
 
 # -- configurations ---------------------------------------------------------------------------
@@ -628,7 +625,7 @@ def test_unserialisable_data_raises_and_enqueues_nothing(
     stats = t.stats()
     assert stats.tracked == 0 and stats.queued == 0
     assert t.flush(timeout=2)
-    assert collector.requests == []
+    assert collector.requests() == []
 
 
 def test_nan_raises(collector: Collector, closing: Callable[[Any], Any]) -> None:
@@ -753,8 +750,8 @@ def test_subject_setters_chain_and_send(collector: Collector,
     assert {k: ev[k] for k in expected} == expected
     s.set_user_id(None)  # type: ignore[arg-type]  # None unsets, as in the reference
     t.track(PageView("https://x/"))
-    assert t.flush(timeout=10) and collector.wait_for_events(2, 10)
-    assert "uid" not in collector.events()[1]
+    assert t.flush(timeout=10) and collector.wait_for(2, 10)
+    assert "uid" not in accepted_events(collector)[1]
 
 
 # -- logging ----------------------------------------------------------------------------------

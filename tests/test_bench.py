@@ -17,19 +17,24 @@ from pathlib import Path
 import pytest
 
 from stress.bench_runner import FORK_LABEL, WORKLOADS
+from tests.helpers import require
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK_THREADS = (1, 4)
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("snowplow_tracker") is None,
-    reason="the reference snowplow-tracker 1.1.0 is not installed",
-)
+
+
+@pytest.fixture(autouse=True)
+def _reference_installed() -> None:
+    require(importlib.util.find_spec("snowplow_tracker") is not None,
+            "the reference snowplow-tracker 1.1.0 (in the test extra)")
 
 
 def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "stress.bench", "--quick", "--out", str(tmp_path)],
+        # the shape of the report is checked, not its figures: the smallest useful sizes
+        [sys.executable, "-m", "stress.bench", "--quick", "--events", "400",
+         "--down-events", "4000", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, (
@@ -59,6 +64,28 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
         assert chart.exists() and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert "matplotlib is not installed" in report
+
+
+def test_profile_reports_the_tracking_and_the_sender_threads(tmp_path: Path) -> None:
+    """``--profile`` profiles every thread with one profiler for the process, on every
+    Python from 3.10 (one ``cProfile.Profile`` per thread fails since 3.12, and the
+    tracking thread that died left the run waiting until its deadline)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "stress.bench", "--profile", "--quick", "--events", "2000",
+         "--profile-clock", "cpu", "--top", "5", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = (tmp_path / "profile.md").read_text()
+    assert "profile run failed" not in report, report
+    for section in ("## tracking thread (track())", "## sender thread(s)"):
+        line = next((x for x in report.splitlines() if x.startswith(section)), None)
+        assert line is not None, f"no {section!r} section:\n{report}"
+        profiled = float(line.split(": ")[1].split(" s profiled")[0])
+        assert profiled > 0, line
+    assert (tmp_path / "profile.caller.prof").exists()
+    assert (tmp_path / "profile.worker.prof").exists()
+    assert "Largest bucket of the library's own work" in report
 
 
 @pytest.mark.parametrize("command, rows", [

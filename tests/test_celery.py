@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from snowplow_threaded.collector import Collector
 from tests.apps.celery_app import make_app
-from tests.collector import Collector
+from tests.helpers import accepted_events
 from tests.servers import Server, bin_path, server_env
 
 TASKS = 40
@@ -27,20 +28,22 @@ def test_celery_prefork_warm_shutdown(collector: Collector, tmp_path: Path,
             "--without-mingle", "--without-heartbeat"]
     if max_tasks:
         argv += ["--max-tasks-per-child", str(max_tasks)]
+    # every task queued before the worker starts: kombu's filesystem broker creates a
+    # message file before it writes it, and a worker polling meanwhile reads it empty
+    producer = make_app(tmp_path / "broker")  # the same broker, from this process
+    with producer.connection_for_write() as conn:
+        for n in range(TASKS):
+            producer.send_task("track_one", args=(n,), connection=conn)
     worker = Server(argv, env, tmp_path / "celery.log")
     try:
         worker.wait_log("ready", timeout=60)
-        producer = make_app(tmp_path / "broker")  # the same broker, from this process
-        with producer.connection_for_write() as conn:
-            for n in range(TASKS):
-                producer.send_task("track_one", args=(n,), connection=conn)
         _wait_tasks_done(worker, TASKS)
         code = worker.stop(signal.SIGTERM, timeout=60)   # warm shutdown
     finally:
         worker.kill()
     assert code == 0, worker.log()
-    collector.wait_for_events(TASKS, timeout=20)
-    events = collector.events()
+    collector.wait_for(TASKS, timeout=20)
+    events = accepted_events(collector)
     got = sorted(int(e["se_la"]) for e in events)
     assert len(events) >= TASKS, (f"{len(events)} of {TASKS} events: {got}\n"
                                   + worker.log()[-4000:])

@@ -21,8 +21,9 @@ import pytest
 import requests
 
 from snowplow_threaded import StructuredEvent
+from snowplow_threaded.collector import Collector
 from tests.apps.contrib_support import EXAMPLES, assert_unique, shipped_event, tail
-from tests.collector import Collector
+from tests.helpers import accepted_events
 from tests.schemas import validate_event
 from tests.servers import Server, bin_path, free_port, server_env
 
@@ -71,7 +72,7 @@ def snowplow(collector: Collector, **extra: Any) -> Iterator[Callable[[], Events
     with override_settings(SNOWPLOW=value):
         def events() -> Events:
             assert get_tracker().flush(timeout=5)
-            return collector.events()
+            return accepted_events(collector)
 
         yield events
 
@@ -277,8 +278,8 @@ def test_example_under_gunicorn(collector: Collector, database: Path, tmp_path: 
     finally:
         server.kill()
     assert code == 0, server.log()
-    collector.wait_for_events(ITEMS + 5, timeout=15)
-    verify(collector.events(), user_id, eid, hops=1)
+    collector.wait_for(ITEMS + 5, timeout=15)
+    verify(accepted_events(collector), user_id, eid, hops=1)
 
 
 @pytest.mark.parametrize("stop", ["fifo-q", "sigterm-graceful"])
@@ -305,5 +306,5 @@ def test_example_under_uwsgi(collector: Collector, database: Path, tmp_path: Pat
     finally:
         server.kill()
     assert code == 0, tail(tmp_path / "uwsgi.log")
-    collector.wait_for_events(ITEMS + 5, timeout=15)
-    verify(collector.events(), user_id, eid, hops=0)
+    collector.wait_for(ITEMS + 5, timeout=15)
+    verify(accepted_events(collector), user_id, eid, hops=0)

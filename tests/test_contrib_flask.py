@@ -17,11 +17,12 @@ import requests
 from flask import Flask, session
 
 from snowplow_threaded import Emitter, StructuredEvent, Subject, Tracker
+from snowplow_threaded.collector import Collector
 from snowplow_threaded.contrib import flask as sp_flask
 from snowplow_threaded.contrib.config import ConfigError
 from snowplow_threaded.contrib.flask import SnowplowFlask
 from tests.apps.contrib_support import EXAMPLES, assert_unique, shipped_event
-from tests.collector import Collector
+from tests.helpers import accepted_events
 from tests.schemas import validate_event
 from tests.servers import Server, bin_path, free_port, server_env
 
@@ -76,7 +77,7 @@ def apps() -> Iterator[list[Flask]]:
 
 def flushed(app: Flask, collector: Collector) -> Events:
     assert app.extensions["snowplow"].flush(timeout=5)
-    return collector.events()
+    return accepted_events(collector)
 
 
 def test_request_event_subject_and_fields(collector: Collector, apps: list[Flask]) -> None:
@@ -225,8 +226,8 @@ def test_example_under_gunicorn_preload(collector: Collector, tmp_path: Path,
         server.kill()
     assert code == 0, server.log()
     expected = 1 + ITEMS + 1 + 1 + 1 + 1  # login, items, basket request + its event, boom, 404
-    collector.wait_for_events(expected, timeout=15)
-    events = collector.events()
+    collector.wait_for(expected, timeout=15)
+    events = accepted_events(collector)
     assert len(events) == expected, (len(events), server.log()[-3000:])
     assert_unique(events)
     assert all(e["aid"] == "flask-example" and e["p"] == "srv" for e in events)

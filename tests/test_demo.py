@@ -3,9 +3,17 @@ workers and threads track through a collector outage; every event arrives exactl
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import re
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
+
+from snowplow_threaded import Snowplow, demo
+from snowplow_threaded.collector import Collector
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,3 +57,36 @@ def test_demo_without_outage() -> None:
 def test_demo_rejects_nonsense_options() -> None:
     done = run_demo("--processes", "0")
     assert done.returncode == 2 and "must be >= 1" in done.stderr
+
+
+def test_progress_never_shows_more_delivered_than_tracked(tmp_path: Path) -> None:
+    """The progress line reads two counters at different moments; it must never show more
+    events delivered than tracked. Threads track as the demo's workers do while the line's
+    counts are read again and again."""
+    schema = tmp_path / "com.example.demo" / "step" / "jsonschema" / "1-0-0"
+    schema.parent.mkdir(parents=True)
+    schema.write_text(json.dumps(demo._STEP_SCHEMA_DOC))
+    progress = multiprocessing.get_context("fork").Value("q", 0)
+    with Collector(schemas=[tmp_path]) as collector:
+        tracker = demo._make_tracker(collector.endpoint)
+        try:
+            threads = [threading.Thread(target=demo._track_paced,
+                                        args=(tracker, 0, t, 300, 0.5, progress))
+                       for t in range(4)]
+            for t in threads:
+                t.start()
+            shown: list[tuple[int, int]] = []
+            while any(t.is_alive() for t in threads) or len(shown) < 10:
+                shown.append(demo._progress_counts(collector, progress, 0))
+                time.sleep(0.001)
+            for t in threads:
+                t.join(30)
+            assert tracker.flush(timeout=10)
+            final = demo._progress_counts(collector, progress, 0)
+        finally:
+            Snowplow.remove_tracker_by_namespace(demo.NAMESPACE)
+            tracker.close(5)
+    assert final == (1200, 1200) and collector.summary().received_bad == 0
+    over = [(tracked, delivered) for tracked, delivered in shown if delivered > tracked]
+    assert not over, over[:5]
+    assert any(0 < delivered < tracked for tracked, delivered in shown)  # it did run along

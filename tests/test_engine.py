@@ -1,6 +1,6 @@
-"""The emitter engine (Dispatcher + worker + transport) end to end against the real test
-collector: batching, coalescing, retry, ordering, flush/close, callbacks, stats, buffer,
-legacy stores, GET, thread safety and thread lifecycle."""
+"""The emitter engine (Dispatcher + worker + transport) end to end against the embedded
+collector and its fault rules: batching, coalescing, retry, ordering, flush/close,
+callbacks, stats, buffer, legacy stores, GET, thread safety and thread lifecycle."""
 
 from __future__ import annotations
 
@@ -18,19 +18,10 @@ from typing import Any
 import pytest
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded.collector import Collector
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
-from tests.collector import (
-    POST_SUFFIX,
-    Collector,
-    Event,
-    Reply,
-    always,
-    every_nth,
-    healthy,
-    retry_after,
-    sequence,
-    slow,
-)
+from stress.crew import Crew
+from tests.helpers import TP2, accepted_events, gaps, sent_events
 
 Make = Callable[..., tuple[Tracker, Emitter]]
 
@@ -49,12 +40,15 @@ def make(collector: Collector) -> Iterator[Make]:
         return Tracker("ns", emitters=emitter, encode_base64=False), emitter
 
     yield build
-    for emitter in made:
-        emitter.close(timeout=1.0)
+    for emitter in made:  # clean-up only: what is still undelivered is given up at once
+        emitter.close(timeout=0.05)
 
 
 def track(tracker: Tracker, n: int, start: int = 0) -> list[str]:
     return [tracker.track(StructuredEvent("c", "a", label=str(start + i))) for i in range(n)]
+
+
+Event = dict[str, Any]
 
 
 def labels(events: list[Event]) -> list[int]:
@@ -77,12 +71,12 @@ def test_batches_of_batch_size(collector: Collector, make: Make) -> None:
     sent: list[str] = []
     for round_ in range(4):
         sent += track(tracker, 4, start=5 * round_)
-        assert len(collector.requests) == round_
+        assert len(collector.requests()) == round_
         sent += track(tracker, 1, start=5 * round_ + 4)  # the 5th: a batch is due
-        assert collector.wait_for_events(5 * (round_ + 1), timeout=5)
-    assert [len(r.events) for r in collector.requests] == [5, 5, 5, 5]
-    assert eids(collector.events()) == sent
-    assert all(r.path == POST_SUFFIX and r.method == "POST" for r in collector.requests)
+        assert collector.wait_for(5 * (round_ + 1), timeout=5)
+    assert [len(r.events) for r in collector.requests()] == [5, 5, 5, 5]
+    assert eids(accepted_events(collector)) == sent
+    assert all(r.path == TP2 and r.method == "POST" for r in collector.requests())
     assert emitter.flush(timeout=5) is True
 
 
@@ -98,7 +92,7 @@ def test_text_that_is_not_valid_unicode_is_sent_and_the_worker_lives_on(
         assert emitter.flush(timeout=10) is True
         later = track(tracker, 2, start=8)
         assert emitter.flush(timeout=10) is True
-    events = collector.events()
+    events = accepted_events(collector)
     assert eids(events) == [bad, *good, *later]
     assert events[0]["se_la"] == "x\ufffd"
     stats = emitter.stats()
@@ -110,45 +104,45 @@ def test_low_traffic_sends_after_flush_interval(collector: Collector, make: Make
     tracker, _ = make(batch_size=10, flush_interval=0.2)
     start = time.monotonic()
     sent = track(tracker, 3)
-    assert collector.wait_for_events(3, timeout=5)  # no flush() call
+    assert collector.wait_for(3, timeout=5)  # no flush() call
     assert time.monotonic() - start >= 0.15
-    assert eids(collector.events()) == sent
-    assert len(collector.requests) == 1
+    assert eids(accepted_events(collector)) == sent
+    assert len(collector.requests()) == 1
 
 
 def test_backlog_is_coalesced_up_to_max_events_per_request(collector: Collector,
                                                           make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=0.5)])
+    collector.faults(delay=0.5, times=1)
     tracker, emitter = make(batch_size=5, max_events_per_request=40, request_timeout=5)
     sent = track(tracker, 5)
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
     sent += track(tracker, 200, start=5)
     assert emitter.flush(timeout=10) is True
-    sizes = [len(r.events) for r in collector.requests]
+    sizes = [len(r.events) for r in collector.requests()]
     assert sizes[0] == 5
     assert max(sizes[1:]) == 40 and all(s <= 40 for s in sizes)
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_backlog_is_coalesced_up_to_max_request_bytes(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=0.5)])
+    collector.faults(delay=0.5, times=1)
     tracker, emitter = make(batch_size=2, max_request_bytes=3000, request_timeout=5)
     sent = track(tracker, 2)
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
     sent += track(tracker, 100, start=2)
     assert emitter.flush(timeout=10) is True
-    reqs = collector.requests
+    reqs = collector.requests()
     assert all(len(r.body) <= 3000 for r in reqs)
     assert max(len(r.events) for r in reqs) > 2  # coalesced beyond batch_size
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_byte_limit_triggers_a_send_and_caps_the_body(collector: Collector, make: Make) -> None:
     tracker, _ = make(batch_size=1000, byte_limit=2000, flush_interval=30)
     sent = track(tracker, 40)  # ~300 bytes each: far over byte_limit, far under batch_size
-    assert collector.wait_for_events(30, timeout=3), "byte_limit did not trigger a send"
-    assert all(len(r.body) <= 2000 for r in collector.requests)
-    got = eids(collector.events())
+    assert collector.wait_for(30, timeout=3), "byte_limit did not trigger a send"
+    assert all(len(r.body) <= 2000 for r in collector.requests())
+    got = eids(accepted_events(collector))
     assert got == sent[: len(got)]
 
 
@@ -156,14 +150,12 @@ def test_byte_limit_triggers_a_send_and_caps_the_body(collector: Collector, make
 
 
 def test_track_never_blocks_on_a_slow_collector(collector: Collector, make: Make) -> None:
-    collector.behavior = slow(2)
-    tracker, emitter = make(batch_size=10, request_timeout=5)
-    start = time.monotonic()
+    collector.faults(delay=60)  # answered by no one: a track() that waited would hang
+    tracker, emitter = make(batch_size=10, request_timeout=30)
     for i in range(1000):
         tracker.track(StructuredEvent("c", "a", label=str(i)))
-    elapsed = time.monotonic() - start
-    assert collector.requests == []  # every track() returned before a request completed
-    assert elapsed < 1.9  # sanity bound only
+    assert collector.requests() == []  # every track() returned before a request completed
+    assert collector.wait_until(lambda: collector.in_flight >= 1, timeout=5)
     assert emitter.stats().tracked == 1000
 
 
@@ -182,24 +174,24 @@ def test_track_never_blocks_nor_raises_with_the_collector_down(collector: Collec
 
 
 def test_500_is_retried_then_delivered_once(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(500)])
+    collector.faults(500, times=1)
     tracker, emitter = make(batch_size=3)
     sent = track(tracker, 3)
     assert emitter.flush(timeout=10) is True
-    assert [r.status for r in collector.requests] == [500, 200]
-    assert eids(collector.events()) == sent
+    assert [r.status for r in collector.requests()] == [500, 200]
+    assert eids(accepted_events(collector)) == sent
     stats = emitter.stats()
     assert stats.sent == 3 and stats.retried == 3 and stats.failed == 0
     assert stats.requests == 2 and stats.last_error == "HTTP 500"
 
 
 def test_every_third_503_everything_delivered_once(collector: Collector, make: Make) -> None:
-    collector.behavior = every_nth(3, 503)
+    collector.faults(503, every=3)
     tracker, emitter = make(batch_size=5, max_events_per_request=5,
                             max_retry_delay_seconds=0.2)
     sent = track(tracker, 100)
     assert emitter.flush(timeout=20) is True
-    got = eids(collector.events())
+    got = eids(accepted_events(collector))
     assert sorted(got) == sorted(sent) and len(set(got)) == len(got)
     stats = emitter.stats()
     assert stats.retried > 0 and stats.sent == 100 and stats.failed == 0
@@ -207,22 +199,22 @@ def test_every_third_503_everything_delivered_once(collector: Collector, make: M
 
 
 def test_retry_after_is_honoured(collector: Collector, make: Make) -> None:
-    collector.behavior = retry_after(1)
+    collector.faults(429, retry_after=1, times=1)
     tracker, emitter = make(batch_size=1, max_retry_delay_seconds=5)
     track(tracker, 1)
     assert emitter.flush(timeout=10) is True
-    first, second = collector.requests
+    first, second = collector.requests()
     assert first.status == 429 and second.status == 200
     assert first.answered_at is not None
     assert second.received_at - first.answered_at >= 0.9
 
 
 def test_retry_after_is_capped_by_max_retry_delay(collector: Collector, make: Make) -> None:
-    collector.behavior = retry_after(30)
+    collector.faults(429, retry_after=30, times=1)
     tracker, _emitter = make(batch_size=1, max_retry_delay_seconds=0.4)
     track(tracker, 1)
-    assert collector.wait_for_events(1, timeout=5)
-    first, second = collector.requests
+    assert collector.wait_for(1, timeout=5)
+    first, second = collector.requests()
     assert first.answered_at is not None
     assert 0.3 <= second.received_at - first.answered_at < 3
 
@@ -231,11 +223,11 @@ def test_retry_after_is_capped_by_max_retry_delay(collector: Collector, make: Ma
 def test_non_retryable_status_fails_for_good(collector: Collector, make: Make,
                                             status: int) -> None:
     failures: list[tuple[int, PayloadDictList]] = []
-    collector.behavior = sequence([Reply(status)])
+    collector.faults(status, times=1)
     tracker, emitter = make(batch_size=4, on_failure=lambda n, p: failures.append((n, p)))
     sent = track(tracker, 4)
     assert emitter.flush(timeout=5) is True  # settled: failed for good
-    assert len(collector.requests) == 1
+    assert len(collector.requests()) == 1
     assert len(failures) == 1
     count, payloads = failures[0]
     assert count == 0 and [p["eid"] for p in payloads] == sent
@@ -245,20 +237,20 @@ def test_non_retryable_status_fails_for_good(collector: Collector, make: Make,
 
 
 def test_custom_retry_codes(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(400)])
+    collector.faults(400, times=1)
     tracker, emitter = make(batch_size=1, custom_retry_codes={400: True})
     sent = track(tracker, 1)
     assert emitter.flush(timeout=5) is True
-    assert [r.status for r in collector.requests] == [400, 200]
-    assert eids(collector.events()) == sent
+    assert [r.status for r in collector.requests()] == [400, 200]
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_custom_retry_codes_can_disable_a_retry(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(503)])
+    collector.faults(503, times=1)
     tracker, emitter = make(batch_size=1, custom_retry_codes={503: False})
     track(tracker, 1)
     assert emitter.flush(timeout=5) is True
-    assert [r.status for r in collector.requests] == [503]
+    assert [r.status for r in collector.requests()] == [503]
     assert emitter.stats().failed == 1
 
 
@@ -271,13 +263,13 @@ def test_connection_refused_then_up_delivers_once(collector: Collector, make: Ma
     assert stats.retried > 0 and stats.last_error and "ConnectionError" in stats.last_error
     collector.up()
     assert emitter.flush(timeout=10) is True
-    got = eids(collector.events())
+    got = eids(accepted_events(collector))
     assert got == sent
 
 
 def test_slow_response_beyond_request_timeout_is_retried(collector: Collector,
                                                         make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=1.0)])
+    collector.faults(delay=1.0, times=1)
     tracker, emitter = make(batch_size=2, request_timeout=0.3)
     sent = track(tracker, 2)
     assert emitter.flush(timeout=10) is True
@@ -286,31 +278,31 @@ def test_slow_response_beyond_request_timeout_is_retried(collector: Collector,
     assert stats.last_error is not None and "Timeout" in stats.last_error
     # the collector kept the timed-out request too: a duplicate is expected, never more
     assert collector.wait_for_requests(2, timeout=3)
-    counts = collections.Counter(eids(collector.all_events()))
+    counts = collections.Counter(eids(sent_events(collector)))
     assert set(counts) == set(sent) and max(counts.values()) <= 2
 
 
 def test_reset_before_response_is_retried_without_duplicates(collector: Collector,
                                                             make: Make) -> None:
-    collector.behavior = sequence([Reply(reset=True)])
+    collector.faults(reset="before", times=1)
     tracker, emitter = make(batch_size=3)
     sent = track(tracker, 3)
     assert emitter.flush(timeout=10) is True
-    assert [r.fault for r in collector.requests] == ["reset", None]
-    assert eids(collector.events()) == sent  # accepted exactly once
+    assert [r.outcome for r in collector.requests()] == ["reset", "answered"]
+    assert eids(accepted_events(collector)) == sent  # accepted exactly once
     assert emitter.stats().retried == 3
 
 
 def test_reset_mid_response_is_retried_and_the_duplicate_is_reported(
     collector: Collector, make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
-    collector.behavior = sequence([Reply(partial=True)])
+    collector.faults(reset="mid-response", times=1)
     tracker, emitter = make(batch_size=3)
     sent = track(tracker, 3)
     with caplog.at_level(logging.WARNING, logger="snowplow_threaded"):
         assert emitter.flush(timeout=10) is True
-    assert [r.fault for r in collector.requests] == ["partial", None]
-    counts = collections.Counter(eids(collector.all_events()))
+    assert [r.outcome for r in collector.requests()] == ["reset-mid-response", "answered"]
+    counts = collections.Counter(eids(sent_events(collector)))
     assert set(counts) == set(sent) and max(counts.values()) <= 2
     stats = emitter.stats()
     assert stats.retried == 3 and stats.sent == 3 and stats.last_error
@@ -319,39 +311,33 @@ def test_reset_mid_response_is_retried_and_the_duplicate_is_reported(
 
 
 def test_redirect_is_retried_not_followed(collector: Collector, make: Make) -> None:
-    elsewhere = "/elsewhere" + POST_SUFFIX
-    collector.behavior = sequence(
-        [Reply(301, headers={"Location": collector.endpoint + elsewhere})]
-    )
+    elsewhere = "/elsewhere" + TP2
+    collector.faults(301, headers={"Location": collector.endpoint + elsewhere}, times=1)
     tracker, emitter = make(batch_size=2)
     sent = track(tracker, 2)
     assert emitter.flush(timeout=10) is True
-    assert [r.path for r in collector.requests] == [POST_SUFFIX, POST_SUFFIX]
-    assert eids(collector.events()) == sent
+    assert [r.path for r in collector.requests()] == [TP2, TP2]
+    assert eids(accepted_events(collector)) == sent
 
 
-def test_no_hot_loop_while_the_collector_fails(collector: Collector, make: Make) -> None:
-    collector.behavior = always(503)
-    tracker, emitter = make(batch_size=1, max_retry_delay_seconds=1.0)
+@pytest.mark.parametrize("retry_after", [None, 0])
+def test_no_hot_loop_while_the_collector_fails(collector: Collector, make: Make,
+                                              retry_after: float | None) -> None:
+    """Failures are retried (four attempts come), each after a backoff of at least half
+    its 0.5 s base, even when the collector says ``Retry-After: 0``."""
+    collector.faults(503, retry_after=retry_after)
+    tracker, emitter = make(batch_size=1, thread_count=1, max_retry_delay_seconds=1.0)
     track(tracker, 5)
-    time.sleep(2.0)  # the scenario: two seconds of failures
-    assert 2 <= len(collector.requests) <= 6
+    assert collector.wait_for_requests(4, timeout=10)
+    assert all(gap >= 0.25 for gap in gaps(collector)), gaps(collector)
     assert emitter.stats().sent == 0
-
-
-def test_retry_after_zero_is_not_a_hot_loop(collector: Collector, make: Make) -> None:
-    collector.behavior = always(503, {"Retry-After": "0"})
-    tracker, _ = make(batch_size=1, max_retry_delay_seconds=1.0)
-    track(tracker, 1)
-    time.sleep(1.0)
-    assert len(collector.requests) <= 6
 
 
 # -- ordering ----------------------------------------------------------------------------------
 
 
 def test_failed_batch_goes_back_ahead_of_newer_events(collector: Collector, make: Make) -> None:
-    collector.behavior = every_nth(2, 503)
+    collector.faults(503, every=2)
     tracker, emitter = make(batch_size=5, thread_count=1, max_retry_delay_seconds=0.05)
     n = 60
     for i in range(n):
@@ -360,8 +346,8 @@ def test_failed_batch_goes_back_ahead_of_newer_events(collector: Collector, make
             time.sleep(0.01)  # let batches of several sizes form
     assert emitter.flush(timeout=20) is True
     # accepted order is exactly the tracked order: nothing lost, duplicated or reordered
-    assert labels(collector.events()) == list(range(n))
-    reqs = collector.requests
+    assert labels(accepted_events(collector)) == list(range(n))
+    reqs = collector.requests()
     for failed, nxt in itertools.pairwise(reqs):
         if failed.status == 503:
             # the retry is the next request, and it starts with the same events
@@ -383,7 +369,7 @@ def test_flush_true_when_delivered(collector: Collector, make: Make) -> None:
     tracker, emitter = make(batch_size=100, flush_interval=30)
     sent = track(tracker, 7)
     assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     assert emitter.flush(timeout=5) is True  # nothing pending: at once
 
 
@@ -398,22 +384,22 @@ def test_flush_false_at_the_timeout_when_down(collector: Collector, make: Make) 
 
 
 def test_flush_works_through_the_backoff(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(503), Reply(503)])
+    collector.faults(503, times=2)
     tracker, emitter = make(batch_size=100, max_retry_delay_seconds=1.0)
     sent = track(tracker, 5)
     assert emitter.flush(timeout=10) is True
-    assert eids(collector.events()) == sent
-    assert [r.status for r in collector.requests] == [503, 503, 200]
+    assert eids(accepted_events(collector)) == sent
+    assert [r.status for r in collector.requests()] == [503, 503, 200]
 
 
 def test_flush_during_a_long_backoff_makes_an_early_attempt(collector: Collector,
                                                            make: Make) -> None:
-    collector.behavior = sequence([Reply(503, headers={"Retry-After": "60"})])
+    collector.faults(503, retry_after=60, times=1)
     tracker, emitter = make(batch_size=1, max_retry_delay_seconds=60)
     sent = track(tracker, 1)
     assert collector.wait_for_requests(1, timeout=5)
     assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_flush_from_on_success_does_not_deadlock(collector: Collector, make: Make) -> None:
@@ -432,14 +418,24 @@ def test_flush_from_on_success_does_not_deadlock(collector: Collector, make: Mak
     assert len(results) == 2
 
 
+def release_delayed_answers(collector: Collector) -> None:
+    """Abort the answers a delay fault holds (the sender sees a reset and retries)."""
+    collector.faults.clear()
+    collector.down()
+    collector.up()
+
+
 def test_async_tracker_flush_returns_at_once(collector: Collector, make: Make) -> None:
-    collector.behavior = slow(1.0)
-    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=5)
+    collector.faults(delay=60, times=1)  # nobody is answered until released below
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30,
+                             flush_timeout=2)
     track(tracker, 3)
-    start = time.monotonic()
-    tracker.flush(is_async=True)
-    assert time.monotonic() - start < 0.5
-    assert collector.wait_for_events(3, timeout=5)  # ... and it did trigger the send
+    # a flush that waited would return False (at flush_timeout: nothing is answered)
+    assert tracker.flush(is_async=True) is True
+    assert collector.requests() == []  # it returned without waiting for an answer
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)  # ... and sent
+    release_delayed_answers(collector)
+    assert collector.wait_for(3, timeout=10)
 
 
 def test_a_number_as_tracker_flush_first_argument_warns(collector: Collector,
@@ -447,14 +443,16 @@ def test_a_number_as_tracker_flush_first_argument_warns(collector: Collector,
     """``tracker.flush(5)`` is ``is_async=5`` (the reference's signature): an async flush,
     which this library's own tests once mistook for a 5 s wait. It still triggers the send
     and returns, and warns with the call to write instead."""
-    collector.behavior = slow(1.0)
-    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=5)
+    collector.faults(delay=60, times=1)  # nobody is answered until released below
+    tracker, _emitter = make(batch_size=100, flush_interval=30, request_timeout=30,
+                             flush_timeout=2)
     track(tracker, 2)
-    start = time.monotonic()
     with pytest.warns(UserWarning, match=r"pass timeout=5 "):
         assert tracker.flush(5) is True  # type: ignore[arg-type]
-    assert time.monotonic() - start < 0.5
-    assert collector.wait_for_events(2, timeout=5)
+    assert collector.requests() == []  # it returned without waiting for an answer
+    assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
+    release_delayed_answers(collector)
+    assert collector.wait_for(2, timeout=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tracker.flush(True)
@@ -476,7 +474,7 @@ def test_close_drains_and_is_idempotent(collector: Collector, make: Make) -> Non
     tracker, emitter = make(batch_size=100, flush_interval=30)
     sent = track(tracker, 25)
     assert emitter.close(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     assert emitter.closed
     assert emitter.close(timeout=5) is True
     assert tracker.close() is True
@@ -488,10 +486,15 @@ def test_close_with_the_collector_down(collector: Collector, make: Make) -> None
     events given up (including any never attempted during the backoff)."""
     collector.down()
     reported: set[str] = set()
-    tracker, emitter = make(batch_size=5,
-                            on_failure=lambda n, p: reported.update(x["eid"] for x in p))
+    failed = threading.Event()
+
+    def on_failure(count: int, payloads: PayloadDictList) -> None:
+        reported.update(x["eid"] for x in payloads)
+        failed.set()
+
+    tracker, emitter = make(batch_size=5, on_failure=on_failure)
     sent = track(tracker, 5)
-    assert collector.wait_until(lambda: bool(reported), timeout=5)  # 1st attempt failed
+    assert failed.wait(10)  # the 1st attempt failed
     sent += track(tracker, 7, start=5)  # during the backoff: never attempted
     start = time.monotonic()
     assert emitter.close(timeout=0.8) is False
@@ -511,7 +514,7 @@ def test_events_after_close_are_dropped(collector: Collector, make: Make) -> Non
     track(tracker, 3, start=2)
     stats = emitter.stats()
     assert stats.dropped == {"closed": 3} and stats.tracked == 2 and stats.sent == 2
-    assert labels(collector.events()) == [0, 1]
+    assert labels(accepted_events(collector)) == [0, 1]
     assert emitter.flush(timeout=1) is True
 
 
@@ -535,19 +538,19 @@ def test_on_success_gets_the_payloads_with_stm(collector: Collector, make: Make)
     flat = [p for batch in got for p in batch]
     assert [p["eid"] for p in flat] == sent
     assert all(p["stm"].isdigit() and len(p["stm"]) == 13 for p in flat)
-    assert [e["stm"] for e in collector.events()] == [p["stm"] for p in flat]
+    assert [e["stm"] for e in accepted_events(collector)] == [p["stm"] for p in flat]
 
 
 def test_on_failure_partial_success_count(collector: Collector, make: Make) -> None:
     calls: list[tuple[int, list[str]]] = []
-    collector.behavior = sequence([Reply(200), Reply(400)])
+    collector.faults(400, after=1, times=1)
     tracker, emitter = make(
         batch_size=1000, max_request_bytes=1500, flush_interval=30,
         on_failure=lambda n, p: calls.append((n, [x["eid"] for x in p])),
     )
     sent = track(tracker, 12)
     assert emitter.flush(timeout=5) is True
-    first = len(collector.requests[0].events)
+    first = len(collector.requests()[0].events)
     assert 0 < first < 12
     assert calls == [(first, sent[first:])]
     stats = emitter.stats()
@@ -560,14 +563,14 @@ def test_callback_exceptions_are_logged_and_the_worker_goes_on(
     def boom(*args: object) -> None:
         raise RuntimeError("callback boom")
 
-    collector.behavior = sequence([Reply(500)])
+    collector.faults(500, times=1)
     tracker, emitter = make(batch_size=2, on_success=boom, on_failure=boom)
     with caplog.at_level(logging.ERROR, logger="snowplow_threaded"):
         sent = track(tracker, 2)
         assert emitter.flush(timeout=5) is True
         sent += track(tracker, 2, start=2)
         assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     boom_logs = [r for r in caplog.records if r.exc_info and "callback boom" in str(r.exc_info[1])]
     assert len(boom_logs) == 3  # on_failure once, on_success twice
     assert emitter.stats().sent == 4
@@ -587,7 +590,7 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
             started = time.monotonic()
             results.append((emitter_box[0].close(timeout=5), time.monotonic() - started))
 
-    collector.behavior = sequence([Reply(delay=0.3)])
+    collector.faults(delay=0.3, times=1)
     tracker, emitter = make(batch_size=2, on_success=on_success, flush_interval=0.05)
     emitter_box.append(emitter)
     sent = track(tracker, 2)
@@ -596,8 +599,8 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
     assert collector.wait_until(lambda: len(results) == 1, timeout=5)
     closed, waited = results[0]
     assert closed is False and waited < 1.0
-    assert collector.wait_for_events(5, timeout=5)
-    assert eids(collector.events()) == sent
+    assert collector.wait_for(5, timeout=5)
+    assert eids(accepted_events(collector)) == sent
     tracker.track(StructuredEvent("c", "late"))
     assert emitter.stats().dropped.get("closed") == 1
     assert emitter.close(timeout=2) is True
@@ -607,7 +610,7 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
 
 
 def test_stats_in_flight_and_queued(collector: Collector, make: Make) -> None:
-    collector.behavior = sequence([Reply(delay=0.6)])
+    collector.faults(delay=0.6, times=1)
     tracker, emitter = make(batch_size=4, request_timeout=5, flush_interval=30)
     track(tracker, 4)
     assert collector.wait_until(lambda: collector.in_flight == 1, timeout=5)
@@ -619,7 +622,7 @@ def test_stats_in_flight_and_queued(collector: Collector, make: Make) -> None:
     stats = emitter.stats()
     assert stats.sent == 6 and stats.queued == 0 and stats.in_flight == 0
     assert stats.requests == 2
-    assert stats.bytes_sent == sum(len(r.body) for r in collector.requests)
+    assert stats.bytes_sent == sum(len(r.body) for r in collector.requests())
     assert stats.last_error is None and stats.failed == 0 and stats.retried == 0
     assert tracker.stats().sent == 6
 
@@ -637,7 +640,7 @@ def test_capacity_bounds_memory_drop_newest(collector: Collector, make: Make) ->
     assert stats.tracked == 1000 and stats.queued == 1000
     collector.up()
     assert emitter.flush(timeout=10) is True
-    assert labels(collector.events()) == list(range(1000))
+    assert labels(accepted_events(collector)) == list(range(1000))
     del tracker
 
 
@@ -656,7 +659,7 @@ def test_capacity_bounds_memory_drop_oldest(collector: Collector, make: Make) ->
     assert stats.queued == 1000
     collector.up()
     assert emitter.flush(timeout=10) is True
-    got = sorted(labels(collector.events()))
+    got = sorted(labels(accepted_events(collector)))
     assert len(got) == len(set(got)) == 1000
     # the newest, except that a retry attempt the backoff let start during the loop holds
     # its batch (records in flight are never evicted): those older ones are sent instead
@@ -701,12 +704,12 @@ class ListStore:
 def test_reference_protocol_store_end_to_end_with_retries(collector: Collector,
                                                          make: Make) -> None:
     store = ListStore()
-    collector.behavior = every_nth(2, 503)
+    collector.faults(503, every=2)
     tracker, emitter = make(batch_size=5, max_events_per_request=5, event_store=store,
                             max_retry_delay_seconds=0.1)
     sent = track(tracker, 30)
     assert emitter.flush(timeout=10) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
     assert store.size() == 0 and store.cleaned == 30
     stats = emitter.stats()
     assert stats.retried > 0 and stats.sent == 30 and stats.queued == 0
@@ -736,7 +739,7 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_the_worker_lives_on(
         later = track(tracker, 3, start=3)
         assert emitter.flush(timeout=10) is True
     sent_first = 1 if method == "get" else 0  # GET sent the event before the bad one
-    assert eids(collector.events()) == batch[:sent_first] + later
+    assert eids(accepted_events(collector)) == batch[:sent_first] + later
     assert [(n, [p["eid"] for p in payloads]) for n, payloads in failures] == [
         (sent_first, batch[sent_first:])]
     stats = emitter.stats()
@@ -776,7 +779,7 @@ def test_a_batch_that_cannot_be_encoded_ahead_is_reported_once(
         sent = track(tracker, 9)
         store.gate.set()
         assert emitter.flush(timeout=10) is True
-    assert eids(collector.events()) == sent[:3] + sent[6:]
+    assert eids(accepted_events(collector)) == sent[:3] + sent[6:]
     assert "encoding a batch ahead failed" in caplog.text  # it was encoded ahead
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "could not be encoded" in errors[0].getMessage()
@@ -790,14 +793,14 @@ def test_get_one_event_per_request(collector: Collector, make: Make) -> None:
     tracker, emitter = make(method="get")
     sent = track(tracker, 5)
     assert emitter.flush(timeout=5) is True
-    reqs = collector.requests
+    reqs = collector.requests()
     assert [r.method for r in reqs] == ["GET"] * 5 and all(len(r.events) == 1 for r in reqs)
     assert [r.query["eid"] for r in reqs] == sent
 
 
 def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collector,
                                                              make: Make) -> None:
-    collector.behavior = sequence([Reply(200), Reply(503)])
+    collector.faults(503, after=1, times=1)
     successes: list[int] = []
     failures: list[tuple[int, int]] = []
     tracker, emitter = make(method="get", batch_size=4, flush_interval=30,
@@ -805,8 +808,8 @@ def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collect
                             on_failure=lambda n, p: failures.append((n, len(p))))
     sent = track(tracker, 4)
     assert emitter.flush(timeout=10) is True
-    assert [r.query["eid"] for r in collector.requests] == [sent[0], sent[1], *sent[1:]]
-    assert eids(collector.events()) == sent
+    assert [r.query["eid"] for r in collector.requests()] == [sent[0], sent[1], *sent[1:]]
+    assert eids(accepted_events(collector)) == sent
     assert failures == [(1, 3)] and successes == [1, 3]
     assert emitter.stats().retried == 3
 
@@ -821,25 +824,14 @@ def test_many_threads_through_one_tracker(collector: Collector, make: Make,
                             request_timeout=5)
     per_thread, n_threads = 5000, 16
     ids: list[list[str]] = [[] for _ in range(n_threads)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n_threads)
 
     def run(k: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(per_thread):
+            ids[k].append(tracker.track(StructuredEvent("c", "a", label=str(i))))
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    Crew(run, n_threads, name="tracking", timeout=120).run()
     assert emitter.flush(timeout=30) is True
-    got = eids(collector.events())
+    got = eids(accepted_events(collector))
     expected = {eid for chunk in ids for eid in chunk}
     assert len(expected) == per_thread * n_threads
     assert len(got) == len(expected) and set(got) == expected
@@ -877,12 +869,12 @@ def test_no_thread_before_the_first_event(collector: Collector, make: Make) -> N
 
 
 def test_collector_is_healthy_again_after_reset(collector: Collector, make: Make) -> None:
-    collector.behavior = always(503)
-    collector.behavior = healthy()
+    collector.faults(503)
+    collector.faults.clear()
     tracker, emitter = make()
     sent = track(tracker, 1)
     assert emitter.flush(timeout=5) is True
-    assert eids(collector.events()) == sent
+    assert eids(accepted_events(collector)) == sent
 
 
 def test_an_event_racing_close_is_never_left_in_the_buffer(collector: Collector) -> None:
@@ -903,4 +895,4 @@ def test_an_event_racing_close_is_never_left_in_the_buffer(collector: Collector)
     tracker.track(StructuredEvent("c", "racing"))
     assert store.size() == 0
     assert emitter.stats().dropped == {"closed": 1}
-    assert [e["se_ac"] for e in collector.events()] == ["before"]
+    assert [e["se_ac"] for e in accepted_events(collector)] == ["before"]

@@ -12,6 +12,7 @@ from snowplow_threaded.event_store import (
 )
 from snowplow_threaded.legacy_store import LegacyStoreAdapter
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
+from stress.crew import Crew
 
 
 def rec(i: int) -> PayloadDict:
@@ -238,15 +239,14 @@ def test_concurrent_puts_and_takes_lose_nothing() -> None:
             seen.extend(ns(lease.records))
             store.settle(lease, retry=False)
 
-    producers = [threading.Thread(target=producer, args=(k * 5000,)) for k in range(8)]
-    consumers = [threading.Thread(target=consumer) for _ in range(2)]
-    for t in producers + consumers:
-        t.start()
-    for t in producers:
-        t.join()
+    producers = Crew(lambda k: producer(k * 5000), 8, name="producer", timeout=60)
+    consumers = Crew(lambda _: consumer(), 2, name="consumer", timeout=60)
+    for crew in (producers, consumers):
+        crew.start()
+        crew.go()
+    producers.join()
     done.set()
-    for t in consumers:
-        t.join()
+    consumers.join()
     assert sorted(seen) == list(range(40_000))
     assert store.next_seq() == 40_000 and store.oldest_seq() is None
 
@@ -257,23 +257,16 @@ def test_full_store_counts_every_rejection_exactly_across_threads_and_reads() ->
     store = InMemoryEventStore(buffer_capacity=100)
     accepted: list[int] = []
     reads: list[int] = []
-    start = threading.Barrier(9)
 
     def producer() -> None:
-        start.wait()
         accepted.append(sum(store.put(rec(i)) >= 0 for i in range(5000)))
 
     def reader() -> None:
-        start.wait()
         for _ in range(2000):
             reads.append(store.drop_counts().get("buffer_full", 0))
 
-    threads = [threading.Thread(target=producer) for _ in range(8)]
-    threads.append(threading.Thread(target=reader))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # 8 producers and a reader, released together
+    Crew(lambda k: producer() if k < 8 else reader(), 9, timeout=60).run()
     assert reads == sorted(reads)  # never goes back
     # racing producers may overshoot the capacity by one record each (see put)
     assert 100 <= sum(accepted) <= 108 and store.size() == sum(accepted)

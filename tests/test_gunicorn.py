@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.collector import Collector
+from snowplow_threaded.collector import Collector
+from tests.helpers import accepted_events, require
 from tests.servers import Server, bin_path, free_port, server_env
 
-pytestmark = pytest.mark.skipif(shutil.which(bin_path("gunicorn")) is None
-                                and not Path(bin_path("gunicorn")).exists(),
-                                reason="gunicorn is in the test extra")
+
+@pytest.fixture(autouse=True)
+def _gunicorn_installed() -> None:
+    require(shutil.which(bin_path("gunicorn")) is not None
+            or Path(bin_path("gunicorn")).exists(), "gunicorn (in the test extra)")
 
 WORKERS = 4
 REQUESTS = 60
@@ -49,8 +52,8 @@ def test_gunicorn_graceful_shutdown_delivers_everything_once(
         server.kill()
     assert code == 0, server.log()
     imports = WORKERS if not preload else 1
-    assert collector.wait_for_events(REQUESTS + imports, timeout=15), server.log()
-    events = collector.events()
+    assert collector.wait_for(REQUESTS + imports, timeout=15), server.log()
+    events = accepted_events(collector)
     eids = collections.Counter(e["eid"] for e in events)
     assert max(eids.values()) == 1, "an event was delivered twice"
     labels = collections.Counter(e.get("se_la", "") for e in events if e["se_ac"] == "request")

@@ -1,7 +1,7 @@
 """A worker with a backlog leases and encodes its next batch while the collector answers the
 current one (``Dispatcher._lease_ahead``): observable as the ``stm`` of the next request,
 which is set when its body is encoded. Order, exactly-once delivery, backoff and close()
-must be exactly as without it. Everything runs against the real test collector."""
+must be exactly as without it. Everything runs against the embedded collector."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded.collector import Collector
 from snowplow_threaded.typing import PayloadDictList
-from tests.collector import Collector, Event, Reply, always, sequence, slow
+from tests.helpers import accepted_events
 
 ANSWER = 0.4  # seconds the collector takes to answer, where it matters
+Event = dict[str, Any]
 
 
 @pytest.fixture
@@ -50,12 +52,12 @@ def backlog(tracker: Tracker, collector: Collector, n: int) -> None:
 
 def test_next_batch_is_encoded_while_the_collector_answers(collector: Collector,
                                                            made: list[Emitter]) -> None:
-    collector.behavior = slow(ANSWER)
+    collector.faults(delay=ANSWER)
     tracker, emitter = build(collector, made)
     backlog(tracker, collector, 80)
     assert emitter.flush(timeout=20) is True
-    reqs = collector.requests
-    assert labels(collector.events()) == list(range(90))  # once each, in order
+    reqs = collector.requests()
+    assert labels(accepted_events(collector)) == list(range(90))  # once each, in order
     assert [len(r.events) for r in reqs] == [10, 20, 20, 20, 20]
     # requests 3.. were encoded (their stm) before the collector answered the one before
     # them; a worker that leases only after each answer cannot do that
@@ -71,17 +73,18 @@ def test_a_failure_sends_the_batch_leased_ahead_back_behind_the_retry(
         collector: Collector, made: list[Emitter]) -> None:
     """Request 2 is answered 503 while request 3 is leased ahead: 3 must wait for the
     backoff and go after the retry of 2; nothing is lost, duplicated or reordered."""
-    collector.behavior = sequence([Reply(delay=ANSWER), Reply(status=503, delay=ANSWER)],
-                                  then=Reply(delay=0.05))
+    collector.faults(delay=ANSWER, times=1)
+    collector.faults(503, delay=ANSWER, after=1, times=1)
+    collector.faults(delay=0.05, after=2)
     failures: list[int] = []
     tracker, emitter = build(collector, made,
                              on_failure=lambda ok, payloads: failures.append(len(payloads)))
     backlog(tracker, collector, 80)
     assert emitter.flush(timeout=20) is True
-    reqs = collector.requests
+    reqs = collector.requests()
     assert reqs[1].status == 503
     assert labels(reqs[2].events) == labels(reqs[1].events)  # the retry comes first
-    assert labels(collector.events()) == list(range(90))
+    assert labels(accepted_events(collector)) == list(range(90))
     accepted_up_to = 0
     for req in reqs:  # every request starts where the accepted ones end (or re-sends)
         got = labels(req.events)
@@ -97,15 +100,16 @@ def test_close_gives_up_a_batch_leased_ahead_once(collector: Collector,
                                                   made: list[Emitter]) -> None:
     """The collector fails while a batch waits ahead and close() runs out of time: every
     event is either delivered or given up (reported to on_failure once, counted once)."""
-    collector.behavior = sequence([Reply(delay=ANSWER), Reply(status=500, delay=ANSWER)],
-                                  then=Reply(status=500))
+    collector.faults(delay=ANSWER, times=1)
+    collector.faults(500, delay=ANSWER, after=1, times=1)
+    collector.faults(500, after=2)
     given_up: PayloadDictList = []
     tracker, emitter = build(collector, made, max_retry_delay_seconds=5,
                              on_failure=lambda ok, payloads: given_up.extend(payloads))
     backlog(tracker, collector, 80)
-    assert collector.wait_until(lambda: len(collector.requests) >= 2, timeout=5)
+    assert collector.wait_until(lambda: len(collector.requests()) >= 2, timeout=5)
     assert emitter.close(timeout=0.5) is False
-    delivered = [e["eid"] for e in collector.events()]
+    delivered = [e["eid"] for e in accepted_events(collector)]
     reported = [p["eid"] for p in given_up]
     stats = emitter.stats()
     assert len(delivered) == 10 and stats.sent == 10
@@ -118,10 +122,9 @@ def test_close_gives_up_a_batch_leased_ahead_once(collector: Collector,
 
 def test_get_and_user_sessions_do_not_lease_ahead(collector: Collector,
                                                   made: list[Emitter]) -> None:
-    collector.behavior = always(200)
     tracker, emitter = build(collector, made, method="get")
     for i in range(30):
         tracker.track(StructuredEvent("c", "a", label=str(i)))
     assert emitter.flush(timeout=10) is True
-    assert labels(collector.events()) == list(range(30))
+    assert labels(accepted_events(collector)) == list(range(30))
     assert not emitter._dispatcher.store.pending()

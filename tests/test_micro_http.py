@@ -95,7 +95,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(collector: Collector)
 def test_pipelined_requests_are_answered_in_order(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
         sock.sendall(post_request(body()) + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                     + post_request(b"{bad json") + b"GET /micro/all HTTP/1.1\r\n\r\n")
+                     + b"POST /micro/good HTTP/1.1\r\nContent-Length: 9\r\n\r\n{bad json"
+                     + b"GET /micro/all HTTP/1.1\r\n\r\n")
         statuses = [read_response(stream)[0] for _ in range(4)]
     assert statuses == [200, 200, 400, 200]
 
@@ -223,10 +224,13 @@ def test_dripping_request_is_cut_at_the_request_timeout(collector: Collector) ->
 
 def test_idle_keep_alive_connections_are_closed(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
+        sent = time.monotonic()
         sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
         assert read_response(stream)[0] == 200
-        assert not closed_by_server(sock, within=0.5)
         assert closed_by_server(sock, within=5)
+        # kept for keepalive_timeout after the request, not closed at once (a lower bound
+        # the server guarantees however loaded the machine is)
+        assert time.monotonic() - sent >= LIMITS.keepalive_timeout
 
 
 def test_too_many_connections_get_503() -> None:
@@ -291,7 +295,7 @@ def test_head_and_absolute_form_targets(collector: Collector) -> None:
         head = b""
         while not head.endswith(b"\r\n\r\n"):
             head += stream.readline()
-        assert b"Content-Length: 3\r\n" in head  # the length of the body a GET gets
+        assert b"Content-Length: 2\r\n" in head  # the length of the body a GET gets (ok)
         payload = body()
         sock.sendall(post_request(payload).replace(
             f"POST {TP2}".encode(), f"POST http://127.0.0.1:{collector.port}{TP2}".encode()))

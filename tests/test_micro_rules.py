@@ -1,8 +1,8 @@
 """Every validation rule of the embedded collector, through its real HTTP interface.
 
 Each case sends one crafted tracker-protocol event (POST, and for some also GET) and checks
-the verdict: good, or bad with the expected reason in ``/micro/bad``. Body-level problems
-get ``400`` and one bad record; event-level ones ``200`` (the request was well-formed).
+the verdict: good, or bad with the expected reason in ``/micro/bad``. Every request is
+answered ``200``, as by the Snowplow collector: body-level problems make one bad record.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from jsonschema import Draft4Validator, FormatChecker
 
 from snowplow_threaded.collector import Collector
+from snowplow_threaded.collector.iglu import BUNDLED_DIR
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 SP = "iglu:com.snowplowanalytics.snowplow/"
@@ -253,21 +255,41 @@ BODY_CASES: list[tuple[str, dict[str, str], bytes, str]] = [
 ]
 
 
+def bad_row_of(micro_bad: dict[str, Any], heading: str, schema: str) -> dict[str, Any]:
+    """The bad row in a /micro/bad item's errors, checked against its Iglu Central schema."""
+    assert micro_bad["errors"][0] == heading and len(micro_bad["errors"]) == 2
+    row = json.loads(micro_bad["errors"][1])
+    assert row["schema"] == "iglu:com.snowplowanalytics.snowplow.badrows/" + schema
+    path = BUNDLED_DIR.joinpath("com.snowplowanalytics.snowplow.badrows", *schema.split("/"))
+    validator = Draft4Validator(json.loads(path.read_text()), format_checker=FormatChecker())
+    assert list(validator.iter_errors(row["data"])) == []
+    return row
+
+
 @pytest.mark.parametrize(("name", "headers", "body", "reason"), BODY_CASES,
                          ids=[c[0] for c in BODY_CASES])
-def test_malformed_bodies_get_400_and_are_recorded(collector: Collector, name: str,
-                                                   headers: dict[str, str], body: bytes,
-                                                   reason: str) -> None:
-    response = requests.post(collector.endpoint + "/p" + TP2, data=body, headers=headers,
-                             timeout=10)
-    assert response.status_code == 400
-    assert reason in response.text
+def test_malformed_bodies_get_200_and_a_bad_row(collector: Collector, name: str,
+                                                headers: dict[str, str], body: bytes,
+                                                reason: str) -> None:
+    """The collector does not read bodies: it answers 200 and the pipeline records a
+    tracker_protocol_violations bad row with the body."""
+    response = requests.post(collector.endpoint + "/p" + TP2 + "?x=1", data=body,
+                             headers=headers, timeout=10)
+    assert (response.status_code, response.text) == (200, "ok")
     assert collector.wait_for(1, kind="bad", timeout=5)
     [bad] = collector.bad()
     assert bad.parameters is None and reason in bad.errors[0]
     micro = requests.get(collector.endpoint + "/micro/bad", timeout=10).json()
-    assert micro[0]["rawEvent"] is None and reason in micro[0]["errors"][0]
+    assert micro[0]["rawEvent"] is None
     assert micro[0]["collectorPayload"]["api"]["version"] == "tp2"
+    assert micro[0]["collectorPayload"]["querystring"] == ["x=1"]
+    assert micro[0]["collectorPayload"]["body"] == (body.decode("utf-8", "replace")[:16384]
+                                                    or None)
+    row = bad_row_of(micro[0], "Error while extracting event(s) from collector payload and "
+                               "validating it/them.",
+                     "tracker_protocol_violations/jsonschema/1-0-0")
+    [message] = row["data"]["failure"]["messages"]
+    assert reason in message.get("expectation", "") or message["error"] in bad.errors[0]
     assert collector.good() == []
 
 
@@ -277,7 +299,7 @@ def test_malformed_bodies_get_400_and_are_recorded(collector: Collector, name: s
 ])
 def test_malformed_get_requests(collector: Collector, query: str, reason: str) -> None:
     response = requests.get(collector.endpoint + "/i?" + query, timeout=10)
-    assert response.status_code == 400 and reason in response.text
+    assert response.status_code == 200 and response.content.startswith(b"GIF89a")
     assert collector.wait_for(1, kind="bad", timeout=5)
     assert reason in collector.bad()[0].errors[0]
 
@@ -286,7 +308,7 @@ def test_bad_request_bodies_are_kept_cut_short(collector: Collector) -> None:
     body = b'{"not": "json"' + b" " * 100_000
     response = requests.post(collector.endpoint + TP2, data=body,
                              headers={"Content-Type": "application/json"}, timeout=10)
-    assert response.status_code == 400
+    assert response.status_code == 200
     assert collector.wait_for(1, kind="bad", timeout=5)
     kept = collector.bad()[0].request.body
     assert kept is not None and kept.startswith('{"not": "json"') and len(kept) == 16384

@@ -101,6 +101,15 @@ EVENTS: dict[str, tuple[Callable[[Tracker, Ctx], Any], str, str | None]] = {
 }
 
 
+#: e -> Micro's eventType, and the schema Micro gives events that are not self-describing
+CANONICAL_TYPES = {"se": "struct", "ue": "unstruct", "pv": "page_view", "pp": "page_ping",
+                   "ti": "transaction_item"}
+CANONICAL_SCHEMAS = {"se": "iglu:com.google.analytics/event/jsonschema/1-0-0",
+                     "pv": SP + "page_view/jsonschema/1-0-0",
+                     "pp": SP + "page_ping/jsonschema/1-0-0",
+                     "ti": SP + "transaction_item/jsonschema/1-0-0"}
+
+
 def _track(tracker: Tracker, action: Callable[[Tracker, Ctx], Any], context: Ctx = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -116,7 +125,9 @@ def test_every_event_type_arrives_good(collector: Collector, tracker: Tracker,
     assert collector.wait_for(1, timeout=10)
     assert collector.bad() == [], collector.bad()[0].errors
     [good] = collector.good()
-    assert good.event_type == event_type and good.schema == schema
+    assert good.parameters["e"] == event_type
+    assert good.event_type == good.event["event"] == CANONICAL_TYPES[event_type]
+    assert good.schema == (schema or CANONICAL_SCHEMAS[event_type])
     assert good.contexts == (WEB_PAGE, SP + "client_session/jsonschema/1-0-2")
     assert good.context_entities == [PAGE_CONTEXT.to_json(), SESSION.to_json()]
     assert good.parameters["aid"] == "app" and good.parameters["uid"] == "u1"

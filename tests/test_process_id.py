@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 from snowplow_threaded import process_id
 
@@ -32,3 +35,29 @@ def test_a_forked_child_finds_the_mark_cleared_and_takes_its_own_pid() -> None:
         os.close(read)
         os.waitpid(pid, 0)
     assert process_id.FORK_MARK[0] == 1 and process_id.current_pid() == parent
+
+
+def test_without_wipeonfork_every_pid_is_asked_of_the_kernel() -> None:
+    """Where the kernel refuses MADV_WIPEONFORK (before Linux 4.14), the mark stays 0 and
+    current_pid() is os.getpid() every time: a child forked without Python's hooks still
+    gets its own pid."""
+    code = textwrap.dedent("""
+        import ctypes, mmap, os
+        class NoWipeOnFork(mmap.mmap):
+            def madvise(self, *args):
+                raise OSError(22, "Invalid argument")
+        mmap.mmap = NoWipeOnFork
+        from snowplow_threaded import process_id
+        assert process_id.MARK_WORKS is False
+        parent = process_id.current_pid()
+        assert parent == os.getpid() and process_id.FORK_MARK[0] == 0
+        pid = ctypes.PyDLL(None).fork()  # no at-fork hooks run
+        if pid == 0:
+            os._exit(0 if process_id.current_pid() == os.getpid() != parent else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert process_id.current_pid() == parent
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr

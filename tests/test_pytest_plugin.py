@@ -37,7 +37,7 @@ def test_tracking_is_checked(snowplow_collector):
     assert snowplow_collector.wait_for(2, timeout=10)
     [event] = snowplow_collector.events()
     assert (event["se_action"], event["se_value"], event["app_id"]) == ("checkout", 3.0, "shop")
-    assert [g.event_type for g in snowplow_collector.good()] == ["se"]
+    assert [g.event_type for g in snowplow_collector.good()] == ["struct"]
     [bad] = snowplow_collector.bad()
     assert "unknown schema iglu:com.acme/unknown/jsonschema/1-0-0" in bad.errors[0]
     snowplow_collector.reset()

@@ -8,23 +8,18 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from pathlib import Path
 
 import pytest
 
 import snowplow_threaded
+from tests.helpers import DOCS, docs_block
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 RECIPE_MARK = "<!-- the recipe: run by tests/test_testing_recipe.py -->"
 
 
 def recipe() -> str:
     """The Python block right after the recipe's mark in docs/testing.md."""
-    text = (DOCS / "testing.md").read_text(encoding="utf-8")
-    after = text.split(RECIPE_MARK, 1)[1]
-    match = re.match(r"\s*```python\n(.*?)\n```", after, re.DOTALL)
-    assert match, "docs/testing.md: no python block after the recipe's mark"
-    return match.group(1)
+    return docs_block("testing.md", RECIPE_MARK)
 
 
 def test_the_recipe_passes_as_written(pytester: pytest.Pytester) -> None:

@@ -1,5 +1,5 @@
-"""Transport: post_bodies splitting (no network) and Transport.send against the real test
-collector."""
+"""Transport: post_bodies splitting (no network) and Transport.send against the embedded
+collector and its fault rules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import types
 
 import pytest
 
+from snowplow_threaded.collector import Collector
 from snowplow_threaded.retry import NO_RESPONSE
 from snowplow_threaded.transport import (
     PAYLOAD_DATA_SCHEMA,
@@ -18,7 +19,7 @@ from snowplow_threaded.transport import (
     sent_timestamp,
 )
 from snowplow_threaded.typing import PayloadDictList
-from tests.collector import POST_SUFFIX, Collector, Reply, always, sequence
+from tests.helpers import TP2
 
 
 def records(n: int, pad: int = 0) -> PayloadDictList:
@@ -86,7 +87,7 @@ def test_sent_timestamp_is_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def post_transport(c: Collector, max_bytes: int = 10**6) -> Transport:
-    return Transport(c.post_url, "post", 0.5, max_request_bytes=max_bytes)
+    return Transport(c.endpoint + TP2, "post", 0.5, max_request_bytes=max_bytes)
 
 
 def test_post_success(collector: Collector) -> None:
@@ -96,30 +97,29 @@ def test_post_success(collector: Collector) -> None:
     finally:
         t.close()
     assert result.status == 200 and result.sent == 5 and result.failed is None
-    assert result.requests == 1 and result.nbytes == len(collector.requests[0].body)
-    req = collector.requests[0]
-    assert req.headers["Content-Type"] == "application/json; charset=utf-8"
-    assert req.headers["User-Agent"] == USER_AGENT
+    assert result.requests == 1 and result.nbytes == len(collector.requests()[0].body)
+    req = collector.requests()[0]
+    assert req.headers["content-type"] == "application/json; charset=utf-8"
+    assert req.headers["user-agent"] == USER_AGENT
     assert [e["stm"] for e in req.events] == ["42"] * 5
 
 
 def test_post_split_stops_at_first_failure(collector: Collector) -> None:
-    collector.behavior = sequence([Reply(200), Reply(503, headers={"Retry-After": "7"})])
+    collector.faults(503, retry_after=7, after=1, times=1)
     t = post_transport(collector, max_bytes=400)
     recs = records(8)
     try:
         result = t.send(recs, "1")
     finally:
         t.close()
-    first = collector.requests[0].events
-    assert len(collector.requests) == 2  # nothing more after the failure
+    first = collector.requests()[0].events
+    assert len(collector.requests()) == 2  # nothing more after the failure
     assert result.status == 503 and result.retry_after == 7.0 and result.error == "HTTP 503"
     assert result.sent == len(first)
     assert result.failed == list(range(len(first), 8))
 
 
 def test_post_no_response(collector: Collector) -> None:
-    collector.behavior = always(200)
     collector.down()
     t = post_transport(collector)
     try:
@@ -131,18 +131,18 @@ def test_post_no_response(collector: Collector) -> None:
 
 
 def test_redirect_is_not_followed(collector: Collector) -> None:
-    collector.behavior = always(302, {"Location": collector.endpoint + "/elsewhere" + POST_SUFFIX})
+    collector.faults(302, headers={"Location": collector.endpoint + "/elsewhere" + TP2})
     t = post_transport(collector)
     try:
         result = t.send(records(2), "1")
     finally:
         t.close()
     assert result.status == 302 and result.failed == [0, 1]
-    assert [r.path for r in collector.requests] == [POST_SUFFIX]
+    assert [r.path for r in collector.requests()] == [TP2]
 
 
 def test_garbage_retry_after_does_not_raise(collector: Collector) -> None:
-    collector.behavior = always(503, {"Retry-After": "\u00b2"})
+    collector.faults(503, retry_after="\u00b2")
     t = post_transport(collector)
     try:
         result = t.send(records(1), "1")
@@ -152,14 +152,14 @@ def test_garbage_retry_after_does_not_raise(collector: Collector) -> None:
 
 
 def test_get_one_request_per_event_and_partial_failure(collector: Collector) -> None:
-    collector.behavior = sequence([Reply(200), Reply(200), Reply(500)])
-    t = Transport(collector.get_url, "get", 0.5)
+    collector.faults(500, after=2, times=1)
+    t = Transport(collector.endpoint + "/i", "get", 0.5)
     recs = records(5)
     try:
         result = t.send(recs, "9")
     finally:
         t.close()
-    reqs = collector.requests
+    reqs = collector.requests()
     assert [r.method for r in reqs] == ["GET"] * 3  # stops at the failure
     assert [r.query["eid"] for r in reqs] == ["id-0", "id-1", "id-2"]
     assert all(r.query["stm"] == "9" for r in reqs)
@@ -169,7 +169,7 @@ def test_get_one_request_per_event_and_partial_failure(collector: Collector) -> 
 
 def test_get_connection_error(collector: Collector) -> None:
     collector.down()
-    t = Transport(collector.get_url, "get", 0.5)
+    t = Transport(collector.endpoint + "/i", "get", 0.5)
     try:
         result = t.send(records(3), "9")
     finally:
@@ -178,14 +178,14 @@ def test_get_connection_error(collector: Collector) -> None:
 
 
 def test_sessions_keep_no_cookies(collector: Collector) -> None:
-    collector.behavior = always(200, {"Set-Cookie": "sp=abc; Path=/"})
+    collector.faults(headers={"Set-Cookie": "sp=abc; Path=/"})
     t = post_transport(collector)
     try:
         t.send(records(1), "1")
         t.send(records(1), "1")
     finally:
         t.close()
-    assert "cookie" not in collector.requests[1].headers
+    assert "cookie" not in collector.requests()[1].headers
 
 
 @pytest.mark.parametrize("idle", [0.05, 1.2])
@@ -204,23 +204,25 @@ def test_idle_connection_closed_by_the_collector_is_replaced(collector: Collecto
     finally:
         t.close()
     assert result.error is None and result.sent == 2
-    assert len(collector.requests) == 2
+    assert len(collector.requests()) == 2
 
 
 @pytest.mark.parametrize("method", ["post", "get"])
 def test_connection_close_and_bodies_are_handled(collector: Collector, method: str) -> None:
     """Replies with a body, and replies that close the connection: each request still gets
     its own answer and the next one opens a new connection when needed."""
-    collector.behavior = sequence([Reply(200, body=b"ok" * 100), Reply(200, close=True),
-                                   Reply(200, body=b"x")], then=Reply(200, close=True))
-    url = collector.post_url if method == "post" else collector.get_url
+    collector.faults(body=b"ok" * 100, times=1)
+    collector.faults(close="after-response", after=1, times=1)
+    collector.faults(body=b"x", after=2, times=1)
+    collector.faults(close="after-response", after=3)
+    url = collector.endpoint + TP2 if method == "post" else collector.endpoint + "/i"
     t = Transport(url, method, 0.5)
     try:
         results = [t.send(records(1), str(n)) for n in range(5)]
     finally:
         t.close()
     assert [r.sent for r in results] == [1] * 5 and all(r.error is None for r in results)
-    assert len(collector.requests) == 5
+    assert len(collector.requests()) == 5
 
 
 def test_connect_failure_is_known_not_received(collector: Collector) -> None:

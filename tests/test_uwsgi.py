@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.collector import Collector
+from snowplow_threaded.collector import Collector
+from tests.helpers import accepted_events
 from tests.servers import Server, bin_path, free_port, server_env
 
 REQUESTS = 40
@@ -68,10 +69,10 @@ def test_uwsgi_graceful_shutdown_delivers_everything_once(
     # fork hooks it starts no sender and exactly one worker takes its buffer over, even
     # when workers are recycled (--max-requests) and re-forked from the master.
     imports = 2 if "--lazy-apps" in extra else 1
-    collector.wait_for_events(REQUESTS + imports, timeout=15)
-    got = collections.Counter(e["se_ac"] for e in collector.events())
+    collector.wait_for(REQUESTS + imports, timeout=15)
+    got = collections.Counter(e["se_ac"] for e in accepted_events(collector))
     assert sum(got.values()) == REQUESTS + imports, (got, server.log()[-2000:])
-    events = collector.events()
+    events = accepted_events(collector)
     assert max(collections.Counter(e["eid"] for e in events).values()) == 1
     labels = sorted(int(e["se_la"]) for e in events if e["se_ac"] == "request")
     assert labels == list(range(REQUESTS))
@@ -97,6 +98,6 @@ def test_uwsgi_without_threads_warns_once_and_still_delivers(
         server.kill()
     assert code == 0, server.log()
     assert server.log().count("uWSGI runs without --enable-threads") == 1, server.log()
-    collector.wait_for_events(11, timeout=15)
-    events = collector.events()
+    collector.wait_for(11, timeout=15)
+    events = accepted_events(collector)
     assert len(events) == 11 and len({e["eid"] for e in events}) == 11, events

@@ -10,18 +10,23 @@
         good, bad = collector.good(), collector.bad()
 
 It accepts the Snowplow tracker protocol (``POST .../tp2``, ``GET .../i``), validates every
-event against the protocol and its Iglu schemas (bundled ``com.snowplowanalytics.*``
-schemas, plus yours), keeps good and bad events in bounded memory and serves Snowplow
+event against the protocol and its Iglu schemas (all of Iglu Central is bundled; plus
+yours), keeps good and bad events in bounded memory and serves Snowplow
 Micro's REST API (``/micro/all``, ``/micro/good``, ``/micro/bad``, ``/micro/reset``).
+For tests it also keeps the tracker requests it was sent (:meth:`Collector.requests`) and
+misbehaves on purpose when told to (:attr:`Collector.faults`, :meth:`Collector.down`):
+status codes, ``Retry-After``, delays, connection resets and closes.
 Standard library only; importing this package starts nothing.
 """
 
+from .faults import Fault, FaultRule, Faults
 from .http_types import Limits
 from .iglu import Resolver, SchemaKey, SchemaUnavailable
 from .protocol import Checked, EventChecker
 from .schema_types import SchemaError, ValidationError
 from .server import Collector
 from .store import BadEvent, EventStore, GoodEvent, RequestInfo, Summary
+from .traffic import TrackerRequest
 from .validator import Validator
 
 __all__ = [
@@ -30,6 +35,9 @@ __all__ = [
     "Collector",
     "EventChecker",
     "EventStore",
+    "Fault",
+    "FaultRule",
+    "Faults",
     "GoodEvent",
     "Limits",
     "RequestInfo",
@@ -38,6 +46,7 @@ __all__ = [
     "SchemaKey",
     "SchemaUnavailable",
     "Summary",
+    "TrackerRequest",
     "ValidationError",
     "Validator",
 ]

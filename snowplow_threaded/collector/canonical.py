@@ -3,6 +3,13 @@ enrichment switched off would write it: the columns of the atomic events table, 
 the tracker-protocol fields and the request. Columns that need an enrichment (geo, user
 agent parsing, referer and campaign attribution, currency conversion) are ``None``.
 
+Shaped as Snowplow Micro shows it (the Scala Analytics SDK's ``Event``): timestamps as Java's
+``Instant`` prints them (``2024-05-01T12:00:00.123Z``, no fraction when it is zero), empty
+``contexts``/``derived_contexts`` as ``{}``, ``unstruct_event`` ``None`` unless ``e=ue``.
+:func:`shredded` gives the flat form ``POST /micro/events`` lists (``contexts_VENDOR_NAME_1``
+and ``unstruct_event_VENDOR_NAME_1`` columns); :func:`incomplete_event` the event Micro keeps
+for an event that failed.
+
 Pure functions; safe from any thread. Only called for good events (whose fields were
 validated), so conversions here do not fail on them; anything odd still gives ``None``.
 """
@@ -10,14 +17,18 @@ validated), so conversions here do not fail on them; anything odd still gives ``
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._version import __version__
+from .badrows import failure_entities
 from .protocol import EVENT_TYPES, decode_field
 
-__all__ = ["COLUMNS", "canonical_event", "iso_timestamp"]
+__all__ = ["COLUMNS", "canonical_event", "event_schema", "incomplete_event",
+           "instant_text", "iso_timestamp", "shredded"]
 
 VERSION_TAG = f"snowplow-threaded-collector-{__version__}"
 _SP = "iglu:com.snowplowanalytics.snowplow/"
@@ -27,6 +38,7 @@ _EVENT_SCHEMAS = {
     "pv": ("com.snowplowanalytics.snowplow", "page_view"),
     "pp": ("com.snowplowanalytics.snowplow", "page_ping"),
     "se": ("com.google.analytics", "event"),
+    "ev": ("com.google.analytics", "event"),
     "tr": ("com.snowplowanalytics.snowplow", "transaction"),
     "ti": ("com.snowplowanalytics.snowplow", "transaction_item"),
 }
@@ -90,11 +102,27 @@ def iso_timestamp(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def instant_text(seconds: float) -> str:
+    """A POSIX time as Java's ``Instant.toString`` prints it (milliseconds, no fraction when
+    they are zero): how Micro shows the canonical event's timestamps."""
+    text = iso_timestamp(seconds)
+    return text[:-5] + "Z" if text.endswith(".000Z") else text
+
+
 def _iso_or_none(seconds: float) -> str | None:
     try:
-        return iso_timestamp(seconds)
+        return instant_text(seconds)
     except (OverflowError, ValueError, OSError):  # beyond the years datetime handles
         return None
+
+
+def event_schema(e: str | None, unstruct_schema: str | None) -> str | None:
+    """Micro's ``schema`` of an event: its event vendor/name/format/version as an Iglu URI
+    (``iglu:com.google.analytics/event/jsonschema/1-0-0`` for ``e=se``)."""
+    if e in _EVENT_SCHEMAS:
+        vendor, name = _EVENT_SCHEMAS[e]
+        return f"iglu:{vendor}/{name}/jsonschema/1-0-0"
+    return unstruct_schema if e == "ue" else None
 
 
 def _millis(text: str) -> int | None:
@@ -128,9 +156,11 @@ def _url_parts(url: str | None, prefix: str, out: dict[str, Any]) -> None:
 
 
 def canonical_event(params: dict[str, Any], received_at: float, ip: str | None,
-                    useragent: str | None) -> dict[str, Any]:
+                    useragent: str | None, network_user_id: str | None = None
+                    ) -> dict[str, Any]:
     """The canonical event of a good event's *params*, received at *received_at* (POSIX
-    seconds) from *ip* with header *useragent* (the ``ip``/``ua`` fields win)."""
+    seconds) from *ip* with header *useragent* and the collector's *network_user_id* (the
+    ``ip``/``ua``/``tnuid``/``nuid`` fields win)."""
     out: dict[str, Any] = dict.fromkeys(COLUMNS)
     for source, column in _COPIED.items():
         if source in params:
@@ -158,25 +188,86 @@ def canonical_event(params: dict[str, Any], received_at: float, ip: str | None,
     e = params.get("e")
     out["event"] = EVENT_TYPES.get(e or "")
     out["event_id"] = out["event_id"] or str(uuid.uuid4())
-    out["collector_tstamp"] = out["etl_tstamp"] = iso_timestamp(received_at)
+    out["collector_tstamp"] = out["etl_tstamp"] = instant_text(received_at)
     out["v_collector"] = out["v_etl"] = VERSION_TAG
     out["user_ipaddress"] = params.get("ip") or ip
     out["useragent"] = params.get("ua") or useragent
-    out["network_userid"] = params.get("tnuid") or params.get("nuid")
+    out["network_userid"] = params.get("tnuid") or params.get("nuid") or network_user_id
     _url_parts(params.get("url"), "page_url", out)
     _url_parts(params.get("refr"), "refr_url", out)
     _derived_tstamp(out, millis, received_at)
     contexts = decode_field(params, "co", "cx")
     entities = contexts.get("data") if isinstance(contexts, dict) else None
-    out["contexts"] = {"schema": _CONTEXTS_WRAPPER,
-                       "data": entities if isinstance(entities, list) else []}
-    out["derived_contexts"] = {"schema": _CONTEXTS_WRAPPER, "data": []}
+    out["contexts"] = ({"schema": _CONTEXTS_WRAPPER, "data": entities}
+                       if isinstance(entities, list) and entities else {})
+    out["derived_contexts"] = {}
     inner: Any = None
     if e == "ue":
         envelope = decode_field(params, "ue_pr", "ue_px")
         inner = envelope.get("data") if isinstance(envelope, dict) else None
-        out["unstruct_event"] = {"schema": _UNSTRUCT_WRAPPER, "data": inner}
+        out["unstruct_event"] = ({"schema": _UNSTRUCT_WRAPPER, "data": inner}
+                                 if isinstance(inner, dict) else None)
     _event_schema(out, e, inner)
+    return out
+
+
+def incomplete_event(params: dict[str, Any], failed: frozenset[str],
+                     messages: Sequence[dict[str, Any]], received_at: float, ip: str | None,
+                     useragent: str | None, network_user_id: str | None = None
+                     ) -> dict[str, Any]:
+    """The canonical event Micro keeps for an event that failed (listed by ``POST
+    /micro/events``): built from its string fields but the *failed* ones, with one
+    ``failure`` entity per bad-row message in ``derived_contexts``, as Enrich does."""
+    usable = {k: v for k, v in params.items() if isinstance(v, str) and k not in failed}
+    out = canonical_event(usable, received_at, ip, useragent, network_user_id)
+    entities = failure_entities(messages, out["etl_tstamp"])
+    out["derived_contexts"] = {"schema": _CONTEXTS_WRAPPER, "data": entities}
+    return out
+
+
+_SNAKE_SEPARATORS = re.compile(r"[.\-]")
+_CAMEL = re.compile(r"([^A-Z_])([A-Z])")
+
+
+def _column(prefix: str, uri: Any) -> str | None:
+    """``contexts_com_acme_my_entity_1`` for ``iglu:com.acme/myEntity/jsonschema/1-0-0``, as
+    the Analytics SDK names shredded columns."""
+    if not isinstance(uri, str):
+        return None
+    parts = uri.removeprefix("iglu:").split("/")
+    if len(parts) != 4:
+        return None
+    vendor, name, _, version = parts
+    model = version.split("-")[0]
+    vendor = _SNAKE_SEPARATORS.sub("_", vendor).lower()
+    name = _CAMEL.sub(r"\1_\2", _SNAKE_SEPARATORS.sub("_", name)).lower()
+    return f"{prefix}{vendor}_{name}_{model}"
+
+
+def shredded(event: dict[str, Any]) -> dict[str, Any]:
+    """*event* as Micro's ``POST /micro/events`` lists it (the Analytics SDK's lossy JSON):
+    the atomic columns, each context entity's data (with its ``_schema_version``) in a list
+    under ``contexts_VENDOR_NAME_MODEL`` and the self-describing event's data under
+    ``unstruct_event_VENDOR_NAME_MODEL``."""
+    out = {k: v for k, v in event.items()
+           if k not in ("contexts", "derived_contexts", "unstruct_event")}
+    for field in ("contexts", "derived_contexts"):
+        block = event.get(field) or {}
+        for entity in block.get("data", ()) if isinstance(block, dict) else ():
+            if not isinstance(entity, dict):
+                continue
+            column = _column("contexts_", entity.get("schema"))
+            data = entity.get("data")
+            if column is None or not isinstance(data, dict):
+                continue
+            version = str(entity["schema"]).rsplit("/", 1)[-1]
+            out.setdefault(column, []).append({**data, "_schema_version": version})
+    unstruct = event.get("unstruct_event")
+    inner = unstruct.get("data") if isinstance(unstruct, dict) else None
+    if isinstance(inner, dict):
+        column = _column("unstruct_event_", inner.get("schema"))
+        if column is not None:
+            out[column] = inner.get("data")
     return out
 
 
@@ -185,7 +276,7 @@ def _derived_tstamp(out: dict[str, Any], millis: dict[str, int | None],
     created, sent, true = millis.get("dtm"), millis.get("stm"), millis.get("ttm")
     if true is not None:
         out["derived_tstamp"] = out["true_tstamp"]
-    elif created is not None and sent is not None:
+    elif created is not None and sent is not None and created < sent:  # as Enrich does
         out["derived_tstamp"] = _iso_or_none(received_at - (sent - created) / 1000)
     else:
         out["derived_tstamp"] = out["collector_tstamp"]

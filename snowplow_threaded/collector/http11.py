@@ -20,13 +20,16 @@ is thread-safe on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import re
+import socket
+import struct
 import time
 from http import HTTPStatus
 
-from .http_types import Handler, Limits, Request, Response, ServerStats
+from .http_types import Deferred, Handler, Limits, Request, Response, ServerStats
 
 __all__ = ["HTTPServer"]
 
@@ -38,6 +41,8 @@ _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _MAX_LINE = 4096
 SERVER_NAME = "snowplow-threaded-collector"
 _PHRASES = {int(s): s.phrase for s in HTTPStatus}
+_LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a TCP RST
+_FILLER = b'{"detail": "this response is cut short on purpose (a fault rule)"}\n'
 
 
 class _Fail(Exception):
@@ -56,8 +61,10 @@ class HTTPServer:
         self.stats = ServerStats()
         self.connections: set[_Connection] = set()
         self.date = email.utils.formatdate(usegmt=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        #: answers scheduled for later (:class:`Deferred`), cancelled if the server closes
+        self.deferred: dict[asyncio.TimerHandle, Deferred] = {}
         #: how often timeouts are enforced: often enough for the shortest of them
         self.sweep_interval = max(0.05, min(1.0, limits.read_timeout / 2,
                                             limits.keepalive_timeout / 2,
@@ -65,22 +72,57 @@ class HTTPServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen on *host*:*port* (0: any free port); returns the port. Raises ``OSError``."""
+        port = await self.listen(host, port)
+        self._sweeper = asyncio.get_running_loop().call_later(self.sweep_interval, self._sweep)
+        return port
+
+    async def listen(self, host: str, port: int) -> int:
+        """Listen (again, after :meth:`stop_listening`); returns the port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), host, port,
                                                 reuse_address=True, backlog=1024)
-        self._sweeper = loop.call_later(self.sweep_interval, self._sweep)
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def stop_listening(self) -> None:
+        """Close the listening socket (connects are refused), drop every connection and
+        cancel the answers not given yet."""
+        server, self._server = self._server, None
+        if server is not None:
+            # Stop accepting first, and let the accepts under way make their connections
+            # (dropped at once: we are not listening): closing the server before they are
+            # made fails them inside asyncio (3.11), leaving their sockets open.
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
+            for _ in range(3):
+                await asyncio.sleep(0)
+            server.close()
+        for conn in list(self.connections):
+            conn.abort()
+        for handle, later in list(self.deferred.items()):
+            handle.cancel()
+            later.cancel()
+        self.deferred.clear()
+        # an aborted transport closes its socket on the next turn of the loop: take those
+        # turns now, in case the loop stops next
+        for _ in range(10):
+            await asyncio.sleep(0)
+            if not self.connections:
+                break
+        await asyncio.sleep(0)
+        if server is not None:
+            await server.wait_closed()
 
     async def close(self) -> None:
         """Stop listening and drop every connection."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self.connections):
-            conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self.stop_listening()
 
     def _sweep(self) -> None:
         """Every ``sweep_interval``: refresh the Date header and enforce the timeouts."""
@@ -107,6 +149,7 @@ class _Connection(asyncio.Protocol):
         self.chunks = bytearray()
         self.held = 0  # bytes of buf + chunks counted in the server's buffered_bytes
         self.keep_alive = True
+        self.number = 0  # this connection's number (Request.connection)
 
     # -- asyncio callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,8 +157,13 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         stats = self.server.stats
         stats.connections += 1
+        self.number = stats.connections
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        if not self.server.listening:  # accepted as the server stopped listening
+            self.state = "closed"
+            transport.abort()
+            return
         if len(self.server.connections) >= self.limits.max_connections:
             self.state = "closed"
             transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -168,6 +216,8 @@ class _Connection(asyncio.Protocol):
     # -- timeouts -----------------------------------------------------------------------
     def check_timeouts(self, now: float) -> None:
         lim = self.limits
+        if self.state == "waiting":  # an answer deferred on purpose
+            return
         if self.state == "idle":
             if now - self.last_seen > lim.keepalive_timeout:
                 self.close()
@@ -190,7 +240,7 @@ class _Connection(asyncio.Protocol):
 
     # -- parsing ------------------------------------------------------------------------
     def _process(self) -> None:
-        while self.state not in ("drain", "closed"):
+        while self.state not in ("drain", "closed", "waiting"):
             if self.state in ("idle", "head"):
                 if not self._read_head():
                     return
@@ -319,13 +369,46 @@ class _Connection(asyncio.Protocol):
         method, path, query, version, headers, lines = self.pending
         self.pending = None
         self.state = "idle"
-        request = Request(method, path, query, version, headers, lines, body, self.peer)
+        request = Request(method, path, query, version, headers, lines, body, self.peer,
+                          self.number)
         self.server.stats.requests += 1
         try:
-            response = self.server.handler(request)
+            result = self.server.handler(request)
         except Exception:
             logger.exception("the collector failed on %s %s", method, path)
-            response = Response(500, b"internal error\n", "text/plain", close=True)
+            result = Response(500, b"internal error\n", "text/plain", close=True)
+        if isinstance(result, Deferred):
+            self._defer(method, path, result)
+        else:
+            self._respond(method, result)
+
+    def _defer(self, method: str, path: str, later: Deferred) -> None:
+        """Answer *later* after its delay; read no further request until then."""
+        self.state = "waiting"
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self.server.deferred.pop(handle, None)
+            try:
+                response = later.answer()
+            except Exception:
+                logger.exception("the collector failed on %s %s", method, path)
+                response = Response(500, b"internal error\n", "text/plain", close=True)
+            if self.state != "waiting":  # the client hung up meanwhile
+                return
+            self.state = "idle"
+            self._respond(method, response)
+            self.last_seen = time.monotonic()
+            try:
+                self._process()  # requests pipelined behind it
+            except _Fail as failure:
+                self._fail(failure.status, str(failure))
+            self._account()
+
+        handle = loop.call_later(later.delay, fire)
+        self.server.deferred[handle] = later
+
+    def _respond(self, method: str, response: Response) -> None:
         if method == "HEAD":
             response = Response(response.status, b"", response.content_type,
                                 (*response.headers, ("Content-Length", str(len(response.body)))),
@@ -336,21 +419,41 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         status = response.status
+        body = response.body or (_FILLER if response.cut else b"")
         phrase = _PHRASES.get(status, "Status")
         parts = [f"HTTP/1.1 {status} {phrase}\r\nServer: {SERVER_NAME}\r\n"
                  f"Date: {self.server.date}\r\n"]
         names = {name.lower() for name, _ in response.headers}
         if "content-length" not in names:
-            parts.append(f"Content-Length: {len(response.body)}\r\n")
+            parts.append(f"Content-Length: {len(body)}\r\n")
         if response.content_type:
             parts.append(f"Content-Type: {response.content_type}\r\n")
         parts.extend(f"{name}: {value}\r\n" for name, value in response.headers)
         parts.append("Connection: close\r\n\r\n" if close else "\r\n")
-        self.transport.write("".join(parts).encode("latin-1") + response.body)
-        if status >= 400:
+        head = "".join(parts).encode("latin-1")
+        if status >= 400 and response.cut != "reset":  # a reset sends no status
             self.server.stats.errors[status] = self.server.stats.errors.get(status, 0) + 1
+        if response.cut is not None:
+            self._cut(response.cut, head, body)
+            return
+        self.transport.write(head + body)
         if close:
             self._linger()
+
+    def _cut(self, cut: str, head: bytes, body: bytes) -> None:
+        """Send a response broken as *cut* says (see ``Response.cut``)."""
+        assert self.transport is not None
+        if cut == "close-after-head":
+            self.transport.write(head)
+            self.close()
+            return
+        if cut == "reset-mid-response":
+            self.transport.write(head + body[:max(1, len(body) // 2)])
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # the socket is gone already
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        self.abort()
 
     def _fail(self, status: int, reason: str) -> None:
         logger.debug("%s from %s: %s", status, self.peer, reason)

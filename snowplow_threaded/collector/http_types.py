@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Handler", "Limits", "Request", "Response", "ServerStats"]
+__all__ = ["CUTS", "Deferred", "Handler", "Limits", "Request", "Response", "ServerStats"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Limits:
 @dataclass(slots=True)
 class Request:
     """One complete request. ``headers`` has lower-case names (repeats joined by ``, ``);
-    ``header_lines`` the lines as received; ``peer`` the client's IP address."""
+    ``header_lines`` the lines as received; ``peer`` the client's IP address;
+    ``connection`` numbers the TCP connection it came on (1, 2, ... per server)."""
 
     method: str
     path: str
@@ -50,21 +51,45 @@ class Request:
     header_lines: tuple[str, ...]
     body: bytes
     peer: str | None
+    connection: int = 0
 
 
 @dataclass(slots=True)
 class Response:
-    """A reply. ``Content-Length`` is added by the server; ``close`` ends the connection."""
+    """A reply. ``Content-Length`` is added by the server; ``close`` ends the connection.
+
+    ``cut`` (one of :data:`CUTS`, for simulated faults) sends it broken: ``"reset"``
+    sends nothing and resets the connection (TCP RST); ``"reset-mid-response"`` sends the
+    head and half the body, then resets; ``"close-after-head"`` sends the head alone and
+    closes the connection (FIN). A cut response with no body announces a filler one, so
+    that the cut shows."""
 
     status: int
     body: bytes = b""
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
+    cut: str | None = None
+
+
+#: The ways a :class:`Response` can be cut (see :attr:`Response.cut`).
+CUTS = ("reset", "reset-mid-response", "close-after-head")
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A reply given later: the server calls ``answer()`` *delay* seconds on (on its loop)
+    and sends what it returns; meanwhile the connection reads no further request. A client
+    that hangs up meanwhile does not stop it (the answer is made, and dropped), as with a
+    real server; if the server closes first, ``cancel()`` is called instead."""
+
+    delay: float
+    answer: Callable[[], Response]
+    cancel: Callable[[], None]
 
 
 #: Turns a request into a response, on the server's event loop (must not block).
-Handler = Callable[[Request], Response]
+Handler = Callable[[Request], "Response | Deferred"]
 
 
 @dataclass

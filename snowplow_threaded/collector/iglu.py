@@ -1,10 +1,13 @@
 """Iglu schema resolution: schema URIs to compiled validators.
 
-Schemas are files laid out as ``VENDOR/NAME/jsonschema/VERSION`` under one or more
-directories: the user's (``--schemas DIR``, searched first, in order) and the ones bundled
-with this package (``iglu/``, the ``com.snowplowanalytics.*`` schemas of the tracker
-protocol and of common events, copied from Iglu Central). A schema is read and compiled the
-first time it is asked for, then cached. A :class:`Resolver` is thread-safe.
+Schemas are found, in order, in the user's directories (``--schemas DIR``, laid out as
+``VENDOR/NAME/jsonschema/VERSION``), in the ones bundled with this package (``iglu/``: every
+JSON schema of Iglu Central, see its ``NOTICE``), then in static Iglu registries over HTTP(S)
+(``--iglu URL``, see :mod:`.registry`), as Snowplow Micro's resolver does. A schema is read
+and compiled the first time it is asked for, then cached; a schema no place has is
+remembered as missing (a registry's answer for ``retry_after`` seconds, so that a registry
+that was down is asked again). A :class:`Resolver` is thread-safe; no lock is held while a
+registry is asked (for at most ``timeout`` seconds per lookup, all registries together).
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .registry import LookupFailed, Registry
 from .schema_types import SchemaError
 from .validator import Validator
 
-__all__ = ["BUNDLED_DIR", "IGLU_URI", "Resolver", "SchemaKey", "SchemaUnavailable"]
+__all__ = ["BUNDLED_DIR", "IGLU_URI", "Lookup", "Resolver", "SchemaKey", "SchemaUnavailable"]
 
 logger = logging.getLogger("snowplow_threaded.collector.iglu")
 
@@ -78,36 +83,73 @@ def _parse(uri: str) -> SchemaKey | None:
     return SchemaKey(vendor, name, fmt, f"{model}-{revision}-{addition}")
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One place asked for a schema that did not give it: ``repository`` (a directory, the
+    bundle, a registry URL), ``error`` (``NotFound``, ``RepoFailure`` or ``ClientFailure``,
+    the Iglu client's words) and the ``message`` for the two failures."""
+
+    repository: str
+    error: str
+    message: str | None = None
+
+
 class SchemaUnavailable(LookupError):
-    """A schema that is not in any directory, or whose file cannot be used (not JSON, not
-    a valid draft-04 schema, or its ``self`` block names another schema). The message is
-    the reason, fit for a bad event."""
+    """A schema that is in no directory or registry, or whose document cannot be used (not
+    JSON, not a valid draft-04 schema, or its ``self`` block names another schema). The
+    message is the reason, fit for a bad event; ``lookups`` say where it was looked for
+    (empty when it was found but cannot be used, then ``unusable`` is True)."""
+
+    def __init__(self, message: str, lookups: tuple[Lookup, ...] = (),
+                 unusable: bool = False) -> None:
+        super().__init__(message)
+        self.lookups = lookups
+        self.unusable = unusable
+        self.at = time.time()  # when it was looked for
+
+
+_BUNDLE_NAME = "Iglu Central (bundled)"
+_NEVER = float("inf")
 
 
 class Resolver:
-    """Finds, compiles and caches the schemas of a list of directories.
+    """Finds, compiles and caches the schemas of directories and registries.
 
     :param directories: user schema directories, searched in order before the bundled
         one; each must exist (``FileNotFoundError`` otherwise)
     :param bundled: also search :data:`BUNDLED_DIR` (default True)
+    :param registries: static Iglu registries (URLs, or :class:`.registry.Registry`),
+        asked in order for a schema no directory holds (``ValueError`` for a URL that is not
+        HTTP(S))
+    :param timeout: seconds one lookup may spend asking the registries, all together
+    :param retry_after: seconds a registry's failure or "not found" is remembered
     """
 
-    def __init__(self, directories: Iterable[str | Path] = (), bundled: bool = True) -> None:
+    def __init__(self, directories: Iterable[str | Path] = (), bundled: bool = True,
+                 registries: Iterable[str | Registry] = (), timeout: float = 2.0,
+                 retry_after: float = 30.0) -> None:
         dirs = [Path(d) for d in directories]
         for d in dirs:
             if not d.is_dir():
                 raise FileNotFoundError(f"schema directory {d} does not exist")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.user_directories: tuple[Path, ...] = tuple(dirs)
         if bundled:
             dirs.append(BUNDLED_DIR)
         self.directories: tuple[Path, ...] = tuple(dirs)
+        self.registries: tuple[Registry, ...] = tuple(
+            r if isinstance(r, Registry) else Registry(r, timeout) for r in registries)
+        self.timeout = timeout
+        self.retry_after = retry_after
         self._lock = threading.Lock()
         self._cache: dict[str, Validator | SchemaUnavailable] = {}
+        self._expiry: dict[str, float] = {}  # misses that a registry may yet answer
         self._misses = 0
         self._documents: dict[str, dict[str, Any]] = {}
 
     def known(self) -> list[str]:
-        """The URIs of every schema file in the directories, sorted."""
+        """The URIs of every schema file in the directories, sorted (not the registries')."""
         uris = set()
         for directory in self.directories:
             for path in directory.glob("*/*/*/*"):
@@ -118,24 +160,39 @@ class Resolver:
 
     def validator(self, uri: str) -> Validator:
         """The compiled schema of *uri*. Raises :class:`SchemaUnavailable` with the reason
-        (cached: a missing schema is not looked for again until :meth:`clear`; at most
-        1024 misses are remembered)."""
+        (cached: a schema missing from the directories is not looked for again until
+        :meth:`clear`, a registry is asked again after ``retry_after`` seconds; at most 1024
+        misses are remembered). May block while registries are asked (``timeout``)."""
         found = self._cache.get(uri)
-        if found is None:
+        if found is None or (isinstance(found, SchemaUnavailable)
+                             and self._expiry.get(uri, _NEVER) <= time.monotonic()):
+            loaded, document = self._load(uri)  # no lock held: it may ask registries
             with self._lock:
                 found = self._cache.get(uri)
-                if found is None:
-                    found = self._load(uri)
-                    if isinstance(found, SchemaUnavailable):  # clients choose these URIs:
-                        self._misses += 1  # keep a bounded number of misses
-                        if self._misses > _MAX_MISSES:
-                            self._cache = {k: v for k, v in self._cache.items()
-                                           if not isinstance(v, SchemaUnavailable)}
-                            self._misses = 1
-                    self._cache[uri] = found
+                if found is None or isinstance(found, SchemaUnavailable):
+                    found = loaded
+                    self._remember(uri, loaded, document)
         if isinstance(found, SchemaUnavailable):
             raise found
         return found
+
+    def _remember(self, uri: str, found: Validator | SchemaUnavailable,
+                  document: dict[str, Any] | None) -> None:
+        """Cache the outcome of a lookup (the caller holds the lock)."""
+        if isinstance(found, SchemaUnavailable):  # clients choose these URIs:
+            self._misses += 1  # keep a bounded number of misses
+            if self._misses > _MAX_MISSES:
+                self._cache = {k: v for k, v in self._cache.items()
+                               if not isinstance(v, SchemaUnavailable)}
+                self._expiry.clear()
+                self._misses = 1
+            if self.registries and found.lookups:  # a registry may have it later
+                self._expiry[uri] = time.monotonic() + self.retry_after
+        else:
+            self._expiry.pop(uri, None)
+            if document is not None:
+                self._documents[uri] = document
+        self._cache[uri] = found
 
     def document(self, uri: str) -> dict[str, Any]:
         """The schema document of *uri* as parsed JSON (raises :class:`SchemaUnavailable`)."""
@@ -147,6 +204,7 @@ class Resolver:
         """Forget every cached schema (files are read again on next use)."""
         with self._lock:
             self._cache.clear()
+            self._expiry.clear()
             self._misses = 0
             self._documents.clear()
 
@@ -157,39 +215,74 @@ class Resolver:
                 return path
         return None
 
-    def _load(self, uri: str) -> Validator | SchemaUnavailable:
+    def _load(self, uri: str) -> tuple[Validator | SchemaUnavailable, dict[str, Any] | None]:
         key = SchemaKey.parse(uri)
         if key is None:
-            return SchemaUnavailable(f"{uri!r} is not an Iglu schema URI")
+            return SchemaUnavailable(f"{uri!r} is not an Iglu schema URI"), None
         if key.format != "jsonschema":
-            return SchemaUnavailable(f"{uri}: only jsonschema schemas are supported")
+            return SchemaUnavailable(f"{uri}: only jsonschema schemas are supported"), None
         path = self._find(key)
         if path is None and uri in _FALLBACKS:
             fallback = SchemaKey.parse(_FALLBACKS[uri])
             path = self._find(fallback) if fallback is not None else None
             key = fallback or key
-        if path is None:
-            where = ", ".join(str(d) for d in self.user_directories) or "none given"
-            return SchemaUnavailable(f"unknown schema {uri} (neither bundled nor in a schema "
-                                     f"directory: {where})")
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            return SchemaUnavailable(f"schema {uri} ({path}) cannot be read: {exc}")
+        if path is not None:
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                return SchemaUnavailable(f"schema {uri} ({path}) cannot be read: {exc}",
+                                         unusable=True), None
+            return self._compile(uri, key, document, str(path))
+        lookups = [Lookup(str(d), "NotFound") for d in self.user_directories]
+        if BUNDLED_DIR in self.directories:
+            lookups.append(Lookup(_BUNDLE_NAME, "NotFound"))
+        deadline = time.monotonic() + self.timeout
+        for registry in self.registries:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                lookups.append(Lookup(registry.url, "RepoFailure",
+                                      f"registry {registry.url}: not asked, the lookup's "
+                                      f"{self.timeout:g} s were spent"))
+                continue
+            try:
+                document = registry.fetch(key.vendor, key.name, key.format, key.version,
+                                          timeout=left)
+            except LookupFailed as exc:
+                lookups.append(Lookup(registry.url, exc.kind, str(exc)))
+                continue
+            return self._compile(uri, key, document, registry.url)
+        return SchemaUnavailable(_not_found(uri, self.user_directories, lookups),
+                                 tuple(lookups)), None
+
+    @staticmethod
+    def _compile(uri: str, key: SchemaKey, document: Any, source: str
+                 ) -> tuple[Validator | SchemaUnavailable, dict[str, Any] | None]:
         if not isinstance(document, dict):
-            return SchemaUnavailable(f"schema {uri} ({path}) is not a JSON object")
+            return SchemaUnavailable(f"schema {uri} ({source}) is not a JSON object",
+                                     unusable=True), None
         problem = _self_block_problem(document, key)
         if problem:
-            return SchemaUnavailable(f"schema {uri} ({path}): {problem}")
+            return SchemaUnavailable(f"schema {uri} ({source}): {problem}",
+                                     unusable=True), None
         try:
             validator = Validator(document)
         except SchemaError as exc:
-            return SchemaUnavailable(f"schema {uri} ({path}) is not a usable schema: {exc}")
+            return SchemaUnavailable(f"schema {uri} ({source}) is not a usable schema: "
+                                     f"{exc}", unusable=True), None
         except RecursionError:
-            return SchemaUnavailable(f"schema {uri} ({path}) is nested too deeply")
-        self._documents[uri] = document
-        logger.debug("loaded schema %s from %s", uri, path)
-        return validator
+            return SchemaUnavailable(f"schema {uri} ({source}) is nested too deeply",
+                                     unusable=True), None
+        logger.debug("loaded schema %s from %s", uri, source)
+        return validator, document
+
+
+def _not_found(uri: str, directories: tuple[Path, ...], lookups: list[Lookup]) -> str:
+    where = ", ".join(str(d) for d in directories) or "none given"
+    text = f"unknown schema {uri} (neither bundled nor in a schema directory: {where}"
+    failures = [lk.message for lk in lookups if lk.message]  # the registries' answers
+    if failures:
+        text += "; " + "; ".join(failures)
+    return text + ")"
 
 
 def _self_block_problem(document: dict[str, Any], key: SchemaKey) -> str | None:

@@ -2,13 +2,16 @@
 
 * ``GET|POST /micro/all``: ``{"total", "good", "bad"}``, the events held now.
 * ``GET /micro/good``: every good event, most recent first; ``POST`` with a JSON object of
-  filters, all optional: ``event_type`` (``e``), ``schema`` (of a self-describing event),
-  ``contexts`` (schemas the event must all carry), ``limit`` (most recent N).
+  filters, all optional: ``event_type`` (``struct``, ``page_view``, ``unstruct``...),
+  ``schema``, ``contexts`` (schemas the event must all carry), ``limit`` (most recent N; a
+  negative one gives none, as in Micro). An empty or non-object body is ``400``.
 * ``GET /micro/bad``: every bad event, most recent first; ``POST`` with ``vendor``,
   ``version`` (of the request's API: ``com.snowplowanalytics.snowplow`` / ``tp2`` or
   ``tp1``) and ``limit``.
-* ``GET|POST /micro/reset``: forget everything; answers the (zero) summary.
-* ``GET /micro/events``: the canonical events of the good events, most recent first.
+* ``GET|POST /micro/reset``: forget everything; answers ``Reset completed``.
+* ``POST /micro/events`` (Micro 4.x, see :mod:`.micro_events`): the canonical events of good
+  and failed (incomplete) events, filtered, sorted and paged. ``GET /micro/events`` (ours):
+  the canonical events of the good events, most recent first.
 * ``GET /micro/iglu/VENDOR/NAME/jsonschema/VERSION``: a schema the collector knows.
 
 Runs on the server's loop thread; reads the (thread-safe) store.
@@ -22,12 +25,13 @@ from typing import Any
 
 from .http_types import Request, Response
 from .iglu import Resolver, SchemaUnavailable
+from .micro_events import BadRequest, events_page
 from .protocol import load_json
 from .store import BadEvent, EventStore, GoodEvent
 
 __all__ = ["MicroApi"]
 
-_ENDPOINTS = ("/micro/all, /micro/good, /micro/bad, /micro/reset, /micro/events, "
+_ENDPOINTS = ("/micro/all, /micro/good, /micro/bad, /micro/events, /micro/reset, "
               "/micro/iglu/VENDOR/NAME/jsonschema/VERSION")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -36,18 +40,20 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(status, _encode(value).encode("utf-8"), "application/json")
 
 
-def _text(status: int, message: str) -> Response:
-    return Response(status, (message + "\n").encode("utf-8"), "text/plain; charset=utf-8")
+def _text(status: int, message: str, newline: bool = True) -> Response:
+    body = message + "\n" if newline else message
+    return Response(status, body.encode("utf-8"), "text/plain; charset=UTF-8")
 
 
-class _BadFilter(ValueError):
-    pass
+_BadFilter = BadRequest
 
 
 def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
-    """The filter object of a POST body (an empty body means no filters)."""
+    """The filter object of a POST body. As in Micro, the body must be a JSON object
+    (``{}`` for no filters); unknown keys and nulls are ignored."""
     if not request.body.strip():
-        return {}
+        raise _BadFilter("the filters must be a JSON object, got an empty body (send {} "
+                         "for none)")
     try:
         value = load_json(request.body)
     except ValueError as exc:
@@ -60,8 +66,8 @@ def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
         if item is None:
             continue
         if kind is int:
-            if not isinstance(item, int) or isinstance(item, bool) or item < 0:
-                raise _BadFilter(f"{name} must be a non-negative integer")
+            if not isinstance(item, int) or isinstance(item, bool):
+                raise _BadFilter(f"{name} must be an integer")
         elif kind is list:
             if not isinstance(item, list) or not all(isinstance(s, str) for s in item):
                 raise _BadFilter(f"{name} must be a list of strings")
@@ -73,7 +79,7 @@ def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
 
 def _limit(events: Sequence[Any], filters: dict[str, Any]) -> list[Any]:
     limit = filters.get("limit")
-    return list(events if limit is None else events[:limit])
+    return list(events if limit is None else events[:max(limit, 0)])
 
 
 def filter_good(events: Sequence[GoodEvent], filters: dict[str, Any]) -> list[GoodEvent]:
@@ -108,21 +114,27 @@ class MicroApi:
         method = request.method if request.method != "HEAD" else "GET"
         name = parts[0] if parts else ""
         try:
-            if name in ("all", "reset") and len(parts) == 1 and method in ("GET", "POST"):
-                if name == "reset":
-                    self.store.reset()
+            if name == "all" and len(parts) == 1 and method in ("GET", "POST"):
                 return json_response(self.store.summary().as_micro())
+            if name == "reset" and len(parts) == 1 and method in ("GET", "POST"):
+                self.store.reset()
+                return _text(200, "Reset completed", newline=False)
             if name == "good" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = _filters(request, {"event_type": str, "schema": str,
-                                             "contexts": list, "limit": int})
+                filters = {} if method == "GET" else _filters(
+                    request, {"event_type": str, "schema": str, "contexts": list,
+                              "limit": int})
                 good = self.store.good()[::-1]
                 return json_response([e.to_micro() for e in filter_good(good, filters)])
             if name == "bad" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = _filters(request, {"vendor": str, "version": str, "limit": int})
+                filters = {} if method == "GET" else _filters(
+                    request, {"vendor": str, "version": str, "limit": int})
                 bad = self.store.bad()[::-1]
                 return json_response([e.to_micro() for e in filter_bad(bad, filters)])
             if name == "events" and len(parts) == 1 and method == "GET":
                 return json_response([e.event for e in self.store.good()[::-1]])
+            if name == "events" and len(parts) == 1 and method == "POST":
+                return json_response(events_page(self.store.good(), self.store.bad(),
+                                                 request.body))
             if name == "iglu" and len(parts) == 5 and method == "GET":
                 return self._schema(parts[1:])
         except _BadFilter as exc:

@@ -18,6 +18,12 @@ of its context entities. The checks:
   (unstruct_event / contexts), and the event and each context entity against theirs.
   A schema the resolver does not know makes the event bad.
 
+Each failure is kept twice: as a readable reason (:attr:`Checked.errors`) and as a message
+of a Snowplow bad row (:attr:`Checked.messages`, see :mod:`.badrows`). A GET event
+(``api="tp1"``, or a GET on ``.../tp2``) is not checked against ``payload_data``'s list of
+fields, as the Snowplow pipeline does not: other query fields (``utm_source=...``) are kept
+in its parameters and ignored.
+
 One checker is used by one thread (the server's); it caches the outcome of recently seen
 ``ue_*``/``co``/``cx`` values, which trackers often repeat.
 """
@@ -28,9 +34,11 @@ import binascii
 import json
 import re
 import string
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import badrows
 from .iglu import Resolver, SchemaKey, SchemaUnavailable
 from .schema_types import ValidationError
 
@@ -42,9 +50,10 @@ PAYLOAD_DATA = _SP + "payload_data/jsonschema/1-0-4"
 UNSTRUCT_EVENT = _SP + "unstruct_event/jsonschema/1-0-0"
 CONTEXTS = _SP + "contexts/jsonschema/1-0-1"
 
-#: Event type code (``e``) -> the ``event`` column of the canonical event.
-EVENT_TYPES = {"pv": "page_view", "pp": "page_ping", "se": "struct", "ue": "unstruct",
-               "tr": "transaction", "ti": "transaction_item"}
+#: Event type code (``e``) -> the ``event`` column of the canonical event (and Micro's
+#: ``eventType``); ``ev`` is the legacy code of a structured event.
+EVENT_TYPES = {"pv": "page_view", "pp": "page_ping", "se": "struct", "ev": "struct",
+               "ue": "unstruct", "tr": "transaction", "ti": "transaction_item"}
 #: Platform codes (``p``).
 PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset"})
 
@@ -61,7 +70,8 @@ _FIELD_RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (_NUMBER, "a number", ("se_va", "tr_tt", "tr_tx", "tr_sh", "ti_pr")),
     (_DIMENSIONS, "WIDTHxHEIGHT", ("res", "vp", "ds")),
 )
-_REQUIRED_BY_TYPE = {"se": ("se_ca", "se_ac"), "tr": ("tr_id", "tr_tt"),
+_REQUIRED_BY_TYPE = {"se": ("se_ca", "se_ac"), "ev": ("se_ca", "se_ac"),
+                     "tr": ("tr_id", "tr_tt"),
                      "ti": ("ti_id", "ti_sk", "ti_pr", "ti_qu")}
 #: Longest value of a field, from the sizes of the canonical event's columns.
 MAX_LENGTHS = {
@@ -88,20 +98,59 @@ _CACHE_MAX_TEXT = 4096
 
 @dataclass(slots=True)
 class Checked:
-    """The verdict on one event. ``errors`` is empty for a good event."""
+    """The verdict on one event. ``errors`` (readable reasons) is empty for a good event;
+    ``messages`` are the same failures as bad-row messages, ``failed`` the fields they are
+    in. ``event_type`` is the ``e`` code, ``schema`` the self-describing event's."""
 
     parameters: dict[str, Any] | None
     errors: list[str]
     event_type: str | None = None
     schema: str | None = None
     contexts: tuple[str, ...] = ()
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    failed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     errors: tuple[str, ...]
+    messages: tuple[dict[str, Any], ...] = ()
     schema: str | None = None
     contexts: tuple[str, ...] = ()
+
+
+class _Failures:
+    """What is wrong with one event, as reasons and as bad-row messages."""
+
+    __slots__ = ("atomic", "fields", "messages", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.messages: list[dict[str, Any]] = []
+        self.fields: set[str] = set()
+        self.atomic: list[tuple[str, str, str]] = []
+
+    def field(self, name: str, text: str, keyword: str = "atomic_field_parse_error") -> None:
+        """A failure of one atomic field (reported against the ``atomic`` schema)."""
+        self.texts.append(text)
+        self.fields.add(name)
+        self.atomic.append((name, text, keyword))
+
+    def decoded(self, name: str, found: _Decoded) -> None:
+        if found.errors:
+            self.texts.extend(found.errors)
+            self.messages.extend(found.messages)
+            self.fields.add(name)
+
+    def all_messages(self) -> list[dict[str, Any]]:
+        if not self.atomic:
+            return self.messages
+        return [badrows.atomic_message(self.atomic), *self.messages]
+
+
+def _iso(seconds: float) -> str:
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            + f".{int(seconds * 1000) % 1000:03d}Z")
 
 
 def decode_base64_json(text: str) -> Any:
@@ -149,8 +198,23 @@ def decode_field(params: dict[str, Any], plain: str, encoded: str) -> Any:
     return None
 
 
-def _schema_errors(errors: list[ValidationError], prefix: str) -> list[str]:
-    return [f"{prefix}{error}" for error in errors[:_MAX_ERRORS]]
+def _schema_failure(uri: str, errors: list[ValidationError], prefix: str
+                    ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Reasons and the bad-row message of *errors* against schema *uri*."""
+    errors = errors[:_MAX_ERRORS]
+    if not errors:
+        return [], []
+    texts = [f"{prefix}{error}" for error in errors]
+    return texts, [badrows.validation_message(uri, errors, [str(e) for e in errors])]
+
+
+def _unavailable(uri: str, exc: SchemaUnavailable, where: str
+                 ) -> tuple[list[str], list[dict[str, Any]]]:
+    if exc.unusable:
+        message = badrows.unusable_schema_message(uri, str(exc))
+    else:
+        message = badrows.resolution_message(uri, exc.lookups, _iso(exc.at))
+    return [f"{where}: {exc}"], [message]
 
 
 class EventChecker:
@@ -159,124 +223,158 @@ class EventChecker:
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self._payload_item = resolver.validator(PAYLOAD_DATA)  # raises if not bundled
+        items = resolver.document(PAYLOAD_DATA).get("items", {})
+        self._protocol_fields = frozenset(items.get("properties", {}))
         self._cache: dict[tuple[str, str], _Decoded] = {}
 
-    def check(self, raw: Any) -> Checked:
-        """The verdict on *raw*, one event as received. Never raises."""
+    def check(self, raw: Any, api: str = "tp2") -> Checked:
+        """The verdict on *raw*, one event as received (*api*: ``tp2`` for an event of a
+        POST body, ``tp1`` for a GET's query). Never raises."""
         if not isinstance(raw, dict):
-            return Checked(None, [f"an event must be a JSON object, got {type(raw).__name__}"])
-        errors = []
-        for error in self._payload_item.errors([raw])[:_MAX_ERRORS]:
-            field = "/".join(str(p) for p in error.path[1:]) or "payload_data"
-            errors.append(f"{field}: {error.message}")
+            text = f"an event must be a JSON object, got {type(raw).__name__}"
+            return Checked(None, [text], messages=[badrows.protocol_message(
+                "data", str(raw)[:1024], "an event must be a JSON object")])
+        failures = _Failures()
+        checked = raw
+        if api != "tp2":  # the pipeline does not check a GET against payload_data
+            checked = {k: v for k, v in raw.items() if k in self._protocol_fields}
+        found = self._payload_item.errors([checked])[:_MAX_ERRORS]
+        if found:
+            texts = [f"{'/'.join(str(p) for p in e.path[1:]) or 'payload_data'}: {e.message}"
+                     for e in found]
+            trimmed = [ValidationError(e.path[1:], e.message, e.keyword) for e in found]
+            failures.texts.extend(texts)
+            failures.fields.update(str(e.path[1]) for e in found if len(e.path) > 1)
+            failures.messages.append(badrows.validation_message(PAYLOAD_DATA, trimmed, texts))
         # payload_data allows only string values: without its errors, all are strings
-        params = raw if not errors else {k: v for k, v in raw.items() if isinstance(v, str)}
-        for field, value in params.items():
-            rule = _RULES.get(field)
+        params = raw if not found else {k: v for k, v in raw.items() if isinstance(v, str)}
+        for name, value in params.items():
+            rule = _RULES.get(name)
             if rule is None:
                 continue
             pattern, what, limit = rule
             if pattern is not None and pattern.fullmatch(value) is None:
-                errors.append(f"{field}: {value[:60]!r} is not {what}")
+                failures.field(name, f"{name}: {value[:60]!r} is not {what}")
             elif limit is not None and len(value) > limit:
-                errors.append(f"{field}: longer than {limit} characters ({len(value)})")
+                failures.field(name, f"{name}: longer than {limit} characters ({len(value)})",
+                               "atomic_field_length_exceeded")
         e = params.get("e")
         if e is not None and e not in EVENT_TYPES:
-            errors.append(f"e: unknown event type {e[:60]!r} (expected one of "
-                          f"{', '.join(EVENT_TYPES)})")
+            failures.field("e", f"e: unknown event type {e[:60]!r} (expected one of "
+                                f"{', '.join(EVENT_TYPES)})")
         platform = params.get("p")
         if platform is not None and platform not in PLATFORMS:
-            errors.append(f"p: unknown platform {platform[:60]!r}")
+            failures.field("p", f"p: unknown platform {platform[:60]!r}")
         if params.get("tv") == "":
-            errors.append("tv: must not be empty")
-        for field in _REQUIRED_BY_TYPE.get(e or "", ()):
-            if not params.get(field):
-                errors.append(f"{field}: required for e={e} events")
-        schema, contexts = self._self_describing(e, params, errors)
-        return Checked(raw, errors[:_MAX_ERRORS], e, schema, contexts)
+            failures.field("tv", "tv: must not be empty")
+        for name in _REQUIRED_BY_TYPE.get(e or "", ()):
+            if not params.get(name):
+                failures.field(name, f"{name}: required for e={e} events", "required")
+        schema, contexts = self._self_describing(e, params, failures)
+        if not failures.texts:
+            return Checked(raw, [], e, schema, contexts)
+        return Checked(raw, failures.texts[:_MAX_ERRORS], e, schema, contexts,
+                       failures.all_messages(), frozenset(failures.fields))
 
     def _self_describing(self, e: str | None, params: dict[str, str],
-                         errors: list[str]) -> tuple[str | None, tuple[str, ...]]:
+                         failures: _Failures) -> tuple[str | None, tuple[str, ...]]:
         ue_fields = [f for f in ("ue_pr", "ue_px") if f in params]
         schema = None
         if len(ue_fields) == 2:
-            errors.append("ue_pr, ue_px: an event carries one or the other, not both")
+            failures.field("ue_px", "ue_pr, ue_px: an event carries one or the other, not both")
         elif e == "ue" and not ue_fields:
-            errors.append("ue_pr/ue_px: required for e=ue events")
+            failures.field("ue_pr", "ue_pr/ue_px: required for e=ue events", "required")
         elif ue_fields and e != "ue":
-            errors.append(f"{ue_fields[0]}: only e=ue events carry a self-describing event")
+            failures.field(ue_fields[0], f"{ue_fields[0]}: only e=ue events carry a "
+                                         f"self-describing event")
         elif ue_fields:
             decoded = self._decode(ue_fields[0], params[ue_fields[0]])
-            errors.extend(decoded.errors)
+            failures.decoded(ue_fields[0], decoded)
             schema = decoded.schema
         cx_fields = [f for f in ("co", "cx") if f in params]
         if len(cx_fields) == 2:
-            errors.append("co, cx: an event carries one or the other, not both")
+            failures.field("cx", "co, cx: an event carries one or the other, not both")
             return schema, ()
         if not cx_fields:
             return schema, ()
         decoded = self._decode(cx_fields[0], params[cx_fields[0]])
-        errors.extend(decoded.errors)
+        failures.decoded(cx_fields[0], decoded)
         return schema, decoded.contexts
 
-    def _decode(self, field: str, text: str) -> _Decoded:
-        key = (field, text)
+    def _decode(self, name: str, text: str) -> _Decoded:
+        key = (name, text)
         found = self._cache.get(key)
         if found is None:
-            found = self._decode_uncached(field, text)
+            found = self._decode_uncached(name, text)
             if len(text) <= _CACHE_MAX_TEXT:
                 if len(self._cache) >= _CACHE_SIZE:
                     self._cache.clear()
                 self._cache[key] = found
         return found
 
-    def _decode_uncached(self, field: str, text: str) -> _Decoded:
+    def _decode_uncached(self, name: str, text: str) -> _Decoded:
         try:
-            value = decode_base64_json(text) if field in ("ue_px", "cx") else load_json(text)
+            value = decode_base64_json(text) if name in ("ue_px", "cx") else load_json(text)
         except ValueError as exc:
-            return _Decoded((f"{field}: {exc}",))
+            return _Decoded((f"{name}: {exc}",),
+                            (badrows.not_json_message(name, text, str(exc)),))
         errors: list[str] = []
-        uri = self._envelope(field, value, errors)
+        messages: list[dict[str, Any]] = []
+        uri = self._envelope(name, value, errors, messages)
         if uri is None:
-            return _Decoded(tuple(errors))
+            return _Decoded(tuple(errors), tuple(messages))
         data = value["data"]
-        errors.extend(self._validate(uri, data, field))
+        self._validate(uri, data, name, errors, messages)
         if errors:
-            return _Decoded(tuple(errors[:_MAX_ERRORS]))
-        if field.startswith("ue"):
+            return _Decoded(tuple(errors[:_MAX_ERRORS]), tuple(messages))
+        if name.startswith("ue"):
             inner_uri = data["schema"]
-            errors.extend(self._validate(inner_uri, data["data"], f"{field}: event"))
-            return _Decoded(tuple(errors[:_MAX_ERRORS]), schema=inner_uri)
+            self._validate(inner_uri, data["data"], f"{name}: event", errors, messages)
+            return _Decoded(tuple(errors[:_MAX_ERRORS]), tuple(messages), schema=inner_uri)
         schemas = []
         for index, entity in enumerate(data):
             entity_uri = entity["schema"]
             schemas.append(entity_uri)
-            errors.extend(self._validate(entity_uri, entity["data"],
-                                         f"{field}: context {index}"))
-        return _Decoded(tuple(errors[:_MAX_ERRORS]), contexts=tuple(schemas))
+            self._validate(entity_uri, entity["data"], f"{name}: context {index}", errors,
+                           messages)
+        return _Decoded(tuple(errors[:_MAX_ERRORS]), tuple(messages), contexts=tuple(schemas))
 
     @staticmethod
-    def _envelope(field: str, value: Any, errors: list[str]) -> str | None:
+    def _envelope(name: str, value: Any, errors: list[str],
+                  messages: list[dict[str, Any]]) -> str | None:
         """The wrapper's schema URI if *value* is ``{"schema": <wrapper>, "data": ...}``."""
         if not isinstance(value, dict) or set(value) != {"schema", "data"}:
-            errors.append(f"{field}: not a self-describing JSON (an object with exactly "
+            errors.append(f"{name}: not a self-describing JSON (an object with exactly "
                           f"'schema' and 'data')")
+            messages.append(badrows.not_iglu_message(value, "INVALID_DATA_PAYLOAD"))
             return None
         uri = value["schema"]
         key = SchemaKey.parse(uri)
-        wanted = "unstruct_event" if field.startswith("ue") else "contexts"
+        wanted = "unstruct_event" if name.startswith("ue") else "contexts"
         if key is None or key.vendor != "com.snowplowanalytics.snowplow" or key.name != wanted:
             expected = UNSTRUCT_EVENT if wanted == "unstruct_event" else CONTEXTS
-            errors.append(f"{field}: schema is {str(uri)[:200]!r}, expected {expected}")
+            errors.append(f"{name}: schema is {str(uri)[:200]!r}, expected {expected}")
+            if key is None:
+                messages.append(badrows.not_iglu_message(value, "INVALID_IGLUURI"))
+            else:
+                messages.append(badrows.criterion_message(
+                    key.uri, f"iglu:com.snowplowanalytics.snowplow/{wanted}/jsonschema/1-*-*"))
             return None
         return str(uri)
 
-    def _validate(self, uri: Any, data: Any, where: str) -> list[str]:
-        """Errors of *data* against schema *uri*, each prefixed with *where*."""
+    def _validate(self, uri: Any, data: Any, where: str, errors: list[str],
+                  messages: list[dict[str, Any]]) -> None:
+        """Adds the failures of *data* against schema *uri*, each prefixed with *where*."""
         if not isinstance(uri, str) or SchemaKey.parse(uri) is None:
-            return [f"{where}: {str(uri)[:200]!r} is not an Iglu schema URI"]
+            errors.append(f"{where}: {str(uri)[:200]!r} is not an Iglu schema URI")
+            messages.append(badrows.not_iglu_message({"schema": uri, "data": data},
+                                                     "INVALID_IGLUURI"))
+            return
         try:
             validator = self.resolver.validator(uri)
         except SchemaUnavailable as exc:
-            return [f"{where}: {exc}"]
-        return _schema_errors(validator.errors(data), f"{where} ({uri}) ")
+            texts, found = _unavailable(uri, exc, where)
+        else:
+            texts, found = _schema_failure(uri, validator.errors(data), f"{where} ({uri}) ")
+        errors.extend(texts)
+        messages.extend(found)

@@ -13,28 +13,32 @@ Example::
 The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
 import). Every public method is thread-safe. Routes: the tracker protocol (see
 :mod:`.ingest`), Snowplow Micro's REST API (see :mod:`.micro_api`), ``GET /health``
-(``200 OK``; ``503`` while paused) and CORS pre-flight (``OPTIONS``).
+(``200 ok``; ``503`` while paused) and CORS pre-flight (``OPTIONS``; it allows the
+``Content-Type`` and ``SP-Anonymous`` request headers, as the Snowplow collector does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from .faults import Faults, serve_tracker
 from .http11 import HTTPServer
-from .http_types import Limits, Request, Response
+from .http_types import Deferred, Limits, Request, Response
 from .iglu import Resolver
 from .ingest import PIXEL, Ingestor
 from .micro_api import MicroApi
 from .protocol import EventChecker
 from .store import BadEvent, EventStore, GoodEvent, Summary
+from .traffic import TrackerRequest, Traffic
 
 __all__ = ["Collector"]
 
@@ -51,20 +55,34 @@ class Collector:
     :param port: port to listen on; 0 (default) picks a free one (see :attr:`port`)
     :param schemas: directories of user schemas (``VENDOR/NAME/jsonschema/VERSION``),
         searched before the bundled ones
+    :param iglu: static Iglu registries (``http(s)://`` roots above ``/schemas``), asked in
+        order for schemas neither bundled nor in *schemas*
+    :param iglu_timeout: seconds one schema lookup may spend asking the registries
     :param max_events: most good events, and most bad events, kept in memory (the oldest
         are evicted and counted in :meth:`summary`)
     :param max_bytes: about the most memory the good events, and the bad events, may take
         (estimated; the oldest are evicted beyond it)
     :param limits: HTTP limits and timeouts (:class:`Limits`)
+    :param max_requests: most tracker requests kept for :meth:`requests` (the oldest are
+        forgotten; their bodies count towards *max_bytes* too)
+
+    Simulated faults: :attr:`faults` (rules for status codes, ``Retry-After``, delays,
+    connection resets and closes; see :mod:`.faults`), :meth:`down` / :meth:`up` (connections
+    refused) and :meth:`pause`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 schemas: Iterable[str | Path] = (), max_events: int = 100_000,
-                 max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None) -> None:
+                 schemas: Iterable[str | Path] = (), iglu: Iterable[str] = (),
+                 iglu_timeout: float = 2.0, max_events: int = 100_000,
+                 max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None,
+                 max_requests: int = 10_000) -> None:
+        #: the fault rules: ``collector.faults(503, times=3)``, ... (see :mod:`.faults`)
+        self.faults = Faults()
+        self.traffic = Traffic(max_requests, max_bytes)
         self.host = host
         self._requested_port = port
         self.limits = limits or Limits()
-        self.resolver = Resolver(schemas)
+        self.resolver = Resolver(schemas, registries=iglu, timeout=iglu_timeout)
         self.store = EventStore(max_events, max_bytes)
         self._ingest = Ingestor(EventChecker(self.resolver), self.store)
         self._api = MicroApi(self.store, self.resolver)
@@ -155,6 +173,11 @@ class Collector:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def listening(self) -> bool:
+        """Running and not :meth:`down`."""
+        return self.running and self._http.listening
+
     # -- events ----------------------------------------------------------------------------
     def good(self) -> list[GoodEvent]:
         """Good events held, oldest first (the REST API lists most recent first)."""
@@ -173,8 +196,10 @@ class Collector:
         return self.store.summary()
 
     def reset(self) -> None:
-        """Forget every event and zero the counters (as ``/micro/reset``)."""
+        """Forget every event and tracker request, and zero the counters (the REST API's
+        ``/micro/reset`` forgets the events). Fault rules stay."""
         self.store.reset()
+        self.traffic.reset()
 
     def wait_for(self, count: int, timeout: float = 10.0,
                  kind: Literal["all", "good", "bad"] = "all") -> bool:
@@ -182,7 +207,51 @@ class Collector:
         the last reset, or *timeout* seconds pass; True if they were."""
         return self.store.wait_for(count, timeout, kind)
 
+    # -- tracker requests ------------------------------------------------------------------
+    def requests(self) -> list[TrackerRequest]:
+        """The tracker requests answered (or cut), oldest first, with what was answered."""
+        return self.traffic.requests()
+
+    @property
+    def in_flight(self) -> int:
+        """Tracker requests received but not answered yet (delayed by a fault rule)."""
+        return self.traffic.in_flight
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Block until ``predicate()`` is true, re-checked whenever a tracker request
+        arrives or is answered, or *timeout* seconds pass; True if it became true."""
+        return self.traffic.wait_until(predicate, timeout)
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until *count* tracker requests were answered (or cut) since the last reset."""
+        traffic = self.traffic
+        return traffic.wait_until(lambda: traffic.received - traffic.in_flight >= count,
+                                  timeout)
+
     # -- simulated outage ------------------------------------------------------------------
+    def down(self, timeout: float = 5.0) -> None:
+        """Go down: stop listening (connections are refused) and drop every connection,
+        cancelling answers still delayed. Events, requests and the port are kept (an
+        ephemeral port may be taken by another program meanwhile); see :meth:`up`."""
+        self._on_loop(self._http.stop_listening(), timeout)
+
+    def up(self, timeout: float = 5.0) -> None:
+        """Listen again on the same port after :meth:`down` (no-op if listening)."""
+        if not self._http.listening:
+            self._on_loop(self._http.listen(self.host, self._port), timeout)
+
+    def _on_loop(self, work: Coroutine[object, object, object], timeout: float) -> None:
+        loop = self._loop
+        if loop is None or not self.running:
+            work.close()
+            raise RuntimeError("the collector is not running")
+        future = asyncio.run_coroutine_threadsafe(work, loop)
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise RuntimeError("the collector did not answer in time") from None
+
     def pause(self, status: int = 503, retry_after: float | None = None) -> None:
         """Answer every tracker request with *status* (and ``Retry-After``), keeping none of
         its events, until :meth:`resume`. The REST API keeps working."""
@@ -207,7 +276,7 @@ class Collector:
                 "buffered_bytes": http.buffered_bytes, "refused_while_paused": self._refused}
 
     # -- routing (on the loop thread) --------------------------------------------------------
-    def _route(self, request: Request) -> Response:
+    def _route(self, request: Request) -> Response | Deferred:
         path, method = request.path, request.method
         if path == "/micro" or path.startswith("/micro/"):
             return self._api.handle(request)
@@ -216,29 +285,34 @@ class Collector:
         if path == "/health":
             if self._pause is not None:
                 return Response(503, b"paused\n", "text/plain")
-            return Response(200, b"OK\n", "text/plain")
-        if path.endswith(TP2_SUFFIX):
-            if method != "POST":
-                return Response(405, b"use POST\n", "text/plain", (("Allow", "POST, OPTIONS"),))
+            return Response(200, b"ok", "text/plain; charset=UTF-8")
+        tp2 = path.endswith(TP2_SUFFIX)
+        if tp2 and method == "POST":
             return self._tracker(request, self._ingest.post)
-        if path.endswith(_PIXEL_SUFFIXES):
+        if tp2 or path.endswith(_PIXEL_SUFFIXES):  # a GET on .../tp2 is one event too
             if method == "HEAD":  # answered like a GET, but records nothing
                 return Response(200, PIXEL, "image/gif")
             if method != "GET":
                 return Response(405, b"use GET\n", "text/plain", (("Allow", "GET, OPTIONS"),))
-            return self._tracker(request, self._ingest.get)
+            api_version = "tp2" if tp2 else "tp1"
+            return self._tracker(request, lambda r: self._ingest.get(r, api_version))
         return Response(404, b"not found\n", "text/plain")
 
-    def _tracker(self, request: Request, ingest: Callable[[Request], Response]) -> Response:
-        pause = self._pause
-        if pause is not None:
-            self._refused += 1
-            status, retry_after = pause
-            headers = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
-            return Response(status, b"paused\n", "text/plain", headers + _cors(request))
-        response = ingest(request)
-        response.headers = response.headers + _cors(request)
-        return response
+    def _tracker(self, request: Request, ingest: Callable[[Request], Response]
+                 ) -> Response | Deferred:
+        def answer() -> Response:
+            pause = self._pause
+            if pause is not None:
+                self._refused += 1
+                status, retry_after = pause
+                headers = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None \
+                    else ()
+                return Response(status, b"paused\n", "text/plain", headers + _cors(request))
+            response = ingest(request)
+            response.headers = response.headers + _cors(request)
+            return response
+
+        return serve_tracker(request, answer, self.faults, self.traffic, _cors(request))
 
 
 def _cors(request: Request, preflight: bool = False) -> tuple[tuple[str, str], ...]:
@@ -249,6 +323,6 @@ def _cors(request: Request, preflight: bool = False) -> tuple[tuple[str, str], .
                ("Access-Control-Allow-Credentials", "true")]
     if preflight:
         headers += [("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                    ("Access-Control-Allow-Headers", "Content-Type"),
+                    ("Access-Control-Allow-Headers", "Content-Type, SP-Anonymous"),
                     ("Access-Control-Max-Age", "3600")]
     return tuple(headers)

@@ -9,14 +9,17 @@ records, shared with readers: treat what you get as read-only.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
-from .canonical import canonical_event, iso_timestamp
+from . import badrows
+from .canonical import canonical_event, incomplete_event, iso_timestamp
 from .protocol import decode_field
 
 __all__ = ["BadEvent", "EventStore", "GoodEvent", "RequestInfo", "Summary"]
@@ -29,8 +32,11 @@ _VENDOR = "com.snowplowanalytics.snowplow"
 class RequestInfo:
     """The HTTP request events came in (shared by all events of one request).
 
-    ``api_version`` is ``tp2`` (POST) or ``tp1`` (GET); ``timestamp`` the POSIX time of
-    receipt; ``body`` is kept only for bad requests, cut to a bounded length.
+    ``api_version`` is ``tp2`` (POST, or GET on ``.../tp2``) or ``tp1`` (GET ``/i``);
+    ``timestamp`` the POSIX time of receipt; ``ip`` ``"unknown"`` for an anonymous request
+    (``SP-Anonymous``); ``network_user_id`` the collector's (from its cookie, new, or the
+    all-zero UUID when anonymous); ``body`` is kept only for requests with bad events, cut to
+    a bounded length.
     """
 
     api_version: str
@@ -45,33 +51,67 @@ class RequestInfo:
     headers: tuple[str, ...]
     timestamp: float
     body: str | None = None
+    network_user_id: str | None = None
 
     def _context(self) -> dict[str, Any]:
         return {"timestamp": iso_timestamp(self.timestamp), "ipAddress": self.ip,
                 "useragent": self.useragent, "refererUri": self.referer,
-                "headers": list(self.headers), "userId": None}
+                "headers": list(self.headers), "userId": self.network_user_id}
 
     def _source(self) -> dict[str, Any]:
         return {"name": SOURCE_NAME, "encoding": "UTF-8", "hostname": self.hostname}
 
+    def _api(self) -> dict[str, str]:
+        return {"vendor": _VENDOR, "version": self.api_version}
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """The query string, decoded (undecodable bytes replaced)."""
+        return parse_qsl(self.query, keep_blank_values=True, errors="replace",
+                         max_num_fields=None) if self.query else []
+
     def raw_event(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Micro's ``rawEvent``: the event's fields with the request's metadata."""
-        return {"api": {"vendor": _VENDOR, "version": self.api_version},
-                "parameters": parameters, "contentType": self.content_type,
-                "source": self._source(), "context": self._context()}
+        return {"api": self._api(), "parameters": parameters,
+                "contentType": self.content_type, "source": self._source(),
+                "context": self._context()}
 
     def collector_payload(self) -> dict[str, Any]:
-        """Micro's ``collectorPayload``: the request as the collector received it."""
-        pairs = [p for p in self.query.split("&") if p] if self.query else []
-        return {"api": {"vendor": _VENDOR, "version": self.api_version},
-                "querystring": pairs, "contentType": self.content_type, "body": self.body,
+        """Micro's ``collectorPayload``: the request as the collector received it (the
+        query string as decoded ``name=value`` items)."""
+        return {"api": self._api(),
+                "querystring": [f"{k}={v}" for k, v in self.query_pairs()],
+                "contentType": self.content_type, "body": self.body,
                 "source": self._source(), "context": self._context()}
+
+    def badrow_raw(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """``payload.raw`` of an event's bad row."""
+        return {"vendor": _VENDOR, "version": self.api_version,
+                "parameters": [{"name": k, "value": v if isinstance(v, str) or v is None
+                                else json.dumps(v)} for k, v in parameters.items()],
+                "contentType": self.content_type, "loaderName": SOURCE_NAME,
+                "encoding": "UTF-8", "hostname": self.hostname,
+                "timestamp": iso_timestamp(self.timestamp), "ipAddress": self.ip,
+                "useragent": self.useragent, "refererUri": self.referer,
+                "headers": list(self.headers), "userId": self.network_user_id}
+
+    def badrow_payload(self) -> dict[str, Any]:
+        """``payload`` of a request's tracker_protocol_violations bad row."""
+        return {"vendor": _VENDOR, "version": self.api_version,
+                "querystring": [{"name": k, "value": v} for k, v in self.query_pairs()],
+                "contentType": self.content_type, "body": self.body,
+                "collector": SOURCE_NAME, "encoding": "UTF-8", "hostname": self.hostname,
+                "timestamp": iso_timestamp(self.timestamp), "ipAddress": self.ip,
+                "useragent": self.useragent, "refererUri": self.referer,
+                "headers": list(self.headers), "networkUserId": self.network_user_id}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class GoodEvent:
-    """A valid event: its tracker-protocol ``parameters`` (field -> string), type (``e``),
-    the schema of its self-describing event (``ue`` events) and of its context entities."""
+    """A valid event: its tracker-protocol ``parameters`` (field -> string), its type as Micro
+    names it (``event_type``: ``struct``, ``page_view``, ``unstruct``...; the ``e`` code is
+    ``parameters["e"]``), its ``schema`` (the self-describing event's, or e.g.
+    ``iglu:com.snowplowanalytics.snowplow/page_view/jsonschema/1-0-0``) and the schemas of its
+    context entities."""
 
     parameters: dict[str, str]
     event_type: str | None
@@ -87,7 +127,7 @@ class GoodEvent:
     def event(self) -> dict[str, Any]:
         """The canonical (enriched) event, computed on each access."""
         return canonical_event(self.parameters, self.request.timestamp, self.request.ip,
-                               self.request.useragent)
+                               self.request.useragent, self.request.network_user_id)
 
     @property
     def data(self) -> dict[str, Any] | None:
@@ -107,27 +147,55 @@ class GoodEvent:
         """This event as Snowplow Micro's ``/micro/good`` shows it."""
         return {"rawEvent": self.request.raw_event(self.parameters),
                 "eventType": self.event_type, "schema": self.schema,
-                "contexts": list(self.contexts), "event": self.event}
+                "contexts": list(self.contexts), "event": self.event, "incomplete": False}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class BadEvent:
-    """An event (or a whole request) that failed: the reasons, and the event's fields when
-    it could be read (``None`` for a request that could not be parsed)."""
+    """An event (or a whole request) that failed: the readable reasons (``errors``), the
+    event's fields when it could be read (``None`` for a request that could not be parsed),
+    and the same reasons as Snowplow bad-row ``messages`` (see :meth:`bad_row`)."""
 
     errors: tuple[str, ...]
     parameters: dict[str, Any] | None
     request: RequestInfo
+    messages: tuple[dict[str, Any], ...] = ()
+    failed: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def received_at(self) -> float:
         return self.request.timestamp
 
+    def bad_row(self) -> dict[str, Any]:
+        """The Snowplow bad row: ``schema_violations`` for an event that failed,
+        ``tracker_protocol_violations`` for a request whose events could not be read."""
+        at = iso_timestamp(self.request.timestamp)
+        messages = self.messages or tuple(badrows.protocol_message("body", None, e)
+                                          for e in self.errors)
+        if self.parameters is None:
+            return badrows.tracker_protocol_violations(
+                messages, at, self.request.api_version, self.request.badrow_payload())
+        return badrows.schema_violations(messages, at,
+                                         self.request.badrow_raw(self.parameters))
+
+    @property
+    def event(self) -> dict[str, Any] | None:
+        """The incomplete canonical event Micro keeps for an event that failed (``None`` for
+        a request that could not be parsed)."""
+        if self.parameters is None:
+            return None
+        return incomplete_event(self.parameters, self.failed, self.messages,
+                                self.request.timestamp, self.request.ip,
+                                self.request.useragent, self.request.network_user_id)
+
     def to_micro(self) -> dict[str, Any]:
-        """This event as Snowplow Micro's ``/micro/bad`` shows it."""
+        """This event as Snowplow Micro's ``/micro/bad`` shows it: ``errors`` is Micro's
+        heading and the bad row as compact JSON."""
         raw = self.request.raw_event(self.parameters) if self.parameters is not None else None
+        heading = badrows.EVENT_FAILED if raw is not None else badrows.PAYLOAD_FAILED
+        row = json.dumps(self.bad_row(), separators=(",", ":"), ensure_ascii=False)
         return {"collectorPayload": self.request.collector_payload(), "rawEvent": raw,
-                "errors": list(self.errors)}
+                "errors": [heading, row]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +225,8 @@ def _size(event: GoodEvent | BadEvent) -> int:
     else:
         size = sum(len(v) if isinstance(v, str) else len(repr(v)) for v in params.values())
         size += 80 * len(params)
-    if isinstance(event, BadEvent):
-        size += len(event.request.body or "") + sum(map(len, event.errors))
+    if isinstance(event, BadEvent):  # its bad-row messages repeat about its errors
+        size += len(event.request.body or "") + 2 * sum(map(len, event.errors))
     return size + 400
 
 
