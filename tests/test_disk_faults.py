@@ -22,6 +22,7 @@ from snowplow_threaded import DiskEventStore, DiskStoreError, Emitter, Structure
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.disk.format import FRAME_MAGIC, segment_header
 from tests.disk_support import ROOT, labels, wait_labels
+from tests.helpers import require
 
 
 def track(tracker: Tracker, prefix: str, count: int) -> None:
@@ -41,15 +42,15 @@ def leave_behind(collector: Collector, directory: Path, prefix: str, count: int)
 
 @contextlib.contextmanager
 def mounted_tmpfs(options: str) -> Iterator[Path]:
-    """A tmpfs mounted with *options* (root only; the test is skipped elsewhere)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
+    """A tmpfs mounted with *options* (root only: skipped elsewhere, failed in CI)."""
+    require(os.geteuid() == 0 and shutil.which("mount") is not None,
+            "root and mount (to mount a small tmpfs)")
     path = Path(tempfile.mkdtemp(prefix="disk-fault-"))
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         path.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    require(done.returncode == 0, f"a tmpfs mount ({done.stderr.strip()})")
     try:
         yield path
     finally:

@@ -16,11 +16,14 @@ import requests
 from snowplow_threaded.collector import Collector
 from tests.apps.celery_broker import make_app
 from tests.disk_support import labels, wait_labels
+from tests.helpers import require
 from tests.servers import Server, bin_path, free_port, server_env
 
-pytestmark = pytest.mark.skipif(not Path(bin_path("gunicorn")).exists()
-                                or not Path(bin_path("celery")).exists(),
-                                reason="gunicorn and celery are in the test extra")
+
+@pytest.fixture(autouse=True)
+def _servers_installed() -> None:
+    require(Path(bin_path("gunicorn")).exists() and Path(bin_path("celery")).exists(),
+            "gunicorn and celery (the test extra)")
 
 
 def test_gunicorn_recycled_and_killed_workers(micro_collector: Collector,
