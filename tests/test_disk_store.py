@@ -131,6 +131,8 @@ def test_durable_mode_writes_before_track_returns(micro_collector: Collector,
     micro_collector.resume()
 
 
+# the fork is made with threads running on purpose (a preload server does so): 3.12+ warns
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_writes_its_own_files(micro_collector: Collector,
                                              tmp_path: Path) -> None:
     micro_collector.pause(503)  # the parent's events wait (on disk, some read back) at fork
