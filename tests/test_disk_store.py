@@ -3,6 +3,7 @@ byte bound and its policies, the write window and durable mode, fork, settings."
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -246,3 +247,19 @@ def test_the_integrations_disk_buffer_setting(micro_collector: Collector,
         parse_config({"endpoint": "localhost", "disk_buffer": "x",
                       "emitter": {"event_store": DiskEventStore(tmp_path)}},
                      default_namespace="web")
+
+
+def test_the_memory_bound_drops_counted_and_logged_once(micro_collector: Collector,
+                                                        tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    # a writer that waits 10 s before writing: 100 events may wait for it, no more
+    store = DiskEventStore(tmp_path, write_interval=10, write_events=1000, memory_events=100)
+    emitter = Emitter(micro_collector.endpoint, event_store=store)
+    with caplog.at_level(logging.WARNING, "snowplow_threaded.disk"):
+        track(Tracker("ns", emitter), "m", 150)
+    assert emitter.stats().dropped == {"buffer_full": 50}
+    assert caplog.text.count("the disk is not keeping up") == 1
+    assert emitter.flush(5)  # the sender asks for them: written now, not at the window
+    assert set(labels(micro_collector)) == {f"m-{n}" for n in range(100)}
+    emitter.close(5)

@@ -83,6 +83,7 @@ class IOLoop(ReadSide):
     _io_idle: bool
     _io_batching: bool
     _incoming_since: float | None
+    _write_now: bool
     _next_scan: float
     _fallback_until: float
     _stats: dict[str, Any]
@@ -130,7 +131,7 @@ class IOLoop(ReadSide):
         # the flag is published before this last look: a put() after it sees the flag and
         # wakes this thread, so no wake-up is lost
         if (timeout <= 0 or self._acks or self._marks or self._closing or self._adopt_wanted
-                or self._refill_due() or (not waiting and self._incoming)):
+                or self._write_now or self._refill_due() or (not waiting and self._incoming)):
             self._io_idle = self._io_batching = False
             return
         self._wake.wait(timeout)
@@ -149,10 +150,12 @@ class IOLoop(ReadSide):
             return
         if self._incoming_since is None:
             self._incoming_since = now
-        if not (self._closing or self.durable or len(incoming) >= self.write_events
+        if not (self._closing or self.durable or self._write_now
+                or len(incoming) >= self.write_events
                 or now >= self._incoming_since + self.write_interval):
             return
         self._incoming_since = None
+        self._write_now = False
         for _ in range(-(-len(incoming) // WRITE_MAX)):
             self._write_batch()
 

@@ -144,12 +144,14 @@ class DiskEventStore(IOLoop):
         self._closing = self._closed = self._held = False
         self._io_idle = self._io_batching = False
         self._incoming_since: float | None = None
+        self._write_now = False  # the sender asked for events none of which is written yet
         self._next_scan = 0.0
         self._fallback_until = 0.0
         self._synced = 0  # durable mode: every seq below this is written (or dropped)
         self._adopt_wanted = False
         self._adopt_done = threading.Event()
         self._warned: set[str] = set()
+        self._memory_full_warned = False
         self._stats: dict[str, Any] = {"written": 0, "adopted": 0, "memory_only": 0,
                                        "disk_errors": 0, "last_disk_error": None,
                                        "left_on_close": 0, "durable_timeouts": 0}
@@ -173,6 +175,11 @@ class DiskEventStore(IOLoop):
     def _put_full(self, record: PayloadDict) -> int:
         """The memory bound is reached (the I/O thread cannot keep up). This is where a
         ``when_full="block"`` policy waits for room (issue 15)."""
+        if not self._memory_full_warned:  # once: a drop is never silent, nor per event
+            self._memory_full_warned = True
+            logger.warning("%d events wait to be written to %s (memory_events): the disk "
+                           "is not keeping up; events are dropped (%s), counted in stats()",
+                           self.memory_events, self.directory, self.when_full)
         if self.when_full != DROP_OLDEST:
             next(self._rejected)
             return -1
@@ -230,6 +237,9 @@ class DiskEventStore(IOLoop):
                 self._to_memory_locked()
             ready = self._ready
             if not ready:
+                if self._incoming:  # the sender waits for them: write now, not at the window
+                    self._write_now = True
+                    self._kick()
                 return None
             count = min(max_events, len(ready))
             popleft, pop_loc = ready.popleft, self._ready_locs.popleft
