@@ -44,7 +44,7 @@ class DiskLease(Lease):
 
 
 #: Most records written with one system call.
-WRITE_MAX = 2000
+WRITE_MAX = 20_000
 #: How long the store keeps events in memory after a disk fault before trying again.
 RETRY_DISK = 5.0
 
@@ -98,7 +98,10 @@ class IOLoop(ReadSide):
         try:
             while True:
                 now = time.monotonic()
-                if now >= self._next_scan or self._adopt_wanted:
+                # not while a burst waits to be written: the scan's system calls each hand
+                # the GIL to the tracking threads, which could fill memory_events meanwhile
+                if self._adopt_wanted or (now >= self._next_scan
+                                          and len(self._incoming) < self.write_events):
                     self._scan_step(now)
                 self._write_step(now)
                 self._ack_step()

@@ -168,9 +168,14 @@ class DiskEventStore(IOLoop):
         if self.durable:
             return self._put_durable(record)
         incoming.append(record)
-        if self._io_idle or (self._io_batching and len(incoming) >= self.write_events):
+        waiting = len(incoming)
+        if self._io_idle or (self._io_batching and waiting >= self.write_events):
             self._kick()
-        return len(incoming)
+        elif waiting > self.memory_events // 2:
+            # a burst outruns the writer (it waits for the GIL that this thread holds):
+            # hand the GIL over, so that it writes instead of events being dropped soon
+            time.sleep(0)
+        return waiting
 
     def _put_full(self, record: PayloadDict) -> int:
         """The memory bound is reached (the I/O thread cannot keep up). This is where a
