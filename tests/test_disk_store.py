@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -253,13 +254,18 @@ def test_the_memory_bound_drops_counted_and_logged_once(micro_collector: Collect
                                                         tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture
                                                         ) -> None:
-    # a writer that waits 10 s before writing: 100 events may wait for it, no more
+    # the store alone (no sender asking for events): its writer waits 10 s before writing,
+    # so 100 events may wait for it, no more
     store = DiskEventStore(tmp_path, write_interval=10, write_events=1000, memory_events=100)
-    emitter = Emitter(micro_collector.endpoint, event_store=store)
     with caplog.at_level(logging.WARNING, "snowplow_threaded.disk"):
-        track(Tracker("ns", emitter), "m", 150)
-    assert emitter.stats().dropped == {"buffer_full": 50}
+        results = [store.put({"e": "se", "se_ca": "c", "se_ac": "a", "se_la": f"m-{n}",
+                              "tv": "py-test", "p": "srv", "eid": str(uuid.uuid4()),
+                              "dtm": str(time.time_ns() // 1_000_000)})
+                   for n in range(150)]
+    assert results.count(-1) == 50 and store.drop_counts() == {"buffer_full": 50}
     assert caplog.text.count("the disk is not keeping up") == 1
-    assert emitter.flush(5)  # the sender asks for them: written now, not at the window
-    assert set(labels(micro_collector)) == {f"m-{n}" for n in range(100)}
+    store.close_store(time.monotonic() + 5)  # writes the 100 it admitted
+    emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
+    assert wait_labels(micro_collector, {f"m-{n}" for n in range(100)})
+    assert len(labels(micro_collector)) == 100
     emitter.close(5)
