@@ -16,6 +16,7 @@ from .event_store import BatchStore, EventStore, InMemoryEventStore
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
 from .free_threading import GILDisabledWarning, warn_if_gil_disabled
 from .self_describing_json import SelfDescribingJson
+from .settings import EmitterSettings
 from .snowplow import DuplicateNamespaceError, Snowplow
 from .stats import EmitterStats
 from .subject import Subject
@@ -34,6 +35,7 @@ __all__ = [
     "DuplicateNamespaceError",
     "Emitter",
     "EmitterConfiguration",
+    "EmitterSettings",
     "EmitterStats",
     "Event",
     "EventStore",

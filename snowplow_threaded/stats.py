@@ -38,8 +38,7 @@ class EmitterStats:
 
     @classmethod
     def snapshot(cls, *, tracked: int, pending: int, in_flight: int, counts: dict[str, int],
-                 dropped: list[dict[str, int]], last_error: str | None,
-                 disk: dict[str, Any] | None = None) -> EmitterStats:
+                 dropped: list[dict[str, int]], last_error: str | None) -> EmitterStats:
         """Build from a dispatcher's counters (the caller holds the dispatcher's lock)."""
         merged: dict[str, int] = {}
         for part in dropped:
@@ -48,7 +47,7 @@ class EmitterStats:
         return cls(tracked=tracked, queued=pending + in_flight, in_flight=in_flight,
                    sent=counts["sent"], failed=counts["failed"], retried=counts["retried"],
                    dropped=merged, requests=counts["requests"], bytes_sent=counts["bytes"],
-                   last_error=last_error, disk=disk)
+                   last_error=last_error)
 
     @property
     def dropped_total(self) -> int:

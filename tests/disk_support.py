@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from snowplow_threaded import DiskEventStore, Emitter
 from snowplow_threaded.collector import Collector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +87,17 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         self.proc.wait(10)
+
+
+def adopt_and_send(endpoint: str, directory: Path, timeout: float = 20.0
+                   ) -> tuple[Emitter, bool]:
+    """What a new process on *directory* does to send what dead processes left there now:
+    adopt it, then flush (it would also go with its first tracked event). The emitter, and
+    whether the flush saw it all delivered."""
+    store = DiskEventStore(directory)
+    emitter = Emitter(endpoint, event_store=store)
+    store.adopt()
+    return emitter, emitter.flush(timeout)
 
 
 def labels(collector: Collector) -> collections.Counter[str]:

@@ -21,7 +21,7 @@ import pytest
 from snowplow_threaded import DiskEventStore, DiskStoreError, Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.disk.format import FRAME_MAGIC, segment_header
-from tests.disk_support import ROOT, labels, wait_labels
+from tests.disk_support import ROOT, adopt_and_send, labels
 from tests.helpers import require
 
 
@@ -105,8 +105,8 @@ def test_a_newer_segment_is_left_alone(micro_collector: Collector, tmp_path: Pat
     newer.write_bytes(bytearray(segment_header(time.time_ns())).replace(b"\x01\x00", b"\x02\x00",
                                                                          1))
     with caplog.at_level(logging.WARNING, "snowplow_threaded.disk"):
-        emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
-        assert wait_labels(micro_collector, {f"old-{n}" for n in range(100)})
+        emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+        assert delivered and set(labels(micro_collector)) == {f"old-{n}" for n in range(100)}
         emitter.close(5)
     assert "written in format 2" in caplog.text
     assert newer.exists()
@@ -121,9 +121,9 @@ def test_a_damaged_record_costs_only_itself(micro_collector: Collector, tmp_path
     data[middle:middle + 5] = b"XXXXX"  # the crc of that record no longer matches
     segment.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, "snowplow_threaded.disk"):
-        emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
+        emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
         expected = {f"c-{n}" for n in range(200)} - {"c-100"}
-        assert wait_labels(micro_collector, expected)
+        assert delivered
         disk = emitter.stats().disk
         emitter.close(5)
     assert "damaged byte(s)" in caplog.text
@@ -138,8 +138,8 @@ def test_a_truncated_segment_keeps_every_whole_record(micro_collector: Collector
     data = segment.read_bytes()
     last = data.rindex(FRAME_MAGIC)
     segment.write_bytes(data[:last + 20])  # the last record torn in the middle
-    emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
-    assert wait_labels(micro_collector, {f"t-{n}" for n in range(199)})
+    emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    assert delivered and set(labels(micro_collector)) == {f"t-{n}" for n in range(199)}
     emitter.close(5)
     assert "t-199" not in labels(micro_collector)
     assert sorted(os.listdir(tmp_path)) == ["FORMAT"]

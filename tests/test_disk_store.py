@@ -22,7 +22,7 @@ from snowplow_threaded import (
     Tracker,
 )
 from snowplow_threaded.collector import Collector
-from tests.disk_support import ROOT, labels, wait_labels
+from tests.disk_support import ROOT, adopt_and_send, labels
 
 
 def track(tracker: Tracker, prefix: str, count: int) -> None:
@@ -70,8 +70,9 @@ def test_stats_show_what_waits_on_disk(micro_collector: Collector, tmp_path: Pat
     assert emitter.stats().dropped == {}  # ... so not dropped
     assert any(p.suffix == ".seg" for p in tmp_path.iterdir())
     micro_collector.resume()
-    emitter2 = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
-    assert wait_labels(micro_collector, {f"s-{n}" for n in range(2000)}, timeout=20)
+    emitter2, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    assert delivered
+    assert set(labels(micro_collector)) == {f"s-{n}" for n in range(2000)}
     emitter2.close(5)
 
 
@@ -215,8 +216,8 @@ def test_exit_with_the_collector_down_does_not_hang(micro_collector: Collector,
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=30)
     assert time.monotonic() - started < 10
     micro_collector.resume()
-    emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
-    assert wait_labels(micro_collector, {f"x-{n}" for n in range(500)}, timeout=20)
+    emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    assert delivered and set(labels(micro_collector)) == {f"x-{n}" for n in range(500)}
     emitter.close(5)
 
 
@@ -265,7 +266,6 @@ def test_the_memory_bound_drops_counted_and_logged_once(micro_collector: Collect
     assert results.count(-1) == 50 and store.drop_counts() == {"buffer_full": 50}
     assert caplog.text.count("the disk is not keeping up") == 1
     store.close_store(time.monotonic() + 5)  # writes the 100 it admitted
-    emitter = Emitter(micro_collector.endpoint, event_store=DiskEventStore(tmp_path))
-    assert wait_labels(micro_collector, {f"m-{n}" for n in range(100)})
-    assert len(labels(micro_collector)) == 100
+    emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    assert delivered and set(labels(micro_collector)) == {f"m-{n}" for n in range(100)}
     emitter.close(5)

@@ -24,10 +24,10 @@ from typing import Any, Literal, cast
 
 from ..disk.arguments import check_arguments
 from ..disk.store import DiskEventStore
-from ..emitter_configuration import DEFAULTS as EMITTER_DEFAULTS
 from ..emitter_configuration import EmitterConfiguration
 from ..emitters import Emitter
 from ..endpoint import collector_uri
+from ..settings import NAMES as EMITTER_SETTINGS
 from ..subject import Subject
 from ..tracker import Tracker
 from ..typing import SUPPORTED_PLATFORMS, Method, SupportedPlatform
@@ -241,9 +241,9 @@ def _emitter(value: object, bad: Callable[[str], None]) -> EmitterConfiguration:
         bad(f"must be a dict of emitter settings, got {type(value).__name__}")
         return EmitterConfiguration()
     settings = cast("Mapping[str, Any]", value)
-    unknown = [k for k in settings if k not in EMITTER_DEFAULTS]
+    unknown = [k for k in settings if k not in EMITTER_SETTINGS]
     for key in unknown:
-        bad(f"unknown emitter setting {key!r}; known: {', '.join(EMITTER_DEFAULTS)}")
+        bad(f"unknown emitter setting {key!r}; known: {', '.join(EMITTER_SETTINGS)}")
     config = EmitterConfiguration()
     for key, setting in settings.items():
         if key in unknown:

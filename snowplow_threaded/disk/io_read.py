@@ -48,6 +48,7 @@ class ReadSide:
     _adopt_wanted: bool
     _adopt_done: threading.Event
     _wakeup: Callable[[], None] | None
+    _starved: bool
 
     # -- acks ----------------------------------------------------------------------------------
     def _ack_step(self) -> None:
@@ -164,9 +165,11 @@ class ReadSide:
         self._adopt_done.set()
 
     def _ready_now(self) -> None:
-        """Tell the dispatcher records can be taken (no lock held)."""
+        """Records became takeable: if a ``take()`` found none before, the sender may be
+        asleep for up to ``flush_interval``; ask the emitter to take now (no lock held)."""
         wakeup = self._wakeup
-        if wakeup is not None:
+        if self._starved and wakeup is not None:
+            self._starved = False
             wakeup()
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:

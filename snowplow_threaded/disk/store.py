@@ -25,26 +25,24 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .. import lifecycle
 from ..event_store import DROP_NEWEST, DROP_OLDEST, Lease
 from ..typing import PayloadDict
 from . import owners
 from .arguments import check_arguments
+from .closing import Closing
 from .format import LEASED, UNLEASED
-from .io_loop import DiskLease, IOLoop
+from .io_loop import DiskLease
 from .io_read import Loc
 from .owners import DiskStoreError
 from .spool import Spool
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
-#: Least time close() gives the I/O thread to write what is queued, past its deadline.
-CLOSE_GRACE = 2.0
 #: Records of a forked child's parent, kept referenced (see InMemoryEventStore).
 _INHERITED: list[object] = []
 
 
-class DiskEventStore(IOLoop):
+class DiskEventStore(Closing):
     """A disk buffer for an emitter: ``Emitter(..., event_store=DiskEventStore(dir))``.
 
     :param directory: created if missing; may be shared by processes of one app (each
@@ -110,6 +108,7 @@ class DiskEventStore(IOLoop):
         self.segment_bytes = max(64 * 1024, min(segment_bytes, max_bytes // 8))
         self.scan_interval = scan_interval
         self._wakeup: Callable[[], None] | None = None
+        self.shutdown_timeout = 5.0  # the emitter's (set_wakeup), for the exit hook
         self._lock = threading.Lock()
         self._init_state()
         try:
@@ -119,10 +118,12 @@ class DiskEventStore(IOLoop):
                 raise
             logger.warning("%s; keeping events in memory (lost if the process dies)", exc)
             self._disk_failed(exc)
-        self._orphans_seen = bool(owners.orphans(self.directory))
 
     def _init_state(self) -> None:
         self._synced_cond = threading.Condition(self._lock)
+        self._settled_cond = threading.Condition(self._lock)  # settle() notifies it
+        self._close_deadline = 0.0  # from then on (monotonic) take() hands out nothing
+        self._starved = False  # a take() found nothing takeable: wake the sender after
         self._wake = threading.Event()
         self._incoming: deque[PayloadDict] = deque()
         self._in_base = 0  # the sequence number of _incoming[0]
@@ -212,26 +213,12 @@ class DiskEventStore(IOLoop):
                 self._synced_cond.wait(remaining)
         return pending
 
-    def _start(self) -> None:
-        """Start the I/O thread (not in a uWSGI master, see lifecycle.may_start_threads:
-        events wait in memory there, and go to the child that takes them over)."""
-        if not lifecycle.may_start_threads():
-            return
-        with self._lock:
-            if self._thread is not None or self._closing:
-                return
-            thread = threading.Thread(target=self._run, name="snowplow-disk-store",
-                                      daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down: close() writes inline
-                return
-            self._thread = thread
-
     # -- the sender's side -----------------------------------------------------------------------
     def take(self, max_events: int) -> Lease | None:
         with self._lock:
-            if self._held:
+            if self._held or (self._close_deadline
+                              and time.monotonic() >= self._close_deadline):
+                self._held = True  # close() gave up: the rest stays for the next process
                 return None
             if self._retry:
                 lease = self._retry.popleft()
@@ -242,8 +229,8 @@ class DiskEventStore(IOLoop):
                 self._to_memory_locked()
             ready = self._ready
             if not ready:
-                if self._incoming:  # the sender waits for them: write now, not at the window
-                    self._write_now = True
+                if self._incoming or self._unread:  # the sender waits: write (or read) now,
+                    self._write_now = self._starved = True  # and wake it when done
                     self._kick()
                 return None
             count = min(max_events, len(ready))
@@ -275,16 +262,12 @@ class DiskEventStore(IOLoop):
                 elif not self._held:  # failed for good: removed
                     self._acks.append(locs[done:])
                 # held (close() gave up): they stay on disk for the next process
+            self._settled_cond.notify_all()
         self._kick()
 
     def pending(self) -> int:
         with self._lock:
             return self._pending_locked()
-
-    def _pending_locked(self) -> int:
-        writing = self._writing[1] if self._writing else 0
-        return (len(self._incoming) + writing + len(self._ready) + self._unread
-                + sum(len(lease) for lease in self._retry))
 
     def oldest_seq(self) -> int | None:
         with self._lock:
@@ -343,122 +326,6 @@ class DiskEventStore(IOLoop):
             self._in_base = in_base
             return 0
         return dropped
-
-    # -- optional methods the dispatcher uses ----------------------------------------------------
-    def set_wakeup(self, wakeup: Callable[[], None]) -> None:
-        """The dispatcher's hook, called (no lock held) when records become takeable. If
-        dead processes left events here, the I/O thread starts now to adopt them."""
-        self._wakeup = wakeup
-        if self._orphans_seen:
-            self._start()
-
-    def hold_unsent(self) -> int:
-        """``close()`` gave up: hand out nothing more; what is not delivered stays on disk
-        for the next process. Returns how many events that is."""
-        with self._lock:
-            self._held = True
-            return self._pending_locked() + sum(len(x) for x in self._leased)
-
-    def close_store(self, deadline: float) -> int:
-        """Write what is queued, record the acks, close the files and let go of the
-        directory. Waits for the I/O thread until *deadline* (monotonic), and at least
-        :data:`CLOSE_GRACE` seconds. Returns the events left on disk. Idempotent. (The emitter's
-        ``close()`` calls it.)"""
-        with self._lock:
-            if self._closing:
-                return int(self._stats["left_on_close"])
-            self._held = self._closing = True
-            self._fallback_until = 0.0  # one more try for what a disk fault kept in memory
-            self._incoming.extendleft(reversed(self._drop_memory_only_locked()))
-            thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._kick()
-            thread.join(max(deadline - time.monotonic(), CLOSE_GRACE))
-            if thread.is_alive():
-                logger.error("the disk store could not finish writing to %s in time; events "
-                             "not yet written are lost", self.directory)
-        elif thread is None or self._stats.get("io_thread_failed"):
-            self._write_step(time.monotonic())
-            self._ack_step()
-            self._finish_close()
-        return int(self._stats["left_on_close"])
-
-    def _finish_close(self) -> None:
-        """At the end of the I/O thread's last round (or inline): let go of the files."""
-        left = self._spool.close()
-        with self._lock:
-            lost = len(self._incoming) + sum(1 for loc in self._ready_locs if loc[1] is None)
-            self._stats["left_on_close"] = left
-            self._closed = True
-            if lost:
-                self._drops["disk_unavailable"] = self._drops.get("disk_unavailable", 0) + lost
-        if left:
-            logger.warning("%d event(s) not delivered are kept in %s: the next process "
-                           "using that directory sends them", left, self.directory)
-        if lost:
-            logger.error("%d event(s) could not be written to %s and are lost", lost,
-                         self.directory)
-
-    def adopt(self, timeout: float = 30.0) -> int:
-        """Adopt now what dead processes left in the directory (the I/O thread does so
-        every ``scan_interval`` anyway), so that a following ``flush()`` waits for those
-        events too. Returns how many events this store has adopted in all."""
-        self._adopt_done.clear()
-        self._adopt_wanted = True
-        self._start()
-        if self._io_alive():
-            self._kick()
-            self._adopt_done.wait(timeout)
-        else:
-            self._scan_step(time.monotonic())
-        return int(self._stats["adopted"])
-
-    def disk_stats(self) -> dict[str, Any]:
-        """For ``stats().disk``: see docs/disk-buffer.md."""
-        with self._lock:
-            on_disk = (sum(seg.live for seg in self._spool.segments)
-                       - sum(1 for locs in self._acks for loc in locs if loc[1] is not None))
-            memory_only = sum(1 for loc in self._ready_locs if loc[1] is None)
-            oldest = self._oldest_dtm_locked()
-            return {
-                "directory": self.directory,
-                "bytes_on_disk": self._spool.dir_bytes,
-                "events_on_disk": on_disk,
-                "events_waiting_to_be_written": len(self._incoming),
-                "events_in_memory_only": memory_only,
-                "oldest_event_age": None if oldest is None else max(0.0, time.time() - oldest),
-                "writing_to_memory": time.monotonic() < self._fallback_until,
-                "adopted": self._stats["adopted"],
-                "adopted_in_flight": self._spool.in_flight_adopted,
-                "corrupt_bytes": self._spool.corrupt_bytes,
-                "bytes_written": self._spool.bytes_written,
-                **{k: self._stats[k] for k in ("written", "memory_only", "disk_errors",
-                                                "last_disk_error", "durable_timeouts")},
-            }
-
-    def _oldest_dtm_locked(self) -> float | None:
-        """The creation time (``dtm``, seconds) of the oldest event waiting: the first of
-        those in a request or a retry, of those read back, or of those not written yet."""
-        candidates: list[PayloadDict] = [lease.records[0] for lease in (*self._leased,
-                                                                          *self._retry)
-                                         if lease.records]
-        if self._ready:
-            candidates.append(self._ready[0])
-        if not candidates and self._incoming:
-            candidates.append(self._incoming[0])
-        times = []
-        for record in candidates:
-            try:
-                times.append(int(record.get("dtm", "")) / 1000)
-            except (TypeError, ValueError):
-                continue
-        return min(times) if times else None
-
-    # -- internals -------------------------------------------------------------------------------
-    def _io_alive(self) -> bool:
-        thread = self._thread
-        return (thread is not None and thread.is_alive()
-                and not self._stats.get("io_thread_failed"))
 
     def __repr__(self) -> str:
         return f"DiskEventStore({self.directory!r}, max_bytes={self.max_bytes})"
