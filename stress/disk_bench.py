@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--stores", nargs="+", default=list(STORES), choices=STORES)
-    parser.add_argument("--out", default="stress/results/disk_bench.md")
+    parser.add_argument("--out", default="stress/out/disk_bench.md")
     parser.add_argument("--child", nargs=4, metavar=("STORE", "EVENTS", "THREADS", "URL"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()

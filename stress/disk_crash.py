@@ -13,7 +13,7 @@ killed with SIGKILL (tests/test_disk_crash.py runs small versions of each):
   the collector holds back the answer to its request (the events are in, the 2xx is not):
   lost events (0), duplicates, and whether they were all that victim's.
 
-Writes stress/results/disk.md.
+Writes stress/out/disk.md (the committed copy: stress/results/disk.md).
 
     python -m stress.disk_crash [--only outage kills four] [--out stress/results/disk.md]
 """
@@ -159,7 +159,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--window", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=16)
-    parser.add_argument("--out", default="stress/results/disk.md")
+    parser.add_argument("--out", default="stress/out/disk.md")
     args = parser.parse_args()
     load = os.getloadavg()
     started = time.monotonic()
@@ -178,6 +178,7 @@ def main() -> int:
                  f"{time.monotonic() - started:.0f} s in all.\n")
     report = "\n".join(lines)
     print(report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
     return 0
 

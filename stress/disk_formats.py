@@ -161,7 +161,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", default="stress/results/disk_formats.md")
+    parser.add_argument("--out", default="stress/out/disk_formats.md")
     args = parser.parse_args()
     records = sample_records(args.events)
     load0 = os.getloadavg()
@@ -190,6 +190,7 @@ def main() -> int:
               "| operation | time |", "| --- | --- |", *codec(records), ""]
     report = "\n".join(lines)
     print(report)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         f.write(report)
     return 0
