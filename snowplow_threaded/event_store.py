@@ -106,6 +106,9 @@ class BatchStore(Protocol):
         0 is returned."""
         ...
 
+    # A store with ``set_wakeup(wake, shutdown_timeout)`` (``DiskEventStore``) is attached
+    # by the emitter: see ``emitters._attach_spool``.
+
 
 #: Buffers inherited from a parent process, never touched again (see reset_after_fork).
 _INHERITED: list[object] = []
