@@ -9,12 +9,14 @@ import logging
 
 from ._version import __version__
 from .contracts import disable_contracts, enable_contracts
+from .disk import DiskEventStore, DiskStoreError
 from .emitter_configuration import EmitterConfiguration
 from .emitters import AsyncEmitter, Emitter
 from .event_store import BatchStore, EventStore, InMemoryEventStore
 from .events import Event, PagePing, PageView, ScreenView, SelfDescribing, StructuredEvent
 from .free_threading import GILDisabledWarning, warn_if_gil_disabled
 from .self_describing_json import SelfDescribingJson
+from .settings import EmitterSettings
 from .snowplow import DuplicateNamespaceError, Snowplow
 from .stats import EmitterStats
 from .subject import Subject
@@ -28,9 +30,12 @@ warn_if_gil_disabled()  # a free-threaded build without the GIL: see free_thread
 __all__ = [
     "AsyncEmitter",
     "BatchStore",
+    "DiskEventStore",
+    "DiskStoreError",
     "DuplicateNamespaceError",
     "Emitter",
     "EmitterConfiguration",
+    "EmitterSettings",
     "EmitterStats",
     "Event",
     "EventStore",

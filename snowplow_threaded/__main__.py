@@ -1,8 +1,10 @@
-"""Command line: ``python -m snowplow_threaded {collector,demo}``.
+"""Command line: ``python -m snowplow_threaded {collector,demo,spool}``.
 
 * ``collector``: run the embedded collector (Snowplow Micro's API) until SIGINT/SIGTERM.
 * ``demo``: a forked, threaded tracking run against the embedded collector, with an outage
   in the middle; exit status 0 only if every event arrived exactly once.
+* ``spool``: what a ``DiskEventStore`` directory holds; with ``--endpoint``, send what
+  processes that are gone left there.
 """
 
 from __future__ import annotations
@@ -115,9 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Track from forked worker processes and threads to the embedded "
                     "collector, take the collector down for a while, and check that every "
                     "event arrived exactly once (exit status 0 if so)."))
+    from .disk import cli as spool
+
+    spool.add_arguments(sub.add_parser(
+        "spool", help="show what a DiskEventStore directory holds; --endpoint sends it",
+        description="Show the events waiting in a DiskEventStore directory (read-only), "
+                    "or, with --endpoint, adopt and send what processes that are gone "
+                    "left there (exit status 0 if all of it was delivered)."))
     args = parser.parse_args(argv)
     if args.command == "collector":
         return run_collector(args)
+    if args.command == "spool":
+        return spool.run(args)
     from .demo import run
 
     return run(args)

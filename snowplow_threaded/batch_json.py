@@ -12,8 +12,9 @@ encoded by the C encoder.
 
 Why: the C encoder makes a new string object for every key and every value of every
 record. Filling templates costs the sender's thread, which shares the GIL with the
-application's threads, 20 to 25 % less per record for the bench's events
-(``python -m stress.encode_cost``).
+application's threads, less per record for the bench's events, and the process less CPU
+per delivered event than ``json.dumps`` (``python -m stress.encode_cost``,
+``python -m stress.ab``; ``stress/results/encode_cost.md``, ``stress/results/hand_written.md``).
 
 Thread-safe: the template cache is a dict read and written under the GIL, bounded, and a
 race only builds the same template twice. Never blocks.

@@ -1,8 +1,11 @@
 """HTTP clients: one connection's worth of requests to the collector.
 
 * :class:`ConnectionClient` (the default): one keep-alive HTTP/1.1 socket, TLS verified
-  against the CA bundle ``requests`` would use; a fraction of the CPU per POST of
-  ``requests`` or a bare urllib3 pool (measured with ``python -m stress.bench --profile``).
+  against the CA bundle ``requests`` would use. It earns its place over a bare
+  ``urllib3.HTTPConnectionPool``: the senders spend less CPU per delivered event, and a
+  send next to tracking threads takes less time, because it makes fewer socket calls
+  (each one hands the GIL over; ``python -m stress.ab``, ``stress/results/hand_written.md``).
+  Its ``write``/``read`` halves let a worker work while the collector answers.
 * :class:`SessionClient`: a ``requests.Session``, the user's (shared by the workers:
   sessions are safe to share for sending) or ours when a proxy from the environment
   applies.
@@ -20,8 +23,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -87,7 +89,7 @@ class ConnectionClient:
 
     Each request is written with one ``sendall`` (head and body together) and its answer
     parsed by ``http.client.HTTPResponse``. Every socket call hands the GIL over, and
-    under load each hand-back can cost the sender a switch interval (5 ms) behind busy
+    under load each hand-back can cost the sender a switch interval (5 ms by default) behind busy
     application threads, so a request makes as few socket calls as possible: one send,
     and one receive for a typical answer (``http.client.HTTPConnection`` sends head and
     body separately).
@@ -110,6 +112,7 @@ class ConnectionClient:
         self._https = parts.scheme == "https"
         self._port = parts.port or (443 if self._https else 80)
         self._sock: socket.socket | None = None
+        self._method = "POST"  # of the request written last
         self._last_used = 0.0  # time.monotonic() at the end of the last exchange
         self._context: ssl.SSLContext | None = None
         authority = f"[{host}]" if ":" in host else host
@@ -151,13 +154,16 @@ class ConnectionClient:
         return sock
 
     def request(self, method: str, body: bytes | None, query: dict[str, str] | None,
-                meanwhile: Callable[[], object] | None = None) -> tuple[int, str | None]:
-        """Send one request and read its answer. *meanwhile*, if given, runs after the
-        request was written and before the answer is read: work done there while the
-        collector answers spares the sender a blocking read, after which it would wait for
-        the GIL behind the application's threads. It must not raise."""
+                ) -> tuple[int, str | None]:
+        """Send one request and read its answer."""
+        self.write(method, body, query)
+        return self.read()
+
+    def write(self, method: str, body: bytes | None, query: dict[str, str] | None) -> None:
+        """Send one request; its answer is for :meth:`read`, which must come next.
+        Raises :class:`ConnectFailed` if no connection could be made (nothing was sent)."""
         try:
-            sock = self._connection()  # raises OSError: the request surely never left
+            sock = self._connection()
         except OSError as exc:
             raise ConnectFailed(exc) from exc
         try:
@@ -169,9 +175,18 @@ class ConnectionClient:
                 target = self._path + "?" + urlencode(query or {})
                 sock.sendall(f"GET {target} HTTP/1.1\r\n".encode("ascii")
                              + self._get_common + b"\r\n")
-            if meanwhile is not None:
-                meanwhile()
-            resp = http.client.HTTPResponse(sock, method=method)
+            self._method = method
+        except BaseException:
+            self.close()  # never reuse a connection in an unknown state
+            raise
+
+    def read(self) -> tuple[int, str | None]:
+        """Read the answer to the request :meth:`write` sent: ``(status, Retry-After)``."""
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("no request is waiting for an answer")
+        try:
+            resp = http.client.HTTPResponse(sock, method=self._method)
             try:
                 resp.begin()
                 resp.read()  # the body, so the connection can be reused
@@ -182,7 +197,7 @@ class ConnectionClient:
             self._last_used = time.monotonic()
             return resp.status, resp.getheader("Retry-After")
         except BaseException:
-            self.close()  # never reuse a connection in an unknown state
+            self.close()
             raise
 
     def close(self) -> None:
@@ -258,9 +273,23 @@ class SessionClient:
 def new_client(uri: str, timeout: RequestTimeout, session: requests.Session | None,
                ) -> Client:
     """The client a worker sends with: the user's session, a session of ours when the
-    environment sets a proxy for *uri*, else a urllib3 pool."""
+    environment sets a proxy for *uri*, else our own keep-alive socket
+    (:class:`ConnectionClient`)."""
     if session is not None:
         return SessionClient(uri, timeout, session, owned=False)
     if requests.utils.get_environ_proxies(uri):
         return SessionClient(uri, timeout, new_session(uri), owned=True)
     return ConnectionClient(uri, timeout)
+
+
+def fresh_pools(session: requests.Session) -> None:
+    """Give a user's session fresh connection pools (in a forked child, so that it never
+    writes on a keep-alive socket it shares with its parent). The old pools are dropped
+    unclosed: closing them could disturb the parent's connections."""
+    for adapter in list(session.adapters.values()):
+        if isinstance(adapter, HTTPAdapter):
+            adapter.proxy_manager = {}
+            settings: Any = adapter  # private settings, stable since requests 2.0
+            adapter.init_poolmanager(
+                settings._pool_connections, settings._pool_maxsize, block=settings._pool_block
+            )

@@ -11,26 +11,19 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import requests
 
-from . import lifecycle
-from .emitter_configuration import DEFAULTS, check_setting
+from .dispatcher import Dispatcher
 from .endpoint import collector_uri, warn_if_https_by_default
-from .engine import Dispatcher
-from .event_store import (
-    DEFAULT_BUFFER_CAPACITY,
-    BatchStore,
-    EventStore,
-    InMemoryEventStore,
-    stringify,
-)
+from .event_store import BatchStore, EventStore, InMemoryEventStore, stringify
 from .legacy_store import LegacyStoreAdapter
-from .retry import Backoff, is_success
+from .process import REGISTRY
+from .retry import is_success
+from .settings import DEFAULT_BATCH_SIZE, DEFAULTS, EmitterSettings, keyword_signature
 from .stats import EmitterStats
-from .transport import Transport
+from .transport import TransportFactory
 from .typing import (
     FailureCallback,
     HttpProtocol,
@@ -39,10 +32,11 @@ from .typing import (
     RequestTimeout,
     SuccessCallback,
 )
+from .worker import Callbacks
 
 logger = logging.getLogger("snowplow_threaded.emitters")
 
-DEFAULT_MAX_LENGTH = 10
+DEFAULT_MAX_LENGTH = DEFAULT_BATCH_SIZE  # the reference's name
 
 
 class Emitter:
@@ -52,28 +46,10 @@ class Emitter:
     :param protocol: ``"https"`` (default) or ``"http"``, for the bare forms
     :param port: overrides the endpoint's port
     :param method: ``"post"`` (batched, default) or ``"get"`` (one event per request)
-    :param batch_size: send when this many events wait (default 10 for POST, 1 for GET)
-    :param on_success: ``f(sent_payloads)`` after each delivered request (worker thread)
-    :param on_failure: ``f(success_count, failed_payloads)`` after each failed attempt
-    :param byte_limit: send when this many bytes wait; also caps a POST body
-    :param request_timeout: seconds, or ``(connect, read)``; default ``(5, 10)``
-    :param max_retry_delay_seconds: cap of the backoff and of ``Retry-After`` (60)
-    :param buffer_capacity: most events held in memory (10 000)
-    :param custom_retry_codes: ``{status: retry?}`` overriding the defaults (400, 401,
-        403, 410 and 422 are not retried; every other failure is)
-    :param event_store: a store implementing the reference's ``EventStore`` protocol, or
-        :class:`InMemoryEventStore` (the default) with its own capacity and drop policy
-    :param session: a ``requests.Session`` shared by the workers (default: one per worker,
-        with a cookie jar that keeps nothing)
-    :param thread_count: sender threads (1)
-    :param flush_interval: most seconds an event waits for a full batch (1.0)
-    :param flush_timeout: default timeout of ``flush()`` (10 s)
-    :param shutdown_timeout: the deadline of ``close()`` and of the exit flush (5 s)
-    :param drop_policy: ``"drop_newest"`` (default) or ``"drop_oldest"`` when full
-    :param max_events_per_request: a backlog is coalesced into POSTs of up to this many
-        events (500) ...
-    :param max_request_bytes: ... and this many bytes (1 000 000)
-    :param max_retries: give a batch up after this many retries (default: never)
+
+    Every other argument is a setting of :class:`~.settings.EmitterSettings` (the table in
+    ``docs/settings.md`` says what each does): the reference's by position, in its order,
+    then ``thread_count``; the rest by keyword. :attr:`settings` holds them all, checked.
     """
 
     _default_protocol: HttpProtocol = "https"
@@ -95,69 +71,42 @@ class Emitter:
         event_store: EventStore | BatchStore | None = None,
         session: requests.Session | None = None,
         thread_count: int = DEFAULTS["thread_count"],
-        *,
-        flush_interval: float = DEFAULTS["flush_interval"],
-        flush_timeout: float = DEFAULTS["flush_timeout"],
-        shutdown_timeout: float = DEFAULTS["shutdown_timeout"],
-        drop_policy: str = DEFAULTS["drop_policy"],
-        max_events_per_request: int = DEFAULTS["max_events_per_request"],
-        max_request_bytes: int = DEFAULTS["max_request_bytes"],
-        max_retries: int | None = DEFAULTS["max_retries"],
+        **settings: Any,
     ) -> None:
-        settings = {k: v for k, v in locals().items() if k in DEFAULTS}
-        for name, value in settings.items():
-            check_setting(name, value)
+        given = {k: v for k, v in locals().items() if k in DEFAULTS}
+        self.settings = settings_ = EmitterSettings.of({**given, **settings})
         self.endpoint = collector_uri(endpoint, protocol or self._default_protocol, port, method)
         if protocol is None and self._default_protocol == "https":
             warn_if_https_by_default(endpoint)
         self.method = method
-        if batch_size is None:
-            batch_size = DEFAULT_MAX_LENGTH if method == "post" else 1
-        capacity = DEFAULT_BUFFER_CAPACITY if buffer_capacity is None else buffer_capacity
-        self.batch_size = min(batch_size, capacity)
+        # the reference's attributes (on_success/on_failure may be replaced at any time)
+        self.batch_size = settings_.batch_size_for(method)
         self.byte_limit = byte_limit
         self.request_timeout = request_timeout
         self.on_success = on_success
         self.on_failure = on_failure
         self.max_retry_delay_seconds = max_retry_delay_seconds
-        self.custom_retry_codes: dict[int, bool] = dict(custom_retry_codes or {})
+        self.custom_retry_codes = settings_.custom_retry_codes
         self.session = session
         self.thread_count = thread_count
-        self.flush_timeout = flush_timeout
-        self.shutdown_timeout = shutdown_timeout
+        self.flush_timeout = settings_.flush_timeout
+        self.shutdown_timeout = settings_.shutdown_timeout
         if event_store is None:
-            event_store = InMemoryEventStore(buffer_capacity=capacity, drop_policy=drop_policy)
+            event_store = InMemoryEventStore(buffer_capacity=settings_.capacity,
+                                             drop_policy=settings_.drop_policy)
         self.event_store = event_store
         store: Any = event_store
         if not hasattr(store, "take"):
             store = LegacyStoreAdapter(store)
-        request_bytes = max_request_bytes if byte_limit is None else min(max_request_bytes,
-                                                                         byte_limit)
-        uri, timeout = self.endpoint, request_timeout
-        self._dispatcher = Dispatcher(
-            store,
-            lambda: Transport(uri, method, timeout, session, request_bytes),
-            thread_count=thread_count,
-            batch_size=self.batch_size,
-            byte_limit=byte_limit,
-            flush_interval=flush_interval,
-            max_events_per_request=max_events_per_request,
-            backoff=Backoff(cap=max_retry_delay_seconds),
-            custom_retry_codes=self.custom_retry_codes,
-            max_retries=max_retries,
-            callbacks=_weak_callbacks(self),
-            name=self.endpoint,
-            shutdown_timeout=shutdown_timeout,
-        )
-        if session is not None:
-            user_session = session
-            self._dispatcher.after_fork = lambda: lifecycle.reset_session_pools(user_session)
-        lifecycle.register(self._dispatcher)
+        self._dispatcher = dispatcher = Dispatcher(
+            store, settings_, self.batch_size, TransportFactory(self.endpoint, method, settings_),
+            _weak_callbacks(self), self.endpoint)
+        REGISTRY.register(dispatcher)
+        self._spool = _attach_spool(store, dispatcher, settings_.shutdown_timeout)
         # an emitter dropped without close(): drain in the background, then let go
-        dispatcher = self._dispatcher
+        timeout = settings_.shutdown_timeout
         finalizer = weakref.finalize(
-            self, lambda: dispatcher.begin_close(time.monotonic() + shutdown_timeout)
-        )
+            self, lambda: dispatcher.begin_close(time.monotonic() + timeout))
         finalizer.atexit = False
 
     # -- tracking -------------------------------------------------------------------------------
@@ -191,7 +140,13 @@ class Emitter:
         """Stop admission, deliver what is buffered within *timeout* (default
         ``shutdown_timeout``), drop and count the rest, stop the workers. Idempotent.
         Events tracked after close are dropped (``stats().dropped["closed"]``)."""
-        return self._dispatcher.close(self.shutdown_timeout if timeout is None else timeout)
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        if self._spool is None:
+            return self._dispatcher.close(timeout)
+        deadline = time.monotonic() + max(timeout, 0.0)  # the store keeps what is left
+        self._spool.begin_close(deadline)
+        closed = self._dispatcher.finish_close(deadline)
+        return self._spool.finish_close(deadline) and closed
 
     @property
     def closed(self) -> bool:
@@ -199,7 +154,10 @@ class Emitter:
 
     def stats(self) -> EmitterStats:
         """A snapshot of this emitter's counters."""
-        return self._dispatcher.stats()
+        stats = self._dispatcher.stats()
+        if self._spool is not None:
+            stats.disk = self._spool.disk_stats()
+        return stats
 
     def __enter__(self) -> Emitter:
         return self
@@ -225,11 +183,23 @@ class Emitter:
         return is_success(status_code)
 
 
-def _weak_callbacks(emitter: Emitter) -> Callable[[], tuple[object, object]]:
+def _attach_spool(store: Any, dispatcher: Dispatcher, shutdown_timeout: float) -> Any:
+    """A store that writes in the background and keeps what close() leaves for the next
+    process (``DiskEventStore``): it wakes the dispatcher when a take found nothing written
+    yet, the process registry closes it at exit, after the deadline its dispatcher drains
+    to (see :meth:`DiskEventStore.finish_close`). None for any other store."""
+    if not hasattr(store, "set_wakeup"):
+        return None
+    store.set_wakeup(lambda: dispatcher.flush(0.0, wait=False), shutdown_timeout)
+    REGISTRY.register(store)
+    return store
+
+
+def _weak_callbacks(emitter: Emitter) -> Callbacks:
     """The emitter's current callbacks, without keeping the emitter alive."""
     ref = weakref.ref(emitter)
 
-    def current() -> tuple[object, object]:
+    def current() -> tuple[SuccessCallback | None, FailureCallback | None]:
         obj = ref()
         return (None, None) if obj is None else (obj.on_success, obj.on_failure)
 
@@ -259,10 +229,15 @@ class AsyncEmitter(Emitter):
         custom_retry_codes: dict[int, bool] | None = None,
         event_store: EventStore | BatchStore | None = None,
         session: requests.Session | None = None,
-        **engine: Any,
+        **settings: Any,
     ) -> None:
         super().__init__(
             endpoint, protocol, port, method, batch_size, on_success, on_failure,
             byte_limit, request_timeout, max_retry_delay_seconds, buffer_capacity,
-            custom_retry_codes, event_store, session, thread_count, **engine,
+            custom_retry_codes, event_store, session, thread_count, **settings,
         )
+
+
+Emitter.__init__.__signature__ = keyword_signature(Emitter.__init__)  # type: ignore[attr-defined]
+AsyncEmitter.__init__.__signature__ = keyword_signature(  # type: ignore[attr-defined]
+    AsyncEmitter.__init__)

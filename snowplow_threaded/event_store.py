@@ -101,10 +101,13 @@ class BatchStore(Protocol):
     def reset_after_fork(self, keep: bool = False) -> int:
         """In a forked child: new lock, inherited records dropped (the parent sends them);
         must not acquire any lock. Return how many were dropped. With *keep* (the child
-        takes over a parent that never sends, see ``lifecycle.claim_handover``) the
+        takes over a parent that never sends, see :mod:`.process.handover`) the
         records stay, anything leased at fork time goes back to the front as a retry, and
         0 is returned."""
         ...
+
+    # A store with ``set_wakeup(wake, shutdown_timeout)`` (``DiskEventStore``) is attached
+    # by the emitter: see ``emitters._attach_spool``.
 
 
 #: Buffers inherited from a parent process, never touched again (see reset_after_fork).
@@ -298,7 +301,7 @@ class InMemoryEventStore:
             return 0
         dropped = len(self._pending) + self._held
         # Keep the parent's records referenced instead of freeing them: freeing would write
-        # to every copy-on-write page they sit on (hundreds of µs per fork, for nothing).
+        # to every copy-on-write page they sit on, in every child, for nothing.
         _INHERITED.append((self._pending, self._retry, self._leased))
         self._lock = threading.Lock()
         self._init_state()

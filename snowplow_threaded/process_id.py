@@ -3,8 +3,9 @@
 Every ``track()`` needs the pid: a forked child must re-initialise the emitters it
 inherited (fresh locks, its parent's buffer dropped) and must not repeat its parent's
 event ids, even when it was forked without Python's fork hooks (uWSGI by default, a C
-extension). ``os.getpid()`` is a system call, about 0.3 µs in a VM: 10 % of a
-``track()``. Instead:
+extension). ``os.getpid()`` is a system call, several times what this check costs
+(``python -m stress.fork_cost`` times both; the figures are in docs/process-model.md).
+Instead:
 
 * :data:`FORK_MARK` is one private anonymous page with ``MADV_WIPEONFORK`` (Linux 4.14+):
   the kernel hands every forked child that page zeroed, however it was forked.

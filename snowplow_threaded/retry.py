@@ -71,6 +71,51 @@ class Backoff:
         self.failures = 0
 
 
+#: Least time between two attempts that a flush()/close() may force during a backoff.
+PROBE_INTERVAL = 1.0
+
+
+class Pacer:
+    """When the next attempt may start: not before the backoff after a failure ends
+    (:class:`Backoff`), except for one early probe that a caller waiting for a deadline may
+    ask for (at most one per :data:`PROBE_INTERVAL`, so that a ``flush()`` loop cannot
+    hammer a dead collector). Times are ``time.monotonic()`` values passed in.
+
+    Plain state, not thread-safe on its own: its owner (the dispatcher) uses it under its
+    lock.
+    """
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.reset()
+
+    def reset(self) -> None:
+        self.resume_at = 0.0  # nothing is sent before this
+        self.last_attempt = 0.0
+        self.backoff.reset()
+
+    def attempted(self, now: float) -> None:
+        self.last_attempt = now
+
+    def succeeded(self) -> None:
+        """An attempt ended without anything to retry: the next failure starts over."""
+        self.backoff.reset()
+
+    def failed(self, now: float, retry_after: float | None, waiting_until: float = 0.0,
+               ) -> None:
+        """An attempt failed and will be retried: back off. *waiting_until*: the deadline
+        of a caller waiting for it, if any (see :meth:`probe_before`)."""
+        self.resume_at = max(self.resume_at, now + self.backoff.next_delay(retry_after))
+        if waiting_until > now:
+            self.probe_before(waiting_until, now)
+
+    def probe_before(self, deadline: float, now: float) -> None:
+        """If the backoff outlasts *deadline*, allow one attempt before it."""
+        probe_at = max(now, self.last_attempt + PROBE_INTERVAL)
+        if self.resume_at > deadline and probe_at < deadline:
+            self.resume_at = probe_at
+
+
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent
     or unparsable."""

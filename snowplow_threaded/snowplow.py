@@ -6,10 +6,10 @@ import threading
 import time
 from typing import Any
 
-from . import lifecycle
 from .contracts import non_empty_string
 from .emitter_configuration import EmitterConfiguration
 from .emitters import Emitter
+from .process import REGISTRY
 from .subject import Subject
 from .tracker import Tracker
 from .tracker_configuration import TrackerConfiguration
@@ -141,4 +141,4 @@ class Snowplow:
     @staticmethod
     def shutdown_all(timeout: float | None = None) -> bool:
         """Close every live emitter of the process, registered or not."""
-        return lifecycle.close_all(timeout)
+        return REGISTRY.close_all(timeout)

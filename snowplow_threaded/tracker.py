@@ -60,23 +60,25 @@ class _IdPool:
         self.ids: list[str] = []
 
 
-try:  # OpenSSL's CSPRNG: reseeds itself in a forked child, and keeps the GIL
+try:  # OpenSSL's CSPRNG, which reseeds itself in a forked child
     from ssl import RAND_bytes as _random_bytes
 except ImportError:  # pragma: no cover - Python built without ssl
     _random_bytes = os.urandom
 
-#: Where event ids' random bits come from. Not ``os.urandom``: it releases the GIL, and a
-#: tracking thread that releases and retakes the GIL often starves the sender thread
-#: waiting for it (every hand-back restarts the waiter's switch interval; see
-#: ``python -m stress.sender_gil``: a POST next to a busy tracking thread took 31 ms
-#: instead of 5.7 with ids from os.urandom made 256 at a time).
+#: Where event ids' random bits come from: any CSPRNG does, as long as ids are made in
+#: bulk. What matters is how often a tracking thread hands the GIL over: every hand-back
+#: restarts the switch interval of a sender waiting for it, so a call that releases the GIL
+#: (``os.urandom``, a system call) made for a few ids at a time starves the sender. Made
+#: :data:`_POOL_IDS` at a time, ``os.urandom`` and ``ssl.RAND_bytes`` cost a POST next to a
+#: tracking thread the same (``python -m stress.sender_gil``,
+#: ``stress/results/sender_gil.md``).
 random_bytes: Callable[[int], bytes] = _random_bytes
-_POOL_IDS = 1024  # ids per refill: ~0.1 ms each time (0.1 % of track() calls)
+_POOL_IDS = 1024  # ids per refill: a refill in bulk every 1 024 track() calls
 # RFC 4122 version 4: byte 6 is 0100xxxx, byte 8 is 10xxxxxx
 _VERSION = bytes(0x40 | (b & 0x0F) for b in range(256))
 _VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))
 _pool = _IdPool()
-_NO_SUBJECT = object()  # no subject fields merged yet (see Tracker._merged)
+_NO_SUBJECT = object()  # no subject fields merged yet (see Tracker._record_base)
 
 
 def _fresh_ids(count: int = _POOL_IDS) -> list[str]:
@@ -98,8 +100,7 @@ def _fresh_ids(count: int = _POOL_IDS) -> list[str]:
 
 
 def new_event_id(pid: int = 0) -> str:
-    """A random (version 4) UUID from a CSPRNG (OpenSSL's, see :data:`random_bytes`), as
-    text.
+    """A random (version 4) UUID from a CSPRNG (see :data:`random_bytes`), as text.
 
     Ids are made 1024 at a time into a pool shared by all threads. The pool is dropped
     when the process id changes, so a forked child never repeats its parent's ids.
@@ -164,19 +165,25 @@ class Tracker(LegacyTracking):
         if json_encoder is not None and not callable(json_encoder):
             raise TypeError("json_encoder must be callable or None")
         self.emitters: list[EmitterProtocol] = []
-        self._ours: tuple[Emitter, ...] = ()
-        self._foreign: tuple[EmitterProtocol, ...] = ()
-        self._only: Callable[[PayloadDict, int], bool] | None = None
+        #: this library's emitters: each is handed its record (admit_record)
+        self._engine_emitters: tuple[Emitter, ...] = ()
+        #: any other emitter: given a copy of the payload through input()
+        self._input_emitters: tuple[EmitterProtocol, ...] = ()
+        #: the admission of the tracker's one emitter, when it has one and it is ours
+        self._single_admit: Callable[[PayloadDict, int], bool] | None = None
         for item in items:
             self.add_emitter(item)
         self.subject: Subject | None = Subject() if subject is None else subject
         self.encode_base64 = encode_base64
         self.json_encoder = json_encoder
         self.standard_nv_pairs: dict[str, Any] = {"tv": VERSION, "tna": namespace, "aid": app_id}
-        self._tail: dict[str, str] = {k: v for k, v in self.standard_nv_pairs.items() if v}
-        #: (the subject._cached_wire() tuple, its pairs merged with _tail): rebuilt when
-        #: the subject or its fields change; replaced as a whole (thread-safe to read)
-        self._merged: tuple[object, dict[str, str]] = (_NO_SUBJECT, self._tail)
+        #: the tracker's own fields (tv, tna, aid), as sent
+        self._tracker_fields: dict[str, str] = {
+            k: v for k, v in self.standard_nv_pairs.items() if v}
+        #: what every event's record starts from: (the subject._cached_wire() tuple, its
+        #: pairs merged with _tracker_fields): rebuilt when the subject or its fields
+        #: change; replaced as a whole (thread-safe to read)
+        self._record_base: tuple[object, dict[str, str]] = (_NO_SUBJECT, self._tracker_fields)
 
     @staticmethod
     def get_uuid() -> str:
@@ -197,13 +204,14 @@ class Tracker(LegacyTracking):
         result.nv_pairs = nv
         return result
 
-    def _merged_for(self, subject: Subject) -> dict[str, str]:
+    def _record_base_for(self, subject: Subject) -> dict[str, str]:
         """*subject*'s fields merged with the tracker's, with ``eid``/``dtm`` placeholders
-        (cached in ``_merged`` until the subject changes)."""
-        merged = self._merged
+        (cached in ``_record_base`` until the subject changes)."""
+        merged = self._record_base
         wire = subject._cached_wire()  # never None: so track() cannot match a cleared cache
         if merged[0] is not wire:
-            merged = self._merged = (wire, {**wire[0], **self._tail, "eid": "", "dtm": ""})
+            merged = self._record_base = (
+                wire, {**wire[0], **self._tracker_fields, "eid": "", "dtm": ""})
         return merged[1]
 
     def _complete(self, event: Event) -> dict[str, str]:
@@ -218,9 +226,9 @@ class Tracker(LegacyTracking):
         subject = self.subject
         if event._event_subject is not None or subject is None:
             event._add_subject(nv, subject)
-            nv.update(self._tail)
+            nv.update(self._tracker_fields)
         else:
-            nv.update(self._merged_for(subject))
+            nv.update(self._record_base_for(subject))
         return nv
 
     def track(self, event: Event) -> str:
@@ -234,7 +242,7 @@ class Tracker(LegacyTracking):
         # unless this process forked since (process_id.current_pid, inlined)
         pid = KNOWN_PID[0] if FORK_MARK[0] else pid_now()
         subject = self.subject
-        merged = self._merged
+        merged = self._record_base
         # the common case: no event subject, the tracker's subject unchanged since the
         # last event: the event's fields over a copy of the merged subject and tracker
         # fields (one clone of the larger dict, sized for eid/dtm too, and a few inserts)
@@ -266,16 +274,16 @@ class Tracker(LegacyTracking):
         ms = _time_ns() // 1_000_000
         last = _last_dtm
         nv["dtm"] = last[1] if last[0] == ms else _dtm_of(ms)
-        only = self._only
+        only = self._single_admit
         if only is not None:  # the common case: one emitter, one of ours
             only(nv, pid)
             return eid
-        ours = self._ours
+        ours = self._engine_emitters
         if ours:
             ours[0].admit_record(nv, pid)
             for emitter in ours[1:]:
                 emitter.admit_record(dict(nv), pid)  # each emitter owns its record (stm)
-        for other in self._foreign:
+        for other in self._input_emitters:
             other.input(dict(nv))
         return eid
 
@@ -313,14 +321,14 @@ class Tracker(LegacyTracking):
     def close(self, timeout: float | None = None) -> bool:
         """Close every emitter of this tracker (see :meth:`Emitter.close`)."""
         ok = True
-        for emitter in self._ours:
+        for emitter in self._engine_emitters:
             ok = emitter.close(timeout) and ok
         return ok
 
     def stats(self) -> EmitterStats:
         """The summed counters of this tracker's emitters."""
         total = EmitterStats()
-        for emitter in self._ours:
+        for emitter in self._engine_emitters:
             total = total + emitter.stats()
         return total
 
@@ -335,11 +343,12 @@ class Tracker(LegacyTracking):
             raise TypeError(f"an emitter needs an input() method, got {type(emitter).__name__}")
         self.emitters.append(emitter)
         if isinstance(emitter, Emitter):
-            self._ours = (*self._ours, emitter)
+            self._engine_emitters = (*self._engine_emitters, emitter)
         else:
-            self._foreign = (*self._foreign, emitter)
-        self._only = (_admit_of(self._ours[0])
-                      if len(self._ours) == 1 and not self._foreign else None)
+            self._input_emitters = (*self._input_emitters, emitter)
+        self._single_admit = (
+            _admit_of(self._engine_emitters[0])
+            if len(self._engine_emitters) == 1 and not self._input_emitters else None)
         return self
 
     def get_namespace(self) -> str:

@@ -1,18 +1,21 @@
-"""HTTP transport: turns a batch of encoded events into requests to the collector.
+"""HTTP transport: turns a batch of records into requests to the collector.
 
-One :class:`Transport` per worker thread, each with its own client
-(:mod:`.clients`): the batch bodies (``payload_data``), one POST per body or one GET per
-event, and what came of them.
+One :class:`Transport` per worker, each with its own client (:mod:`.clients`), made by the
+emitter's :class:`TransportFactory`: the batch bodies (``payload_data``), one POST per body
+or one GET per event, and what came of them. It knows nothing of the store or the engine.
+
+An attempt is :meth:`Transport.send`, or in two steps :meth:`Transport.start` (every
+request written, the last one's answer not read yet when the client allows it) and
+:meth:`Exchange.finish`: the worker may do other work while the collector answers.
 
 Never raises: every outcome is a :class:`SendResult`. Not locked: a transport belongs to
-one worker.
+one worker; a factory is immutable and shared.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -25,13 +28,15 @@ from .clients import (
     Client,
     ConnectFailed,
     ConnectionClient,
+    fresh_pools,
     new_client,
 )
 from .retry import NO_RESPONSE, is_success, parse_retry_after
+from .settings import EmitterSettings
 from .typing import PayloadDictList, RequestTimeout
 
-__all__ = ["PAYLOAD_DATA_SCHEMA", "USER_AGENT", "SendResult", "Transport", "post_bodies",
-           "sent_timestamp"]
+__all__ = ["PAYLOAD_DATA_SCHEMA", "USER_AGENT", "Exchange", "SendResult", "Transport",
+           "TransportFactory", "post_bodies", "sent_timestamp"]
 
 logger = logging.getLogger("snowplow_threaded.transport")
 _time_ns = time.time_ns  # the clock of stm (snowplow_threaded.testing fixes it)
@@ -82,6 +87,30 @@ def post_bodies(records: PayloadDictList, stm: str, max_bytes: int) -> Bodies:
             + post_bodies(records[half:], stm, max_bytes))
 
 
+@dataclass(frozen=True)
+class TransportFactory:
+    """How an emitter's workers send: :meth:`open` makes each worker its own
+    :class:`Transport`. POST bodies are capped at ``max_request_bytes`` (and at
+    ``byte_limit`` if set)."""
+
+    uri: str
+    method: str
+    settings: EmitterSettings
+
+    def open(self) -> Transport:
+        settings = self.settings
+        cap = settings.max_request_bytes
+        if settings.byte_limit is not None:
+            cap = min(cap, settings.byte_limit)
+        return Transport(self.uri, self.method, settings.request_timeout, settings.session, cap)
+
+    def after_fork(self) -> None:
+        """In a forked child: a user's session gets fresh connection pools, so that the
+        child never writes on a keep-alive socket it shares with its parent."""
+        if self.settings.session is not None:
+            fresh_pools(self.settings.session)
+
+
 class Transport:
     def __init__(
         self,
@@ -113,34 +142,48 @@ class Transport:
                 logger.debug("closing the HTTP client failed", exc_info=True)
         self._client = None
 
-    @property
-    def can_overlap(self) -> bool:
-        """Whether :meth:`send` can run other work while the collector answers (POST through
-        our own connection)."""
-        try:
-            return self.method == "post" and isinstance(self.client, ConnectionClient)
-        except Exception:  # reported by send(), where making the client fails again
-            return False
-
-    def prepare(self, records: PayloadDictList, stm: str) -> Bodies:
-        """The request bodies of *records* (sets their ``stm``), for :meth:`send`."""
+    def encode(self, records: PayloadDictList, stm: str) -> Bodies:
+        """The POST bodies of *records* (sets their ``stm``), for :meth:`start`. Raises
+        what the encoding raises (a value whose ``str()`` raises, from a user's store)."""
         return post_bodies(records, stm, self.max_request_bytes)
 
-    def send(self, records: PayloadDictList, stm: str, bodies: Bodies | None = None,
-             meanwhile: Callable[[], object] | None = None) -> SendResult:
+    def send(self, records: PayloadDictList, stm: str) -> SendResult:
         """Send *records* in order (one or more POSTs, or one GET each), stopping at the
-        first failure: ``result.sent`` records from the start were delivered. POST:
-        *bodies* from :meth:`prepare` (``stm`` is then theirs), and *meanwhile* run while
-        the collector answers the last request (if :attr:`can_overlap`; it must not
-        raise)."""
-        if self.method == "post":
-            if bodies is None:
-                try:
-                    bodies = self.prepare(records, stm)
-                except Exception as exc:
-                    return self._unsendable(SendResult(NO_RESPONSE, requests=0), records, 0, exc)
-            return self._post_all(records, bodies, meanwhile)
-        return self._get_each(records, stm)
+        first failure: ``result.sent`` records from the start were delivered."""
+        return self.start(records, stm).finish()
+
+    def start(self, records: PayloadDictList, stm: str, bodies: Bodies | None = None,
+              ) -> Exchange:
+        """:meth:`send`, up to the last answer: with our own connection, a POST's last
+        request is written and its answer left for :meth:`Exchange.finish` to read
+        (:attr:`Exchange.waiting`); otherwise everything is done here. *bodies*: from
+        :meth:`encode` (``stm`` is then theirs)."""
+        if self.method != "post":
+            return Exchange(self._get_each(records, stm))
+        result = SendResult(200, requests=0)
+        if bodies is None:
+            try:
+                bodies = self.encode(records, stm)
+            except Exception as exc:
+                return Exchange(self._unsendable(result, records, 0, exc))
+        try:
+            client = self.client
+        except Exception as exc:  # a client that cannot be made: nothing was sent
+            return Exchange(_failed(result, records, NO_RESPONSE, _describe(exc), None))
+        own = client if isinstance(client, ConnectionClient) else None
+        for index, (count, body) in enumerate(bodies):
+            result.requests += 1
+            result.nbytes += len(body)
+            try:
+                if own is not None and index == len(bodies) - 1:
+                    own.write("POST", body, None)
+                    return Exchange(result, records, own, count)
+                status, retry_after = client.request("POST", body, None)
+            except Exception as exc:  # urllib3/requests errors, or a user session's own
+                return Exchange(_no_response(result, records, exc))
+            if not _answered(result, records, count, status, retry_after):
+                break
+        return Exchange(result)
 
     @staticmethod
     def _unsendable(result: SendResult, records: PayloadDictList, index: int,
@@ -153,40 +196,6 @@ class Transport:
         result.error = _describe(exc)
         result.failed = list(range(index, len(records)))
         result.unsendable = True
-        return result
-
-    def _post_all(self, records: PayloadDictList, bodies: Bodies,
-                  meanwhile: Callable[[], object] | None) -> SendResult:
-        result = SendResult(200, requests=0)
-        try:
-            client = self.client
-        except Exception as exc:  # a client that cannot be made: nothing was sent
-            return self._failed(result, records, NO_RESPONSE, _describe(exc), None)
-        own = client if meanwhile is not None and isinstance(client, ConnectionClient) else None
-        for index, (count, body) in enumerate(bodies):
-            result.requests += 1
-            result.nbytes += len(body)
-            try:
-                if own is not None and index == len(bodies) - 1:
-                    status, retry_after = own.request("POST", body, None, meanwhile)
-                else:
-                    status, retry_after = client.request("POST", body, None)
-            except Exception as exc:  # urllib3/requests errors, or a user session's own
-                result.maybe_received = _maybe_received(exc)
-                return self._failed(result, records, NO_RESPONSE, _describe(exc), None)
-            if not is_success(status):
-                return self._failed(result, records, status, f"HTTP {status}",
-                                    parse_retry_after(retry_after))
-            result.sent += count
-        return result
-
-    @staticmethod
-    def _failed(result: SendResult, records: PayloadDictList, status: int, error: str,
-                retry_after: float | None) -> SendResult:
-        result.status = status
-        result.error = error
-        result.retry_after = retry_after
-        result.failed = list(range(result.sent, len(records)))
         return result
 
     def _get_each(self, records: PayloadDictList, stm: str) -> SendResult:
@@ -222,6 +231,65 @@ class Transport:
         if failed:
             result.failed = failed
         return result
+
+
+
+class Exchange:
+    """One attempt under way (:meth:`Transport.start`): :attr:`waiting` while the answer to
+    its last request is still to be read by :meth:`finish`. Finish it exactly once."""
+
+    __slots__ = ("_client", "_count", "_records", "_result")
+
+    def __init__(self, result: SendResult, records: PayloadDictList | None = None,
+                 client: ConnectionClient | None = None, count: int = 0) -> None:
+        self._result = result
+        self._records = records
+        self._client = client
+        self._count = count  # the events in the request whose answer is awaited
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the collector's answer to the last request is still to be read."""
+        return self._client is not None
+
+    def finish(self) -> SendResult:
+        """Read the last answer if one is awaited (blocks up to the read timeout), and
+        return what the attempt achieved. Never raises."""
+        client, records = self._client, self._records
+        if client is None or records is None:
+            return self._result
+        self._client = None
+        try:
+            status, retry_after = client.read()
+        except Exception as exc:
+            return _no_response(self._result, records, exc)
+        _answered(self._result, records, self._count, status, retry_after)
+        return self._result
+
+
+def _answered(result: SendResult, records: PayloadDictList, count: int, status: int,
+              retry_after: str | None) -> bool:
+    """Record one POST's answer in *result*; False if it failed (the rest is not sent)."""
+    if not is_success(status):
+        _failed(result, records, status, f"HTTP {status}", parse_retry_after(retry_after))
+        return False
+    result.sent += count
+    return True
+
+
+def _no_response(result: SendResult, records: PayloadDictList, exc: Exception) -> SendResult:
+    result.maybe_received = _maybe_received(exc)
+    return _failed(result, records, NO_RESPONSE, _describe(exc), None)
+
+
+def _failed(result: SendResult, records: PayloadDictList, status: int, error: str,
+            retry_after: float | None) -> SendResult:
+    """The records from the first one not sent on fail, with *status* and *error*."""
+    result.status = status
+    result.error = error
+    result.retry_after = retry_after
+    result.failed = list(range(result.sent, len(records)))
+    return result
 
 
 def _maybe_received(exc: BaseException) -> bool:

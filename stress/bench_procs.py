@@ -250,7 +250,7 @@ def run_floor(spec: Spec) -> dict[str, Any]:
         event = make()
         construct = best_cpu_us(make, number)
         # track() with the admission replaced by a no-op: the payload build alone
-        tracker._only = lambda record, pid: None
+        tracker._single_admit = lambda record, pid: None
         build = best_cpu_us(partial(tracker.track, event), number)
         record = records_of(tracker, [event])[0]
         record["stm"] = str(time.time_ns() // 1_000_000)

@@ -28,9 +28,11 @@ WORKLOADS = {
 FORK_LABEL = "(c) 4 forked workers x (a)"
 
 
-def child_env() -> dict[str, str]:
+def child_env(root: Path = REPO) -> dict[str, str]:
+    """The environment of a measurement child: *root* (a folder holding ``stress`` and the
+    ``snowplow_threaded`` under test; this repository by default) first on the path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONHASHSEED", "0")
     return env
 
@@ -88,15 +90,18 @@ def report_failure(spec: dict[str, Any], result: dict[str, Any]) -> None:
               file=sys.stderr)
 
 
-def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; its JSON result (or the failure)."""
+def run_child(spec: dict[str, Any], timeout: float, root: Path = REPO,
+              prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; its JSON result (or the failure).
+    *root*: see :func:`child_env`; *prefix*: a command the interpreter runs under (e.g.
+    valgrind)."""
     result_file = _result_file()
     spec = {**spec, "result_file": result_file}
     started = time.monotonic()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "stress.child", json.dumps(spec)], cwd=REPO,
-            env=child_env(), timeout=timeout, capture_output=True, text=True,
+            [*prefix, sys.executable, "-m", "stress.child", json.dumps(spec)], cwd=root,
+            env=child_env(root), timeout=timeout, capture_output=True, text=True,
         )
         result = _read_result(result_file) or {
             "ok": False, "error": f"no result (exit {proc.returncode})",

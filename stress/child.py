@@ -128,13 +128,15 @@ def records_of(tracker: Any, events: Iterable[Any]) -> list[dict[str, str]]:
     """What ``tracker.track()`` (ours, one emitter) would buffer for *events*: the same
     call with the admission replaced by a list append. The tracker is left as it was."""
     records: list[dict[str, str]] = []
-    saved = tracker._only
-    tracker._only = lambda record, pid: records.append(record)
+    # (the attribute's name before 63d2958, for stress.ab runs of older revisions)
+    name = "_single_admit" if hasattr(tracker, "_single_admit") else "_only"
+    saved = getattr(tracker, name)
+    setattr(tracker, name, lambda record, pid: records.append(record))
     try:
         for event in events:
             tracker.track(event)
     finally:
-        tracker._only = saved
+        setattr(tracker, name, saved)
     return records
 
 
@@ -352,17 +354,26 @@ def main(argv: list[str]) -> None:
     result: dict[str, Any]
     mode = spec["mode"]
     try:
+        if spec.get("variant"):  # stress.ab: a hand-written part swapped for a library
+            from stress import variants
+
+            variants.apply(spec["variant"])
         if mode == "run":
             result = run_load(spec)
         elif mode == "down":
             result = run_down(spec)
         elif mode == "profile":
             result = run_profile(spec)
+        elif mode == "sender":
+            from stress import sender_gil
+
+            result = sender_gil.run_sender(spec)
         else:
             from stress import bench_procs
 
             result = bench_procs.MODES[mode](spec)
         result["ok"] = True
+        result["library_file"] = getattr(sys.modules.get("snowplow_threaded"), "__file__", None)
     except Exception as exc:  # reported to the parent, which prints it
         import traceback
         result = {"ok": False, "error": repr(exc), "traceback": traceback.format_exc()}

@@ -25,11 +25,14 @@ sender's own work is. Nothing is asserted: this prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from stress.bench_runner import in_fresh_process, sink_process
 from stress.child import event_factory, records_of
@@ -56,16 +59,34 @@ def measure(port: int, load: str, requests: int) -> float:
     body = post_bodies(records, "1", 10**7)[0][1]
     client = ConnectionClient(f"http://127.0.0.1:{port}/com.snowplowanalytics.snowplow/tp2",
                               (5.0, 10.0))
-    stop = threading.Event()
     threads = int(load.split()[1]) if load.endswith(" threads") else 1
+    times = []
+    with busy(load, threads, make) as running:
+        for _ in range(requests):
+            if running.broken:
+                raise RuntimeError(f"a thread of the load {load!r} failed")
+            start = time.perf_counter()
+            client.request("POST", body, None)
+            times.append(time.perf_counter() - start)
+    client.close()
+    return statistics.median(times) * 1000
+
+
+@contextlib.contextmanager
+def busy(load: str, threads: int, make: Callable[[], Any]) -> Iterator[threading.Barrier]:
+    """*threads* threads doing *load* (``nothing``, ``spin``, or tracking flat out through
+    one shared tracker to a closed port) until the block ends; yields a barrier that is
+    broken if one of them failed."""
+    stop = threading.Event()
     running = threading.Barrier(threads + 1)
+    from snowplow_threaded import Emitter, Tracker
 
     tracker = None if load in ("nothing", "spin") else Tracker(
         "busy", Emitter("http://127.0.0.1:9", buffer_capacity=1000, max_retry_delay_seconds=60))
     if tracker is not None:
         tracker.track(make())  # its sender has started and failed once: it now backs off
 
-    def busy() -> None:
+    def work() -> None:
         try:
             running.wait(10)
         except threading.BrokenBarrierError:
@@ -83,18 +104,47 @@ def measure(port: int, load: str, requests: int) -> float:
 
     if load != "nothing":
         for _ in range(threads):
-            threading.Thread(target=busy, daemon=True).start()
+            threading.Thread(target=work, daemon=True).start()
         running.wait(10)  # the load runs before the first timed request
-    times = []
-    for _ in range(requests):
-        if running.broken:
-            raise RuntimeError(f"a thread of the load {load!r} failed")
-        start = time.perf_counter()
-        client.request("POST", body, None)
-        times.append(time.perf_counter() - start)
-    stop.set()
-    client.close()
-    return statistics.median(times) * 1000
+    try:
+        yield running
+    finally:
+        stop.set()
+
+
+def run_sender(spec: dict[str, Any]) -> dict[str, Any]:
+    """``stress.child`` mode ``sender`` (for ``stress.ab --sender``): the library's
+    :class:`~snowplow_threaded.transport.Transport` sends a batch of ``batch`` records of
+    ``workload`` to the sink (encoding and POST, as a worker does) ``requests`` times next
+    to ``threads`` threads tracking flat out. Median wall ms and sender-thread CPU ms per
+    send."""
+    from snowplow_threaded import Emitter, Tracker
+    from snowplow_threaded.transport import Transport, sent_timestamp
+
+    workload, batch = spec["workload"], int(spec["batch"])
+    source = Tracker("gil", Emitter("http://127.0.0.1:9", max_retry_delay_seconds=60),
+                     encode_base64=workload != "sd_raw")
+    make = event_factory("ours", "sd" if workload.startswith("sd") else workload)
+    records = records_of(source, [make() for _ in range(batch)])
+    transport = Transport(f"http://127.0.0.1:{spec['port']}/com.snowplowanalytics.snowplow/tp2",
+                          "post", (5.0, 10.0))
+    transport.send(records, sent_timestamp())  # connected
+    threads = int(spec["threads"])
+    times, cpu, requests = [], [], 0
+    with busy("track" if threads else "nothing", max(threads, 1), make) as running:
+        for _ in range(int(spec["requests"])):
+            if running.broken:
+                raise RuntimeError("a tracking thread failed")
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            result = transport.send(records, sent_timestamp())
+            times.append(time.perf_counter() - start)
+            cpu.append(time.thread_time() - start_cpu)
+            requests += result.requests
+            if result.sent != batch:
+                raise RuntimeError(f"the sink did not take the batch: {result}")
+    transport.close()
+    return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu) * 1000,
+            "requests": requests}
 
 
 def run_child(port: int, load: str, requests: int) -> float:

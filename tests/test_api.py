@@ -33,9 +33,9 @@ from snowplow_threaded import (
     Subject,
     Tracker,
     TrackerConfiguration,
-    lifecycle,
 )
 from snowplow_threaded.collector import Collector
+from snowplow_threaded.process import REGISTRY
 from stress.crew import Crew
 from tests.helpers import accepted_events
 from tests.schemas import unstruct_event, validate_event
@@ -76,7 +76,7 @@ def _deliver(tracker: Tracker, collector: Collector, n: int) -> list[dict[str, s
 
 
 def _live_ids() -> set[int]:
-    return {id(obj) for obj in lifecycle.live()}
+    return {id(obj) for obj in REGISTRY.live()}
 
 
 # -- Snowplow registry --------------------------------------------------------------------
@@ -185,8 +185,8 @@ def test_create_tracker_honours_every_emitter_field(collector: Collector) -> Non
     dispatcher = emitter._dispatcher
     assert dispatcher.trigger.flush_interval == 0.25
     assert dispatcher.trigger.max_events_per_request == 40
-    assert dispatcher.max_retries == 2
-    assert dispatcher.custom_retry_codes == {500: False}
+    assert dispatcher.settings.max_retries == 2
+    assert dispatcher.settings.custom_retry_codes == {500: False}
     # behaviour: the user's session is used, by 3 worker threads
     for i in range(3):
         tracker.track(StructuredEvent("c", f"a{i}"))

@@ -287,15 +287,15 @@ def test_str_subclass_values_are_sent_as_the_text_they_hold() -> None:
         plain = Event()
         plain.payload.nv_pairs = {"e": "se", "se_ca": Colour.RED}  # type: ignore[assignment]
         records: list[dict[str, str]] = []
-        saved = tracker._only
-        tracker._only = lambda record, pid: records.append(record)  # type: ignore[assignment]
+        saved = tracker._single_admit
+        tracker._single_admit = lambda record, pid: records.append(record)  # type: ignore[assignment]
         tracker.track(event)
         tracker.track(plain)
         for record in records:
             assert all(type(v) is str for v in record.values()), record
         assert [records[0][k] for k in ("se_ca", "se_ac", "se_la", "uid")] == ["red"] * 4
         assert records[1]["se_ca"] == "red"
-        tracker._only = saved
+        tracker._single_admit = saved
     finally:
         tracker.close(0)
 

@@ -275,12 +275,12 @@ wait_children(pids)
 
 def test_garbage_collected_emitter_is_forgotten(collector: Collector) -> None:
     code = PRELUDE + """
-from snowplow_threaded import lifecycle
-before = len(lifecycle.live())
+from snowplow_threaded.process import REGISTRY
+before = len(REGISTRY.live())
 e = Emitter(endpoint)
-assert len(lifecycle.live()) == before + 1
+assert len(REGISTRY.live()) == before + 1
 del e; gc.collect()
-assert len(lifecycle.live()) == before
+assert len(REGISTRY.live()) == before
 track("parent", 2)
 pid = os.fork()
 if pid == 0:
@@ -371,13 +371,13 @@ def test_handover_baton_goes_to_exactly_one_child(tmp_path: Path) -> None:
     forked later, and the winner's own children, do not; the parent learns it lost it."""
     code = """
 import os, sys
-from snowplow_threaded import lifecycle
+from snowplow_threaded.process import HANDOVER
 out = sys.argv[1]
-lifecycle.arm_handover()
-lifecycle.arm_handover()  # idempotent
+HANDOVER.arm()
+HANDOVER.arm()  # idempotent
 def child(tag):
-    won = lifecycle.claim_handover()
-    assert lifecycle.claim_handover() == won  # the first answer sticks
+    won = HANDOVER.claim()
+    assert HANDOVER.claim() == won  # the first answer sticks
     with open(os.path.join(out, f"{tag}-{os.getpid()}"), "w") as f:
         f.write("1" if won else "0")
     if won:
@@ -399,9 +399,9 @@ late = os.fork()
 if late == 0:
     child("late")
 os.waitpid(late, 0)
-print("parent-took-back", lifecycle.take_back_handover())
-lifecycle.arm_handover()  # a fresh offer
-print("parent-took-back-fresh", lifecycle.take_back_handover())
+print("parent-took-back", HANDOVER.take_back())
+HANDOVER.arm()  # a fresh offer
+print("parent-took-back-fresh", HANDOVER.take_back())
 """
     proc = run_script(code, str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -412,3 +412,41 @@ print("parent-took-back-fresh", lifecycle.take_back_handover())
     assert results["grandchild"] == ["0"] and results["late"] == ["0"]
     assert "parent-took-back False" in proc.stdout
     assert "parent-took-back-fresh True" in proc.stdout
+
+
+def test_fork_from_a_callback_leaves_the_parents_batch_to_the_parent(
+        collector: Collector) -> None:
+    """A worker thread that forks from on_failure carries the parent's failed batch into the
+    child: the child must neither retry it (the parent does) nor keep that thread as one of
+    its workers; its own events go out through a worker of its own."""
+    collector.faults(503, times=1)
+    code = PRELUDE + """
+children = []
+def on_failure(sent, payloads):
+    if children or os.getpid() != parent:
+        return
+    pid = os.fork()
+    if pid:
+        children.append(pid)
+        return
+    inherited = threading.current_thread()  # the parent's worker, in its callback
+    def child():
+        deadline = time.monotonic() + 10
+        while inherited.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it settled the batch and stopped
+        code = 4 if inherited.is_alive() else 0
+        track("child", 3)
+        stats = emitter.stats()
+        ok = tracker.flush(timeout=10) and emitter.stats().sent == 3
+        os._exit(code or (0 if ok and stats.retried == 0 else 3))
+    threading.Thread(target=child).start()
+parent = os.getpid()
+emitter.on_failure = on_failure
+track("parent", 5)
+assert tracker.flush(timeout=10)  # the parent retries its batch after the 503
+wait_children(children)
+assert emitter.stats().sent == 5 and len(children) == 1
+"""
+    proc = run_script(code, collector.endpoint, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert_exactly_once(collector, {"parent": 5, "child": 3})

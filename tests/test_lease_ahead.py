@@ -1,16 +1,17 @@
 """A worker with a backlog leases and encodes its next batch while the collector answers the
-current one (``Dispatcher._lease_ahead``): observable as the ``stm`` of the next request,
-which is set when its body is encoded. Order, exactly-once delivery, backoff and close()
-must be exactly as without it. Everything runs against the embedded collector."""
+current one (``Worker._lease_ahead``): observable from ``on_success``, which runs after the
+answer was read: the next batch is already in flight then, and its ``stm`` (set when its
+body is encoded) is earlier. Order, exactly-once delivery, backoff and close() must be
+exactly as without it. Everything runs against the embedded collector."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
@@ -50,22 +51,28 @@ def backlog(tracker: Tracker, collector: Collector, n: int) -> None:
         tracker.track(StructuredEvent("c", "a", label=str(i)))
 
 
-def test_next_batch_is_encoded_while_the_collector_answers(collector: Collector,
-                                                           made: list[Emitter]) -> None:
+def test_next_batch_is_leased_and_encoded_while_the_collector_answers(
+        collector: Collector, made: list[Emitter]) -> None:
     collector.faults(delay=ANSWER)
-    tracker, emitter = build(collector, made)
+    seen: list[tuple[int, float]] = []  # (events in flight, wall ms) at each on_success
+    emitters: list[Emitter] = []
+
+    def on_success(payloads: PayloadDictList) -> None:
+        seen.append((emitters[0].stats().in_flight, time.time() * 1000))
+
+    tracker, emitter = build(collector, made, on_success=on_success)
+    emitters.append(emitter)
     backlog(tracker, collector, 80)
     assert emitter.flush(timeout=20) is True
     reqs = collector.requests()
     assert labels(accepted_events(collector)) == list(range(90))  # once each, in order
     assert [len(r.events) for r in reqs] == [10, 20, 20, 20, 20]
-    # requests 3.. were encoded (their stm) before the collector answered the one before
-    # them; a worker that leases only after each answer cannot do that
-    wall_minus_monotonic = time.time() - time.monotonic()
-    for earlier, later in itertools.pairwise(reqs[1:]):
-        assert earlier.answered_at is not None
-        answered_ms = (earlier.answered_at + wall_minus_monotonic) * 1000
-        assert int(later.events[0]["stm"]) < answered_ms - ANSWER * 1000 / 2
+    # when the answers to requests 2-4 had been read, the batch of the next request was
+    # leased already (20 + 20 in flight; a worker that leases after each answer: 20) ...
+    assert [in_flight for in_flight, _ in seen[1:4]] == [40, 40, 40]
+    # ... and encoded: its stm is no later than that moment
+    for (_, answered_ms), later in zip(seen[1:4], reqs[2:5], strict=True):
+        assert int(later.events[0]["stm"]) <= answered_ms
     assert all(len({e["stm"] for e in r.events}) == 1 for r in reqs)
 
 
@@ -120,11 +127,23 @@ def test_close_gives_up_a_batch_leased_ahead_once(collector: Collector,
     assert stats.dropped == {"shutdown_timeout": 80} and stats.queued == 0
 
 
-def test_get_and_user_sessions_do_not_lease_ahead(collector: Collector,
-                                                  made: list[Emitter]) -> None:
-    tracker, emitter = build(collector, made, method="get")
-    for i in range(30):
-        tracker.track(StructuredEvent("c", "a", label=str(i)))
-    assert emitter.flush(timeout=10) is True
-    assert labels(accepted_events(collector)) == list(range(30))
-    assert not emitter._dispatcher.store.pending()
+@pytest.mark.parametrize("how", ["get", "session"])
+def test_get_and_user_sessions_do_not_lease_ahead(collector: Collector, made: list[Emitter],
+                                                  how: str) -> None:
+    """Only a POST through our own connection leases ahead: with GET, or a user's session,
+    nothing but the batch just answered is in flight when its on_success runs."""
+    collector.faults(delay=0.1)
+    seen: list[tuple[int, int]] = []  # (events answered, events in flight then)
+    emitters: list[Emitter] = []
+
+    def on_success(payloads: PayloadDictList) -> None:
+        seen.append((len(payloads), emitters[0].stats().in_flight))
+
+    extra: dict[str, Any] = ({"method": "get", "max_events_per_request": 5} if how == "get"
+                             else {"session": requests.Session()})
+    tracker, emitter = build(collector, made, on_success=on_success, **extra)
+    emitters.append(emitter)
+    backlog(tracker, collector, 40)
+    assert emitter.flush(timeout=20) is True
+    assert labels(accepted_events(collector)) == list(range(50))
+    assert len(seen) >= 3 and all(in_flight == answered for answered, in_flight in seen)

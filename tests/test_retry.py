@@ -9,7 +9,9 @@ import pytest
 
 from snowplow_threaded.retry import (
     NO_RESPONSE,
+    PROBE_INTERVAL,
     Backoff,
+    Pacer,
     is_success,
     parse_retry_after,
     should_retry,
@@ -131,3 +133,23 @@ def test_parse_retry_after_never_raises_on_garbage(value: str) -> None:
     # header values are latin-1 decoded: a superscript digit passes str.isdigit()
     parsed = parse_retry_after(value)
     assert parsed is None or parsed >= 0
+
+
+def test_pacer_backs_off_and_allows_one_probe_before_a_waiting_deadline() -> None:
+    pacer = Pacer(Backoff(base=10.0, cap=10.0, rand=lambda: 1.0))
+    pacer.attempted(100.0)
+    pacer.failed(100.0, None)  # the 10 s backoff
+    assert pacer.resume_at == 110.0
+    pacer.probe_before(120.0, 100.2)  # the backoff ends before that deadline: no probe
+    assert pacer.resume_at == 110.0
+    pacer.probe_before(105.0, 100.2)  # it would outlast it: one probe, PROBE_INTERVAL on
+    assert pacer.resume_at == 100.0 + PROBE_INTERVAL
+    pacer.attempted(101.0)
+    pacer.failed(101.0, 30.0, waiting_until=101.5)  # Retry-After, capped; no time to probe
+    assert pacer.resume_at == 111.0
+    pacer.failed(101.0, None, waiting_until=109.0)  # a flush() was waiting: it probes
+    assert pacer.resume_at == 102.0
+    pacer.succeeded()
+    assert pacer.backoff.failures == 0
+    pacer.reset()
+    assert (pacer.resume_at, pacer.last_attempt) == (0.0, 0.0)
