@@ -19,15 +19,11 @@ import struct
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 from .http_parse import HTTPFailure
 from .http_reader import RequestReader
-from .http_types import Deferred, Request, Response
+from .http_types import Deferred, Request, Response, ServerSide
 from .logtext import loggable
-
-if TYPE_CHECKING:
-    from .http11 import HTTPServer
 
 __all__ = ["OVERFLOW", "Connection"]
 
@@ -46,7 +42,7 @@ _FILLER = b'{"detail": "this response is cut short on purpose (a fault rule)"}\n
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: HTTPServer) -> None:
+    def __init__(self, server: ServerSide) -> None:
         self.server = server
         self.limits = server.limits
         self.transport: asyncio.Transport | None = None

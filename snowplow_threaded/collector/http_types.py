@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-__all__ = ["CUTS", "Deferred", "Handler", "Limits", "Request", "Response", "ServerStats"]
+__all__ = ["CUTS", "Deferred", "Handler", "Limits", "Request", "Response", "ServerSide",
+           "ServerStats"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +119,25 @@ class ServerStats:
     errors: dict[int, int] = field(default_factory=dict)
     max_connections: int = 0  # the cap in force (``Limits.max_connections``, or lower)
     loop_lag_max: float = 0.0  # the longest the loop was late for the sweep, in seconds
+
+
+class ServerSide(Protocol):
+    """What a connection (:mod:`.http_connection`) uses of its server (:mod:`.http11`)."""
+
+    handler: Handler
+    limits: Limits
+    offload: Callable[[Request], bool] | None
+    stats: ServerStats
+    date: str
+    overflow: int
+    connections: set[Any]
+    refusing: set[Any]
+
+    @property
+    def listening(self) -> bool: ...
+
+    def run_off_loop(self, function: Callable[..., Any], *args: Any) -> Any: ...
+
+    def track(self, reply: Coroutine[Any, Any, None]) -> None: ...
+
+    async def wait(self, later: Deferred) -> None: ...
