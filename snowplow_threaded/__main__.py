@@ -42,6 +42,10 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="larger request bodies get 413 (10 MiB)")
     p.add_argument("--read-timeout", type=float, default=10.0,
                    help="seconds a request may stall before 408 (10)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the Micro API (/micro/...) also answers under, for "
+                        "remote use (IP addresses and localhost always work; '*': any); "
+                        "repeatable")
     p.add_argument("--fault", action="append", default=[], metavar="RULE",
                    help="misbehave on purpose, e.g. 'status=503,times=3', 'status=429,"
                         "retry-after=2,every=5', 'delay=1.5', 'reset=before', "
@@ -65,7 +69,8 @@ def run_collector(args: argparse.Namespace) -> int:
         collector = Collector(args.host, args.port, schemas=args.schemas, iglu=args.iglu,
                               iglu_timeout=args.iglu_timeout,
                               max_events=args.max_events,
-                              max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits)
+                              max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits,
+                              allowed_hosts=args.allow_host)
         for spec in args.fault:
             collector.faults(**parse_fault(spec))  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as exc:
