@@ -205,6 +205,12 @@ def _quiet_socket_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any
     """The loop's socket errors as one warning a minute without a traceback: out of
     descriptors, ``accept()`` fails on every try (thousands of tracebacks a second)."""
     exc = context.get("exception")
+    callback = getattr(context.get("handle"), "_callback", None)
+    if isinstance(exc, ValueError) and getattr(callback, "__name__", "") == "_start_serving":
+        # after accept() ran out of descriptors asyncio retries it on a timer that closing
+        # the server does not cancel; once closed, the retry finds no socket: nothing to do
+        logger.debug("a retry of accept() after the server closed: %s", exc)
+        return
     if not isinstance(exc, OSError):
         loop.default_exception_handler(context)
         return
