@@ -9,6 +9,7 @@ import logging
 
 from ._version import __version__
 from .contracts import disable_contracts, enable_contracts
+from .disk import DiskEventStore, DiskStoreError
 from .emitter_configuration import EmitterConfiguration
 from .emitters import AsyncEmitter, Emitter
 from .event_store import BatchStore, EventStore, InMemoryEventStore
@@ -29,6 +30,8 @@ warn_if_gil_disabled()  # a free-threaded build without the GIL: see free_thread
 __all__ = [
     "AsyncEmitter",
     "BatchStore",
+    "DiskEventStore",
+    "DiskStoreError",
     "DuplicateNamespaceError",
     "Emitter",
     "EmitterConfiguration",

@@ -1,8 +1,10 @@
-"""Command line: ``python -m snowplow_threaded {collector,demo}``.
+"""Command line: ``python -m snowplow_threaded {collector,demo,spool}``.
 
 * ``collector``: run the embedded collector (Snowplow Micro's API) until SIGINT/SIGTERM.
 * ``demo``: a forked, threaded tracking run against the embedded collector, with an outage
   in the middle; exit status 0 only if every event arrived exactly once.
+* ``spool``: what a ``DiskEventStore`` directory holds; with ``--endpoint``, send what
+  processes that are gone left there.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def _collector_args(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="larger request bodies get 413 (10 MiB)")
     p.add_argument("--read-timeout", type=float, default=10.0,
                    help="seconds a request may stall before 408 (10)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the Micro API (/micro/...) also answers under, for "
+                        "remote use (IP addresses and localhost always work; '*': any); "
+                        "repeatable")
     p.add_argument("--fault", action="append", default=[], metavar="RULE",
                    help="misbehave on purpose, e.g. 'status=503,times=3', 'status=429,"
                         "retry-after=2,every=5', 'delay=1.5', 'reset=before', "
@@ -63,7 +69,8 @@ def run_collector(args: argparse.Namespace) -> int:
         collector = Collector(args.host, args.port, schemas=args.schemas, iglu=args.iglu,
                               iglu_timeout=args.iglu_timeout,
                               max_events=args.max_events,
-                              max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits)
+                              max_bytes=args.max_memory_mb * 1024 * 1024, limits=limits,
+                              allowed_hosts=args.allow_host)
         for spec in args.fault:
             collector.faults(**parse_fault(spec))  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as exc:
@@ -110,9 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Track from forked worker processes and threads to the embedded "
                     "collector, take the collector down for a while, and check that every "
                     "event arrived exactly once (exit status 0 if so)."))
+    from .disk import cli as spool
+
+    spool.add_arguments(sub.add_parser(
+        "spool", help="show what a DiskEventStore directory holds; --endpoint sends it",
+        description="Show the events waiting in a DiskEventStore directory (read-only), "
+                    "or, with --endpoint, adopt and send what processes that are gone "
+                    "left there (exit status 0 if all of it was delivered)."))
     args = parser.parse_args(argv)
     if args.command == "collector":
         return run_collector(args)
+    if args.command == "spool":
+        return spool.run(args)
     from .demo import run
 
     return run(args)

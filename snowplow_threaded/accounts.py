@@ -159,8 +159,10 @@ class LossLedger:
     Events lost after admission (refused by the collector, given up after
     ``max_retries``) are recorded by sequence number, as merged ``[lo, hi)`` ranges (at
     most :data:`MAX_RANGES`: beyond, the two closest merge, which can only make a call
-    say False where True was due). Evictions (``drop_oldest``) take the oldest events
-    first, so any eviction from the previous call to the end of this one counts.
+    say False where True was due). What the store drops itself (``drop_oldest``
+    evictions, which take the oldest events first; a disk store's full directory or
+    unreadable segment) is known by count only, so any such drop from the previous call
+    to the end of this one counts.
 
     Not locked: used under its dispatcher's lock.
     """
@@ -169,7 +171,7 @@ class LossLedger:
 
     def __init__(self) -> None:
         self.ranges: list[list[int]] = []
-        #: (sequence number, admission drops, evictions) at the previous call
+        #: (sequence number, admission drops, the store's drops) at the previous call
         self.mark = (0, 0, 0)
         self._open: list[int] = []  # the first seq of every window still waited on
 
@@ -192,17 +194,17 @@ class LossLedger:
             merged[i:i + 2] = [[merged[i][0], merged[i + 1][1]]]
         self.ranges = merged
 
-    def begin(self, seq: int, admission_drops: int, evictions: int) -> tuple[int, ...]:
+    def begin(self, seq: int, admission_drops: int, store_drops: int) -> tuple[int, ...]:
         """A flush()/close() call: its window, from the previous call's mark to now."""
         start = self.mark
-        self.mark = (seq, admission_drops, evictions)
+        self.mark = (seq, admission_drops, store_drops)
         self._open.append(start[0])
         return (start[0], seq, admission_drops - start[1], start[2])
 
-    def end(self, window: tuple[int, ...], evictions: int) -> bool:
+    def end(self, window: tuple[int, ...], store_drops: int) -> bool:
         """Whether nothing tracked in *window* (from :meth:`begin`) was lost."""
-        lo, hi, refused, evictions_before = window
-        clean = (refused == 0 and evictions == evictions_before
+        lo, hi, refused, store_before = window
+        clean = (refused == 0 and store_drops == store_before
                  and not any(r[0] < hi and lo < r[1] for r in self.ranges))
         self._open.remove(lo)
         floor = min([*self._open, self.mark[0]])
@@ -259,7 +261,7 @@ class Accounts:
     def attempt(self, lease: Lease, verdict: Verdict, retry: bool) -> None:
         """Count an attempt at *lease* (*retry*: what is left goes back), before the store
         settles it: what was sent, refused, retried, given up or dropped, and which events
-        were lost (a lease's records have consecutive sequence numbers)."""
+        were lost (by sequence number: :meth:`.event_store.Lease.seq_at`)."""
         result, counts = verdict.result, self.counts
         rest = len(lease) - verdict.done
         if rest and verdict.retry and not retry:  # close() gave up meanwhile
@@ -273,12 +275,13 @@ class Accounts:
             counts["retried"] += rest if retry else 0
             if result.error is not None:
                 self.last_error = result.error
-            base = lease.oldest_seq
+            seq_at = lease.seq_at
             for index in result.refused:
-                self.ledger.lost(base + index, base + index + 1)
-            if rest and not verdict.retry:
-                self.ledger.lost(base + verdict.done, base + len(lease))
+                self.ledger.lost(seq_at(index), seq_at(index) + 1)
+            if rest and not verdict.retry:  # a gap in between was lost anyway
+                self.ledger.lost(seq_at(verdict.done), seq_at(len(lease) - 1) + 1)
             if lease.unsendable:  # from a user's store, whose sequence numbers are counts
+                base = lease.oldest_seq
                 self.ledger.lost(base, base + len(lease) + len(lease.unsendable))
 
     def dropped_by_reason(self) -> dict[str, int]:
@@ -287,26 +290,34 @@ class Accounts:
             return self._dropped_locked()
 
     def _dropped_locked(self) -> dict[str, int]:
+        counts = self._own_drops_locked()
+        for reason, count in self._store.drop_counts().items():
+            counts[reason] = counts.get(reason, 0) + count
+        return counts
+
+    def _own_drops_locked(self) -> dict[str, int]:
+        """The drops counted here (not the store's own)."""
         counts = dict(self.dropped)
         rejected = next(self._rejections) - self._rejection_reads
         self._rejection_reads += 1
         if rejected:
             counts["buffer_full"] = counts.get("buffer_full", 0) + rejected
-        for reason, count in self._store.drop_counts().items():
-            counts[reason] = counts.get(reason, 0) + count
         return counts
+
+    def _admission_drops_locked(self) -> int:
+        own = self._own_drops_locked()
+        return own.get("buffer_full", 0) + own.get("closed", 0)
 
     def begin(self, target: int) -> tuple[int, ...]:
         """A flush()/close() call for the events before sequence number *target*."""
         with self._lock:
-            counts = self._dropped_locked()
-            return self.ledger.begin(target, counts.get("buffer_full", 0)
-                                     + counts.get("closed", 0), counts.get("evicted_oldest", 0))
+            return self.ledger.begin(target, self._admission_drops_locked(),
+                                     sum(self._store.drop_counts().values()))
 
     def end(self, window: tuple[int, ...]) -> bool:
         """Whether every event of *window* (:meth:`begin`) was delivered."""
         with self._lock:
-            return self.ledger.end(window, self._dropped_locked().get("evicted_oldest", 0))
+            return self.ledger.end(window, sum(self._store.drop_counts().values()))
 
     def snapshot(self, tracked: int, pending: int, in_flight: int) -> EmitterStats:
         with self._lock:

@@ -108,6 +108,7 @@ class Emitter:
             store, settings_, self.batch_size, TransportFactory(self.endpoint, method, settings_),
             _weak_callbacks(self), self.endpoint)
         REGISTRY.register(dispatcher)
+        self._spool = _attach_spool(store, dispatcher, settings_.shutdown_timeout)
         # an emitter dropped without close(): drain in the background, then let go
         timeout = settings_.shutdown_timeout
         finalizer = weakref.finalize(
@@ -146,7 +147,13 @@ class Emitter:
         """Stop admission, deliver what is buffered within *timeout* (default
         ``shutdown_timeout``), drop and count the rest, stop the workers. Idempotent.
         Events tracked after close are dropped (``stats().dropped["closed"]``)."""
-        return self._dispatcher.close(self.shutdown_timeout if timeout is None else timeout)
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        if self._spool is None:
+            return self._dispatcher.close(timeout)
+        deadline = time.monotonic() + max(timeout, 0.0)  # the store keeps what is left
+        self._spool.begin_close(deadline)
+        closed = self._dispatcher.finish_close(deadline)
+        return self._spool.finish_close(deadline) and closed
 
     @property
     def closed(self) -> bool:
@@ -154,7 +161,10 @@ class Emitter:
 
     def stats(self) -> EmitterStats:
         """A snapshot of this emitter's counters."""
-        return self._dispatcher.stats()
+        stats = self._dispatcher.stats()
+        if self._spool is not None:
+            stats.disk = self._spool.disk_stats()
+        return stats
 
     def __enter__(self) -> Emitter:
         return self
@@ -178,6 +188,18 @@ class Emitter:
     @staticmethod
     def is_good_status_code(status_code: int) -> bool:
         return is_success(status_code)
+
+
+def _attach_spool(store: Any, dispatcher: Dispatcher, shutdown_timeout: float) -> Any:
+    """A store that writes in the background and keeps what close() leaves for the next
+    process (``DiskEventStore``): it wakes the dispatcher when a take found nothing written
+    yet, the process registry closes it at exit, after the deadline its dispatcher drains
+    to (see :meth:`DiskEventStore.finish_close`). None for any other store."""
+    if not hasattr(store, "set_wakeup"):
+        return None
+    store.set_wakeup(lambda: dispatcher.flush(0.0, wait=False), shutdown_timeout)
+    REGISTRY.register(store)
+    return store
 
 
 def _weak_callbacks(emitter: Emitter) -> Callbacks:

@@ -58,8 +58,8 @@ class EventStore(Protocol):
 
 
 class Lease:
-    """A batch of records handed to one worker; settle it exactly once. Its records are
-    consecutive in sequence: ``records[i]`` has sequence number ``oldest_seq + i``.
+    """A batch of records handed to one worker; settle it exactly once. ``records[i]`` has
+    sequence number ``seq_at(i)``, rising (a store whose leases have gaps overrides it).
     ``unsendable``: payloads a user's store handed back that cannot be made records (they
     fail for good; not among ``records``, and already settled by the store)."""
 
@@ -74,6 +74,9 @@ class Lease:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def seq_at(self, index: int) -> int:
+        return self.oldest_seq + index  # consecutive here
 
 
 class BatchStore(Protocol):
@@ -124,6 +127,9 @@ class BatchStore(Protocol):
         records stay, anything leased at fork time goes back to the front as a retry, and
         0 is returned."""
         ...
+
+    # A store with ``set_wakeup(wake, shutdown_timeout)`` (``DiskEventStore``) is attached
+    # by the emitter: see ``emitters._attach_spool``.
 
 
 def take_all(store: BatchStore, max_events: int, max_bytes: int | None) -> list[Record]:

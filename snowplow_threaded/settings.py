@@ -152,7 +152,9 @@ class EmitterSettings:
         "[design.md](design.md)), every other failure is", "{}"))
     event_store: EventStore | BatchStore | None = field(default=None, metadata=about(
         _optional(_event_store),
-        "where events wait: any store with the reference's 4 methods also works",
+        "where events wait: `DiskEventStore(directory)` keeps them on disk through "
+        "crashes and outages ([disk-buffer.md](disk-buffer.md)); any store with the "
+        "reference's 4 methods also works",
         "`InMemoryEventStore`"))
     session: requests.Session | None = field(default=None, metadata=about(
         _optional(_session), "a `requests.Session` to send with instead, shared by "

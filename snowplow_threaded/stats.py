@@ -23,6 +23,8 @@ class EmitterStats:
     * ``split_requests``: of those, requests made to single out events the collector
       refused (a refused request of several events is split in halves until they are).
     * ``last_error``: the most recent failure (``"HTTP 503"``, ``"ConnectionError: ..."``).
+    * ``disk``: with a ``DiskEventStore``, its directory's state (bytes and events on
+      disk, the age of the oldest event waiting, ...: see docs/disk-buffer.md); else None.
     """
 
     tracked: int = 0
@@ -36,6 +38,7 @@ class EmitterStats:
     bytes_sent: int = 0
     split_requests: int = 0
     last_error: str | None = None
+    disk: dict[str, Any] | None = None
 
     @classmethod
     def snapshot(cls, *, tracked: int, pending: int, in_flight: int, counts: dict[str, int],
@@ -73,4 +76,24 @@ class EmitterStats:
             bytes_sent=self.bytes_sent + other.bytes_sent,
             split_requests=self.split_requests + other.split_requests,
             last_error=other.last_error or self.last_error,
+            disk=_add_disk(self.disk, other.disk),
         )
+
+
+def _add_disk(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two emitters' disk stats together: counts added, the oldest age kept; a value that
+    is not a number (the directory, the last error) from the second if it has one."""
+    if a is None or b is None:
+        return a if b is None else b
+    merged = dict(a)
+    for key, value in b.items():
+        mine = merged.get(key)
+        if key == "oldest_event_age":
+            merged[key] = max((v for v in (mine, value) if v is not None), default=None)
+        elif isinstance(value, int) and isinstance(mine, int) and not isinstance(value, bool):
+            merged[key] = mine + value
+        elif isinstance(value, bool) and isinstance(mine, bool):
+            merged[key] = mine or value
+        elif value is not None:
+            merged[key] = value
+    return merged

@@ -155,9 +155,9 @@ def _api(endpoint: str, path: str) -> Any:
     split = urlsplit(endpoint)
     conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=60)
     conn.request("GET", path)
-    data = json.loads(conn.getresponse().read())
+    text = conn.getresponse().read()
     conn.close()
-    return data
+    return json.loads(text) if path != "/micro/reset" else text  # Micro: "Reset completed"
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -230,7 +230,7 @@ def serve_threaded() -> None:
     from snowplow_threaded.collector import Collector
     from snowplow_threaded.collector.http_types import Request
 
-    collector = Collector(max_events=2_000_000)
+    collector = Collector(max_events=2_000_000, max_bytes=8192 * 1024 * 1024)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     command = ([sys.executable, "-m", "snowplow_threaded", "collector", "--port", "0",
-                "--quiet", "--max-events", "2000000"] if args.server == "asyncio"
+                "--quiet", "--max-events", "2000000", "--max-memory-mb", "8192"]
+               if args.server == "asyncio"
                else [sys.executable, "-m", "stress.collector_bench", "--serve-threaded"])
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:

@@ -98,14 +98,14 @@ def test_the_loss_ledger_answers_per_window() -> None:
     ledger = LossLedger()
     first = ledger.begin(10, 0, 0)  # flush(): events 0-9 tracked, none refused
     ledger.lost(3, 4)  # event 3 failed for good during the wait
-    assert ledger.end(first, evictions=0) is False
+    assert ledger.end(first, store_drops=0) is False
     second = ledger.begin(20, 0, 0)  # events 10-19
     ledger.lost(25, 26)  # an event tracked after this call: not its business
-    assert ledger.end(second, evictions=0) is True
+    assert ledger.end(second, store_drops=0) is True
     third = ledger.begin(30, 2, 0)  # two refused at admission since the previous call
-    assert ledger.end(third, evictions=0) is False
+    assert ledger.end(third, store_drops=0) is False
     fourth = ledger.begin(40, 2, 0)
-    assert ledger.end(fourth, evictions=1) is False  # drop_oldest evicted one meanwhile
+    assert ledger.end(fourth, store_drops=1) is False  # an eviction meanwhile
     assert ledger.ranges == []  # what no window can ask about any more is forgotten
 
 
@@ -115,7 +115,7 @@ def test_the_loss_ledger_stays_small_and_errs_on_the_side_of_false() -> None:
     for seq in range(0, 10_000, 10):
         ledger.lost(seq, seq + 1)
     assert len(ledger.ranges) <= LossLedger.MAX_RANGES
-    assert ledger.end(window, evictions=0) is False
+    assert ledger.end(window, store_drops=0) is False
     overlapping = LossLedger()
     overlapping.lost(5, 9)
     overlapping.lost(7, 12)

@@ -95,8 +95,9 @@ def test_keep_alive_serves_many_requests_on_one_connection(collector: Collector)
 def test_pipelined_requests_are_answered_in_order(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
         sock.sendall(post_request(body()) + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                     + b"POST /micro/good HTTP/1.1\r\nContent-Length: 9\r\n\r\n{bad json"
-                     + b"GET /micro/all HTTP/1.1\r\n\r\n")
+                     + b"POST /micro/good HTTP/1.1\r\nHost: localhost\r\n"
+                       b"Content-Length: 9\r\n\r\n{bad json"
+                     + b"GET /micro/all HTTP/1.1\r\nHost: localhost\r\n\r\n")
         statuses = [read_response(stream)[0] for _ in range(4)]
     assert statuses == [200, 200, 400, 200]
 
@@ -104,7 +105,7 @@ def test_pipelined_requests_are_answered_in_order(collector: Collector) -> None:
 def test_many_pipelined_requests_without_reading(collector: Collector) -> None:
     count = 3000
     with connect(collector) as sock, sock.makefile("rb") as stream:
-        sock.sendall(b"GET /micro/all HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+        sock.sendall(b"GET /micro/all HTTP/1.1\r\nHost: localhost\r\n\r\n" * count)
         assert all(read_response(stream)[0] == 200 for _ in range(count))
 
 
@@ -141,7 +142,7 @@ def test_expect_100_continue(collector: Collector) -> None:
 
 def test_announced_huge_body_gets_413_before_it_is_sent(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
-        sock.sendall(f"POST {TP2} HTTP/1.1\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST {TP2} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {10**12}\r\n\r\n".encode())
         status, headers, text = read_response(stream)
         assert (status, headers["connection"]) == (413, "close")
@@ -157,7 +158,7 @@ def test_huge_body_sent_anyway_still_reads_413(collector: Collector) -> None:
 
 def test_huge_chunked_body_gets_413(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
-        sock.sendall(f"POST {TP2} HTTP/1.1\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST {TP2} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      "Transfer-Encoding: chunked\r\n\r\n".encode())
         chunk = b"8000\r\n" + b"y" * 0x8000 + b"\r\n"
         for _ in range(5):  # 160 kB, over the 100 kB limit
@@ -170,13 +171,13 @@ def test_huge_chunked_body_gets_413(collector: Collector) -> None:
 def test_too_many_headers_get_431(collector: Collector) -> None:
     headers = "".join(f"X-H{i}: v\r\n" for i in range(21))
     with connect(collector) as sock, sock.makefile("rb") as stream:
-        sock.sendall(f"GET /health HTTP/1.1\r\n{headers}\r\n".encode())
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
         assert read_response(stream)[0] == 431
 
 
 def test_endless_request_head_gets_431_without_buffering_it(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
-        sock.sendall(b"GET /health HTTP/1.1\r\nX-Long: ")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: ")
         sent = 0
         with pytest.raises(OSError):  # dropped after linger_seconds, whatever is sent
             while True:
@@ -189,8 +190,8 @@ def test_endless_request_head_gets_431_without_buffering_it(collector: Collector
 
 @pytest.mark.parametrize("partial", [
     b"GET /hea",  # stalls inside the request line
-    b"POST " + TP2.encode() + b" HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"sch",  # in the body
-    b"POST " + TP2.encode() + b" HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+    b"POST " + TP2.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"s",  # body
+    b"POST " + TP2.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\na",
 ])
 def test_stalled_requests_get_408(collector: Collector, partial: bytes) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
@@ -205,7 +206,7 @@ def test_stalled_requests_get_408(collector: Collector, partial: bytes) -> None:
 def test_dripping_request_is_cut_at_the_request_timeout(collector: Collector) -> None:
     with connect(collector) as sock:
         started = time.monotonic()
-        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         status_seen = b""
         sock.settimeout(0.3)
         for _ in range(40):  # a header byte every 0.3 s: never idle for read_timeout
@@ -225,7 +226,7 @@ def test_dripping_request_is_cut_at_the_request_timeout(collector: Collector) ->
 def test_idle_keep_alive_connections_are_closed(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
         sent = time.monotonic()
-        sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(stream)[0] == 200
         assert closed_by_server(sock, within=5)
         # kept for keepalive_timeout after the request, not closed at once (a lower bound
@@ -247,7 +248,7 @@ def test_too_many_connections_get_503() -> None:
             while collector.stats()["open_connections"] > 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             with connect(collector) as again, again.makefile("rb") as stream:
-                again.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+                again.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert read_response(stream)[0] == 200
         finally:
             for s in socks:
@@ -257,17 +258,18 @@ def test_too_many_connections_get_503() -> None:
 @pytest.mark.parametrize(("raw", "status"), [
     (b"NONSENSE\r\n\r\n", 400),
     (b"GET /health HTTP/2.0\r\n\r\n", 505),
-    (b"GET  /health HTTP/1.1\r\n\r\n", 400),
-    (b"G@T /health HTTP/1.1\r\n\r\n", 400),
-    (b"GET /health HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
-    (b"GET /health HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
-    (b"GET /health HTTP/1.1\r\nA: b\nC: d\r\n\r\n", 400),
-    (b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-    (b"POST /x HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400),
-    (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", 400),
+    (b"GET  /health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"G@T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nA: b\nC: d\r\n\r\n", 400),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+     400),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", 400),
 ])
 def test_malformed_requests_get_4xx_and_a_close(collector: Collector, raw: bytes,
                                                 status: int) -> None:
@@ -290,7 +292,7 @@ def test_http10_closes_unless_kept_alive(collector: Collector) -> None:
 
 def test_head_and_absolute_form_targets(collector: Collector) -> None:
     with connect(collector) as sock, sock.makefile("rb") as stream:
-        sock.sendall(b"HEAD /health HTTP/1.1\r\n\r\n")
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert stream.readline() == b"HTTP/1.1 200 OK\r\n"
         head = b""
         while not head.endswith(b"\r\n\r\n"):
@@ -304,7 +306,7 @@ def test_head_and_absolute_form_targets(collector: Collector) -> None:
 
 
 def test_clients_that_vanish_mid_request_are_forgotten(collector: Collector) -> None:
-    for partial in (b"POST " + TP2.encode() + b" HTTP/1.1\r\nContent-Length: 50\r\n\r\n{",
+    for partial in (b"POST " + TP2.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{",
                     b"GET /hea"):
         sock = connect(collector)
         sock.sendall(partial)

@@ -139,8 +139,8 @@ def test_a_schema_no_registry_has_is_bad_naming_each_place(registry: _Registry,
         [bad] = collector.bad()
         assert bad.errors == (
             f"ue_px: event: unknown schema iglu:com.acme/other/jsonschema/1-0-0 (neither "
-            f"bundled nor in a schema directory: {tmp_path}; registry {url(registry)}: "
-            f"not found)",)
+            f"bundled nor in a schema directory: 1 given; registry {url(registry)}: "
+            f"not found)",)  # how many directories, never where (clients read this)
 
 
 @pytest.mark.parametrize(("status", "kind", "said"), [
@@ -189,6 +189,39 @@ def test_a_registry_that_never_answers_costs_one_timeout_then_nothing(silent: st
         assert health.status_code == 200
         send(collector, {"total": 2})  # remembered: no second wait
         assert len(collector.bad()) == 2
+
+
+def test_health_answers_while_a_registry_lookup_waits() -> None:
+    """The lookup waits on the collector's worker thread, not its event loop: /health and
+    new connections are served while a registry holds the lookup."""
+    asked = threading.Event()
+    held: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+
+        def hold() -> None:  # accept the lookup's connection and never answer it
+            conn, _ = listener.accept()
+            held.append(conn)
+            asked.set()
+
+        threading.Thread(target=hold, daemon=True).start()
+        registry = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with Collector(iglu=[registry], iglu_timeout=3.0) as collector:
+            sender = threading.Thread(target=send, args=(collector, {"total": 1}),
+                                      daemon=True)
+            sender.start()
+            assert asked.wait(5)
+            with requests.Session() as session:
+                for _ in range(5):  # each well inside the lookup's 3 s
+                    health = session.get(collector.endpoint + "/health", timeout=0.5)
+                    assert health.status_code == 200
+            assert not collector.bad()  # the lookup was still waiting meanwhile
+            sender.join(10)
+            assert not sender.is_alive()
+            assert len(collector.bad()) == 1
+        for conn in held:
+            conn.close()
 
 
 def test_registry_answers_that_are_not_schemas(registry: _Registry, tmp_path: Path) -> None:

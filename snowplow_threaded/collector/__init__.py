@@ -19,13 +19,14 @@ status codes, ``Retry-After``, delays, connection resets and closes.
 Standard library only; importing this package starts nothing.
 """
 
+from .event_log import EventLog
 from .faults import Fault, FaultRule, Faults
 from .http_types import Limits
-from .iglu import Resolver, SchemaKey, SchemaUnavailable
+from .iglu import InvalidSchemaURI, Resolver, SchemaKey, SchemaUnavailable, parse_schema_uri
 from .protocol import Checked, EventChecker
 from .schema_types import SchemaError, ValidationError
 from .server import Collector
-from .store import BadEvent, EventStore, GoodEvent, RequestInfo, Summary
+from .store import BadEvent, GoodEvent, RequestInfo, Summary
 from .traffic import TrackerRequest
 from .validator import Validator
 
@@ -34,11 +35,12 @@ __all__ = [
     "Checked",
     "Collector",
     "EventChecker",
-    "EventStore",
+    "EventLog",
     "Fault",
     "FaultRule",
     "Faults",
     "GoodEvent",
+    "InvalidSchemaURI",
     "Limits",
     "RequestInfo",
     "Resolver",
@@ -49,4 +51,5 @@ __all__ = [
     "TrackerRequest",
     "ValidationError",
     "Validator",
+    "parse_schema_uri",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-__all__ = ["CUTS", "Deferred", "Handler", "Limits", "Request", "Response", "ServerStats"]
+__all__ = ["CUTS", "Deferred", "Handler", "Limits", "Request", "Response", "ServerSide",
+           "ServerStats"]
 
 
 @dataclass(frozen=True)
@@ -18,10 +20,13 @@ class Limits:
       get ``431``.
     * ``read_timeout``: a request in progress that sends nothing for this long gets ``408``;
       ``request_timeout``: so does one not complete this long after its first byte.
+      A connection that has not sent its first byte for ``read_timeout`` is closed, and so
+      is one whose client reads nothing of a reply for that long.
     * ``keepalive_timeout``: an idle kept-alive connection is closed after this long.
-    * ``max_connections``: connections beyond this are answered ``503`` and closed.
-    * ``linger_seconds``: after an error reply, how long the rest of the request is read and
-      discarded before the connection is dropped.
+    * ``max_connections``: connections beyond this are answered ``503`` and closed. The
+      server lowers it to fit the process's file descriptor limit (``RLIMIT_NOFILE``).
+    * ``linger_seconds``: after a reply that closes the connection has been sent, how long
+      the rest of the request is read and discarded before the connection is dropped.
     * ``max_buffered_bytes``: request bytes held at once over all connections (requests in
       progress); a request that would go over it gets ``503`` (retry later).
     """
@@ -58,6 +63,11 @@ class Request:
 class Response:
     """A reply. ``Content-Length`` is added by the server; ``close`` ends the connection.
 
+    ``stream``, when given, is the body instead of ``body``: an iterator of pieces, each
+    produced on the server's worker thread when the client has taken the previous ones
+    (sent chunked to HTTP/1.1 clients, to the close for HTTP/1.0), so a long answer holds
+    one piece in memory at a time and never runs on the event loop.
+
     ``cut`` (one of :data:`CUTS`, for simulated faults) sends it broken: ``"reset"``
     sends nothing and resets the connection (TCP RST); ``"reset-mid-response"`` sends the
     head and half the body, then resets; ``"close-after-head"`` sends the head alone and
@@ -69,6 +79,7 @@ class Response:
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
+    stream: Iterator[bytes] | None = None
     cut: str | None = None
 
 
@@ -78,27 +89,55 @@ CUTS = ("reset", "reset-mid-response", "close-after-head")
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A reply given later: the server calls ``answer()`` *delay* seconds on (on its loop)
-    and sends what it returns; meanwhile the connection reads no further request. A client
-    that hangs up meanwhile does not stop it (the answer is made, and dropped), as with a
-    real server; if the server closes first, ``cancel()`` is called instead."""
+    """A reply given later: the server calls ``answer()`` *delay* seconds on (on its
+    worker thread) and sends what it returns; meanwhile the connection reads no further
+    request. A client that hangs up meanwhile does not stop it (the answer is made, and
+    dropped), as with a real server; if the server closes first, ``cancel()`` is called
+    instead."""
 
     delay: float
     answer: Callable[[], Response]
     cancel: Callable[[], None]
 
 
-#: Turns a request into a response, on the server's event loop (must not block).
+#: Turns a request into a response (or a :class:`Deferred` one): on the server's event
+#: loop, or on its worker thread for the requests the server's *offload* predicate picks
+#: (see :class:`.http11.HTTPServer`).
 Handler = Callable[[Request], "Response | Deferred"]
 
 
 @dataclass
 class ServerStats:
     """Counters of one server (written by its loop thread; read elsewhere without a lock,
-    so approximate while it runs). ``errors``: replies by status, for statuses >= 400."""
+    so approximate while it runs). ``errors``: replies by status, for statuses >= 400;
+    ``buffered_bytes``: request bytes held, those of requests being handled included."""
 
     connections: int = 0
     open_connections: int = 0
     requests: int = 0
     buffered_bytes: int = 0
     errors: dict[int, int] = field(default_factory=dict)
+    max_connections: int = 0  # the cap in force (``Limits.max_connections``, or lower)
+    loop_lag_max: float = 0.0  # the longest the loop was late for the sweep, in seconds
+
+
+class ServerSide(Protocol):
+    """What a connection (:mod:`.http_connection`) uses of its server (:mod:`.http11`)."""
+
+    handler: Handler
+    limits: Limits
+    offload: Callable[[Request], bool] | None
+    stats: ServerStats
+    date: str
+    overflow: int
+    connections: set[Any]
+    refusing: set[Any]
+
+    @property
+    def listening(self) -> bool: ...
+
+    def run_off_loop(self, function: Callable[..., Any], *args: Any) -> Any: ...
+
+    def track(self, reply: Coroutine[Any, Any, None]) -> None: ...
+
+    async def wait(self, later: Deferred) -> None: ...

@@ -27,16 +27,27 @@ from .registry import LookupFailed, Registry
 from .schema_types import SchemaError
 from .validator import Validator
 
-__all__ = ["BUNDLED_DIR", "IGLU_URI", "Lookup", "Resolver", "SchemaKey", "SchemaUnavailable"]
+__all__ = ["BUNDLED_DIR", "IGLU_URI", "MAX_URI_LENGTH", "InvalidSchemaURI", "Lookup", "Resolver",
+           "SchemaKey", "SchemaUnavailable", "parse_schema_uri"]
 
 logger = logging.getLogger("snowplow_threaded.collector.iglu")
 
 #: Directory of the schemas bundled with the package.
 BUNDLED_DIR = Path(__file__).resolve().parent / "iglu"
 
-#: ``iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION``.
+#: Longest vendor, name or format (Iglu Central's longest vendor has 50 characters).
+_MAX_PART = 128
+#: Longest schema URI accepted; longer strings are not parsed (nor cached).
+MAX_URI_LENGTH = 5 + 3 * _MAX_PART + 3 + 3 * 9 + 2
+_PART = rf"[a-zA-Z0-9_-]{{1,{_MAX_PART}}}"
+_VERSION_NUMBER = r"(?:0|[1-9][0-9]{0,8})"
+#: ``iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION`` as Iglu defines it: the vendor is
+#: dot-separated labels (a reverse domain name, so never ``.``, ``..`` or empty), name and
+#: format one label each, SchemaVer numbers without leading zeros and a model from 1. ASCII
+#: only, nothing escaped: no ``/``, ``%``, ``\\``, NUL or space can reach a file path.
 IGLU_URI = re.compile(
-    r"iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([0-9]+)-([0-9]+)-([0-9]+)"
+    rf"iglu:({_PART}(?:\.{_PART})*)/({_PART})/({_PART})/"
+    rf"([1-9][0-9]{{0,8}})-({_VERSION_NUMBER})-({_VERSION_NUMBER})"
 )
 
 _MAX_MISSES = 1024
@@ -51,6 +62,11 @@ _FALLBACKS = {
 }
 
 
+class InvalidSchemaURI(ValueError):
+    """A string that is not a valid Iglu schema URI; the message says why (with the
+    string cut and escaped, fit for an error row or a log line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaKey:
     """The parts of an Iglu URI."""
@@ -62,8 +78,11 @@ class SchemaKey:
 
     @staticmethod
     def parse(uri: object) -> SchemaKey | None:
-        """The key of *uri*, or None if it is not an Iglu URI (cached: URIs repeat)."""
-        return _parse(uri) if isinstance(uri, str) else None
+        """The key of *uri*, or None if it is not a valid Iglu URI (see
+        :func:`parse_schema_uri`)."""
+        if not isinstance(uri, str) or len(uri) > MAX_URI_LENGTH:
+            return None
+        return _parse(uri)
 
     @property
     def uri(self) -> str:
@@ -74,10 +93,32 @@ class SchemaKey:
         return Path(self.vendor, self.name, self.format, self.version)
 
 
+def parse_schema_uri(uri: object) -> SchemaKey:
+    """The parts of the Iglu schema URI *uri*, checked strictly: the one gate between
+    client-chosen schema names and schema files (the resolver and ``/micro/iglu`` use it).
+
+    Accepts ``iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION`` with a vendor of
+    dot-separated labels and name and format of ``[a-zA-Z0-9_-]`` (each at most 128
+    characters) and SchemaVer numbers (no leading zeros, model from 1, at most 9 digits).
+    Raises :class:`InvalidSchemaURI` for anything else: ``..`` or ``.`` labels, absolute
+    paths, ``%``-escapes, NUL, white space, non-ASCII digits, over-long parts.
+    """
+    key = SchemaKey.parse(uri)
+    if key is not None:
+        return key
+    if not isinstance(uri, str):
+        raise InvalidSchemaURI(f"a schema URI must be a string, got {type(uri).__name__}")
+    if len(uri) > MAX_URI_LENGTH:
+        raise InvalidSchemaURI(f"{uri[:80]!r}... ({len(uri)} characters) is not a valid Iglu "
+                               f"schema URI: longer than {MAX_URI_LENGTH} characters")
+    raise InvalidSchemaURI(f"{uri[:200]!r} is not a valid Iglu schema URI "
+                           f"(iglu:VENDOR/NAME/FORMAT/MODEL-REVISION-ADDITION)")
+
+
 @functools.lru_cache(maxsize=1024)
-def _parse(uri: str) -> SchemaKey | None:
+def _parse(uri: str) -> SchemaKey | None:  # only strings up to MAX_URI_LENGTH: bounded
     match = IGLU_URI.fullmatch(uri)
-    if match is None:
+    if match is None or len(match.group(1)) > _MAX_PART:
         return None
     vendor, name, fmt, model, revision, addition = match.groups()
     return SchemaKey(vendor, name, fmt, f"{model}-{revision}-{addition}")
@@ -106,6 +147,13 @@ class SchemaUnavailable(LookupError):
         self.lookups = lookups
         self.unusable = unusable
         self.at = time.time()  # when it was looked for
+
+    def fresh(self) -> SchemaUnavailable:
+        """A copy to raise: raising the cached instance would keep the raiser's frames
+        (with the request being judged) alive in the cache, up to 1 024 of them."""
+        copy = SchemaUnavailable(str(self), self.lookups, self.unusable)
+        copy.at = self.at
+        return copy
 
 
 _BUNDLE_NAME = "Iglu Central (bundled)"
@@ -162,8 +210,15 @@ class Resolver:
         """The compiled schema of *uri*. Raises :class:`SchemaUnavailable` with the reason
         (cached: a schema missing from the directories is not looked for again until
         :meth:`clear`, a registry is asked again after ``retry_after`` seconds; at most 1024
-        misses are remembered). May block while registries are asked (``timeout``)."""
+        misses are remembered). May block while registries are asked (``timeout``). A string
+        that is not a valid Iglu URI (see :func:`parse_schema_uri`) is refused before any
+        file or registry is looked at."""
         found = self._cache.get(uri)
+        if found is None and SchemaKey.parse(uri) is None:
+            try:
+                parse_schema_uri(uri)
+            except InvalidSchemaURI as exc:
+                raise SchemaUnavailable(str(exc)) from None
         if found is None or (isinstance(found, SchemaUnavailable)
                              and self._expiry.get(uri, _NEVER) <= time.monotonic()):
             loaded, document = self._load(uri)  # no lock held: it may ask registries
@@ -173,7 +228,7 @@ class Resolver:
                     found = loaded
                     self._remember(uri, loaded, document)
         if isinstance(found, SchemaUnavailable):
-            raise found
+            raise found.fresh()  # the cached one must not keep a traceback (and its frames)
         return found
 
     def _remember(self, uri: str, found: Validator | SchemaUnavailable,
@@ -211,14 +266,24 @@ class Resolver:
     def _find(self, key: SchemaKey) -> Path | None:
         for directory in self.directories:
             path = directory / key.relative_path
-            if path.is_file():
-                return path
+            try:
+                if path.is_file():
+                    return path
+            except OSError:  # unreadable directory: as if the file were not there
+                continue
         return None
+
+    def _where(self, path: Path) -> str:
+        """Where *path* is, for messages clients see: never an absolute path."""
+        for index, directory in enumerate(self.user_directories, 1):
+            if path.is_relative_to(directory):
+                return f"{path.relative_to(directory)} in schema directory {index}"
+        return f"bundled {path.relative_to(BUNDLED_DIR)}"
 
     def _load(self, uri: str) -> tuple[Validator | SchemaUnavailable, dict[str, Any] | None]:
         key = SchemaKey.parse(uri)
-        if key is None:
-            return SchemaUnavailable(f"{uri!r} is not an Iglu schema URI"), None
+        if key is None:  # pragma: no cover - validator() refuses these first
+            return SchemaUnavailable(f"{uri[:200]!r} is not a valid Iglu schema URI"), None
         if key.format != "jsonschema":
             return SchemaUnavailable(f"{uri}: only jsonschema schemas are supported"), None
         path = self._find(key)
@@ -227,13 +292,17 @@ class Resolver:
             path = self._find(fallback) if fallback is not None else None
             key = fallback or key
         if path is not None:
+            where = self._where(path)
             try:
                 document = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                return SchemaUnavailable(f"schema {uri} ({path}) cannot be read: {exc}",
+            except (OSError, ValueError) as exc:  # strerror: an OSError's text names the path
+                reason = exc.strerror if isinstance(exc, OSError) else exc
+                return SchemaUnavailable(f"schema {uri} ({where}) cannot be read: {reason}",
                                          unusable=True), None
-            return self._compile(uri, key, document, str(path))
-        lookups = [Lookup(str(d), "NotFound") for d in self.user_directories]
+            logger.debug("reading schema %s from %s", uri, path)
+            return self._compile(uri, key, document, where)
+        lookups = [Lookup(f"schema directory {index}", "NotFound")  # never a path: clients
+                   for index, _ in enumerate(self.user_directories, 1)]  # see these
         if BUNDLED_DIR in self.directories:
             lookups.append(Lookup(_BUNDLE_NAME, "NotFound"))
         deadline = time.monotonic() + self.timeout
@@ -277,8 +346,9 @@ class Resolver:
 
 
 def _not_found(uri: str, directories: tuple[Path, ...], lookups: list[Lookup]) -> str:
-    where = ", ".join(str(d) for d in directories) or "none given"
-    text = f"unknown schema {uri} (neither bundled nor in a schema directory: {where}"
+    given = len(directories)  # how many, not where: clients see this
+    text = (f"unknown schema {uri} (neither bundled nor in a schema directory: "
+            f"{given or 'none'} given")
     failures = [lk.message for lk in lookups if lk.message]  # the registries' answers
     if failures:
         text += "; " + "; ".join(failures)

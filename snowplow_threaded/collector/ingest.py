@@ -19,7 +19,8 @@ header is anonymous, as in the collector: its IP address becomes ``unknown``, it
 ``X-Forwarded-For``, ``X-Real-Ip`` and ``Cookie`` headers are not kept, its network user id is
 the all-zero UUID and no cookie is set (one the browser sent is expired).
 
-Runs on the server's loop thread (an :class:`Ingestor` is not thread-safe; the store is).
+Runs on the server's worker thread (an :class:`Ingestor` is used by one thread at a time;
+the store is thread-safe). Client text is escaped and cut before it is logged.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ from urllib.parse import parse_qsl
 
 from . import badrows
 from .canonical import event_schema
+from .event_log import EventLog
 from .http_types import Request, Response
 from .iglu import SchemaKey
+from .logtext import loggable
 from .protocol import EVENT_TYPES, EventChecker, load_json
-from .store import BadEvent, EventStore, GoodEvent, RequestInfo
+from .store import BadEvent, GoodEvent, RequestInfo
 
 __all__ = ["ANONYMOUS_NUID", "COOKIE_NAME", "PIXEL", "Ingestor"]
 
@@ -52,6 +55,7 @@ ANONYMOUS_NUID = "00000000-0000-0000-0000-000000000000"
 _COOKIE_DAYS = 365
 _ANONYMOUS_DROPS = ("x-forwarded-for:", "x-real-ip:", "cookie:")
 _MAX_FIELDS = 1000
+_SLICE = 1000
 _PAYLOAD_VERSIONS = ("1-0-0", "1-0-1", "1-0-2", "1-0-3", "1-0-4")
 _PIXEL_HEADERS = (("Cache-Control", "no-cache, no-store, must-revalidate"),)
 
@@ -62,7 +66,7 @@ class Ingestor:
     :param body_keep: characters of a request's body kept with its bad events
     """
 
-    def __init__(self, checker: EventChecker, store: EventStore, body_keep: int = 16384) -> None:
+    def __init__(self, checker: EventChecker, store: EventLog, body_keep: int = 16384) -> None:
         self.checker = checker
         self.store = store
         self.body_keep = body_keep
@@ -143,27 +147,43 @@ class Ingestor:
                                                reason)
         info = self._info(request, user, api_version, body)
         self.store.add(bad=[BadEvent((reason,), None, info, (message,))])
-        logger.info("bad request %s %s: %s", request.method, request.path, reason)
+        logger.info("bad request %s %s: %s", request.method, loggable(request.path),
+                    loggable(reason))
 
     def _judge(self, events: list[Any], request: Request, user: _NetworkUser,
                api_version: str, check_as: str) -> None:
-        good: list[GoodEvent] = []
-        checked = [self.checker.check(raw, check_as) for raw in events]
-        failed = any(c.errors for c in checked)
-        info = self._info(request, user, api_version, self._body(request) if failed else None)
-        bad: list[BadEvent] = []
-        for verdict in checked:
-            if verdict.errors:
-                bad.append(BadEvent(tuple(verdict.errors), verdict.parameters, info,
-                                    tuple(verdict.messages), verdict.failed))
-            else:
-                assert verdict.parameters is not None
-                e = verdict.event_type
-                good.append(GoodEvent(verdict.parameters, EVENT_TYPES.get(e or ""),
-                                      event_schema(e, verdict.schema), verdict.contexts, info))
-        self.store.add(good, bad)
-        if bad:
-            logger.info("%d bad event(s) from %s: %s", len(bad), info.ip, bad[0].errors[0])
+        """Judge *events* and keep them, ``_SLICE`` at a time: a batch of 300 000 events
+        never exists as 300 000 records at once (every full garbage collection would walk
+        them while it is judged). The bad events' request keeps the body; the good ones'
+        has no use for it."""
+        info = self._info(request, user, api_version)
+        info_with_body: RequestInfo | None = None
+        bad_count, first_error = 0, ""
+        for start in range(0, len(events), _SLICE):
+            good: list[GoodEvent] = []
+            bad: list[BadEvent] = []
+            for raw in events[start:start + _SLICE]:
+                verdict = self.checker.check(raw, check_as)
+                if verdict.errors:
+                    if info_with_body is None:
+                        info_with_body = self._info(request, user, api_version,
+                                                    self._body(request))
+                    bad.append(BadEvent(tuple(verdict.errors), verdict.parameters,
+                                        info_with_body, tuple(verdict.messages),
+                                        verdict.failed))
+                else:
+                    assert verdict.parameters is not None
+                    e = verdict.event_type
+                    good.append(GoodEvent(verdict.parameters, EVENT_TYPES.get(e or ""),
+                                          event_schema(e, verdict.schema), verdict.contexts,
+                                          info))
+            if bad and not bad_count:
+                first_error = bad[0].errors[0]
+            bad_count += len(bad)
+            self.store.add(good, bad, last_of_request=start + _SLICE >= len(events))
+        if bad_count:
+            logger.info("%d bad event(s) from %s: %s", bad_count, loggable(info.ip),
+                        loggable(first_error))
 
 
 class _NetworkUser:

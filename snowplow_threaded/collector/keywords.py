@@ -8,6 +8,7 @@ says; ``type`` is what rejects the other types.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -115,6 +116,9 @@ def number_check(c: Compiler, schema: Mapping[str, Any], where: str) -> Check | 
     def check(value: Any, path: Path, errors: list[ValidationError]) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return
+        if isinstance(value, float) and not math.isfinite(value):  # not from JSON text
+            errors.append(ValidationError(path, f"{value!r} is not a JSON number", "type"))
+            return
         if minimum is not None and (value <= minimum if ex_min else value < minimum):
             word = "greater than" if ex_min else "at least"
             errors.append(ValidationError(path, f"{value!r} is not {word} {minimum!r}",
@@ -132,10 +136,10 @@ def number_check(c: Compiler, schema: Mapping[str, Any], where: str) -> Check | 
 
 def _is_multiple(value: int | float, divisor: int | float) -> bool:
     if isinstance(divisor, float):
-        quotient = value / divisor
         try:
+            quotient = value / divisor
             return int(quotient) == quotient
-        except (OverflowError, ValueError):  # the quotient overflowed: divide exactly
+        except (OverflowError, ValueError):  # beyond a float (or infinite): divide exactly
             return (Fraction(value) / Fraction(divisor)).denominator == 1
     return not value % divisor
 

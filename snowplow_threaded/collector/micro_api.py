@@ -12,34 +12,34 @@
 * ``POST /micro/events`` (Micro 4.x, see :mod:`.micro_events`): the canonical events of good
   and failed (incomplete) events, filtered, sorted and paged. ``GET /micro/events`` (ours):
   the canonical events of the good events, most recent first.
-* ``GET /micro/iglu/VENDOR/NAME/jsonschema/VERSION``: a schema the collector knows.
+* ``GET /micro/iglu/VENDOR/NAME/jsonschema/VERSION``: a schema the collector knows (``400``
+  for a name that is not a valid Iglu URI, see :func:`.iglu.parse_schema_uri`).
 
-Runs on the server's loop thread; reads the (thread-safe) store.
+The lists (``/micro/good``, ``/micro/bad``, ``GET /micro/events``) are streamed and page
+with ``?offset=N&limit=M`` on a GET (``offset`` beside ``limit`` in a POST's filters): see
+:mod:`.answers`. ``HEAD /micro/reset`` is refused (a HEAD changes nothing). Runs on the
+server's worker thread; reads the (thread-safe) store.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
+from .answers import json_response, page, stream_response
+from .event_log import EventLog
 from .http_types import Request, Response
-from .iglu import Resolver, SchemaUnavailable
+from .iglu import InvalidSchemaURI, Resolver, SchemaUnavailable, parse_schema_uri
+from .logtext import loggable
 from .micro_events import BadRequest, events_page
 from .protocol import load_json
-from .store import BadEvent, EventStore, GoodEvent
+from .store import BadEvent, GoodEvent
 
 __all__ = ["MicroApi"]
 
 _ENDPOINTS = ("/micro/all, /micro/good, /micro/bad, /micro/events, /micro/reset, "
               "/micro/iglu/VENDOR/NAME/jsonschema/VERSION")
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def json_response(value: Any, status: int = 200) -> Response:
-    return Response(status, _encode(value).encode("utf-8"), "application/json")
-
-
 def _text(status: int, message: str, newline: bool = True) -> Response:
     body = message + "\n" if newline else message
     return Response(status, body.encode("utf-8"), "text/plain; charset=UTF-8")
@@ -77,35 +77,49 @@ def _filters(request: Request, allowed: dict[str, type]) -> dict[str, Any]:
     return found
 
 
-def _limit(events: Sequence[Any], filters: dict[str, Any]) -> list[Any]:
-    limit = filters.get("limit")
-    return list(events if limit is None else events[:max(limit, 0)])
-
-
-def filter_good(events: Sequence[GoodEvent], filters: dict[str, Any]) -> list[GoodEvent]:
-    """Micro's good-event filters over *events* (most recent first)."""
+def filter_good(events: Iterable[GoodEvent], filters: dict[str, Any]) -> Iterator[GoodEvent]:
+    """Micro's good-event filters over *events* (most recent first), lazily; ``offset``
+    and ``limit`` page the result. The ``contexts`` filter is a set: a list of 100 000
+    copies of a schema costs what one does."""
     event_type, schema = filters.get("event_type"), filters.get("schema")
-    contexts = filters.get("contexts") or []
-    kept = [e for e in events
+    contexts = frozenset(filters.get("contexts") or ())
+    kept = (e for e in events
             if (event_type is None or e.event_type == event_type)
             and (schema is None or e.schema == schema)
-            and all(c in e.contexts for c in contexts)]
-    return _limit(kept, filters)
+            and (not contexts or contexts.issubset(e.contexts)))
+    return _page(kept, filters)
 
 
-def filter_bad(events: Sequence[BadEvent], filters: dict[str, Any]) -> list[BadEvent]:
-    """Micro's bad-event filters over *events* (most recent first)."""
+def filter_bad(events: Iterable[BadEvent], filters: dict[str, Any]) -> Iterator[BadEvent]:
+    """Micro's bad-event filters over *events* (most recent first), lazily."""
     vendor, version = filters.get("vendor"), filters.get("version")
-    kept = [e for e in events
+    kept = (e for e in events
             if (vendor is None or vendor == "com.snowplowanalytics.snowplow")
-            and (version is None or e.request.api_version == version)]
-    return _limit(kept, filters)
+            and (version is None or e.request.api_version == version))
+    return _page(kept, filters)
+
+
+def _page(events: Iterable[Any], filters: dict[str, Any]) -> Iterator[Any]:
+    """``offset`` then ``limit`` (a negative limit gives none, as in Micro)."""
+    offset, limit = filters.get("offset"), filters.get("limit")
+    return page(events, max(offset or 0, 0), None if limit is None else max(limit, 0))
+
+
+def _paging(request: Request) -> dict[str, Any]:
+    """``offset`` and ``limit`` from a GET's query string."""
+    found: dict[str, Any] = {}
+    for name, value in parse_qsl(request.query, max_num_fields=20):
+        if name in ("offset", "limit"):
+            if not value.isdigit() or len(value) > 12:
+                raise _BadFilter(f"{name} must be a non-negative integer")
+            found[name] = int(value)
+    return found
 
 
 class MicroApi:
     """Answers ``/micro/...`` requests from *store* (schemas from *resolver*)."""
 
-    def __init__(self, store: EventStore, resolver: Resolver) -> None:
+    def __init__(self, store: EventLog, resolver: Resolver) -> None:
         self.store = store
         self.resolver = resolver
 
@@ -116,22 +130,26 @@ class MicroApi:
         try:
             if name == "all" and len(parts) == 1 and method in ("GET", "POST"):
                 return json_response(self.store.summary().as_micro())
+            if name == "reset" and request.method == "HEAD":  # HEAD must change nothing
+                return Response(405, b"use GET or POST\n", "text/plain",
+                                (("Allow", "GET, POST"),))
             if name == "reset" and len(parts) == 1 and method in ("GET", "POST"):
                 self.store.reset()
                 return _text(200, "Reset completed", newline=False)
             if name == "good" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = {} if method == "GET" else _filters(
+                filters = _paging(request) if method == "GET" else _filters(
                     request, {"event_type": str, "schema": str, "contexts": list,
-                              "limit": int})
-                good = self.store.good()[::-1]
-                return json_response([e.to_micro() for e in filter_good(good, filters)])
+                              "limit": int, "offset": int})
+                good = self.store.iter_good(newest_first=True)
+                return stream_response(filter_good(good, filters), GoodEvent.to_micro)
             if name == "bad" and len(parts) == 1 and method in ("GET", "POST"):
-                filters = {} if method == "GET" else _filters(
-                    request, {"vendor": str, "version": str, "limit": int})
-                bad = self.store.bad()[::-1]
-                return json_response([e.to_micro() for e in filter_bad(bad, filters)])
+                filters = _paging(request) if method == "GET" else _filters(
+                    request, {"vendor": str, "version": str, "limit": int, "offset": int})
+                bad = self.store.iter_bad(newest_first=True)
+                return stream_response(filter_bad(bad, filters), BadEvent.to_micro)
             if name == "events" and len(parts) == 1 and method == "GET":
-                return json_response([e.event for e in self.store.good()[::-1]])
+                events = _page(self.store.iter_good(newest_first=True), _paging(request))
+                return stream_response(events, _canonical)
             if name == "events" and len(parts) == 1 and method == "POST":
                 return json_response(events_page(self.store.good(), self.store.bad(),
                                                  request.body))
@@ -139,12 +157,19 @@ class MicroApi:
                 return self._schema(parts[1:])
         except _BadFilter as exc:
             return _text(400, str(exc))
-        return _text(404, f"unknown endpoint {request.method} {request.path}; "
+        return _text(404, f"unknown endpoint {request.method} {loggable(request.path, 100)}; "
                           f"supported: {_ENDPOINTS}")
 
     def _schema(self, parts: list[str]) -> Response:
-        uri = "iglu:" + "/".join(parts)
+        try:
+            uri = parse_schema_uri("iglu:" + "/".join(parts)).uri
+        except InvalidSchemaURI as exc:
+            return _text(400, str(exc))
         try:
             return json_response(self.resolver.document(uri))
         except SchemaUnavailable as exc:
             return _text(404, str(exc))
+
+
+def _canonical(event: GoodEvent) -> dict[str, Any]:
+    return event.event

@@ -109,10 +109,27 @@ def _quot(a: int, b: int) -> int:
     return q if (a >= 0) == (b >= 0) else -q
 
 
+def _column_text(event: dict[str, Any], column: str) -> str | None:
+    """:func:`_text_of` the event's flat form (:func:`.canonical.shredded`) for a column
+    that is not ``contexts_*``/``unstruct_event*``, read from the canonical event without
+    making that form: the flat form has every atomic column as it is, and not the three
+    nested ones."""
+    if column in _NESTED:
+        return None
+    return _text_of(event, column)
+
+
+_NESTED = frozenset({"contexts", "derived_contexts", "unstruct_event"})
+
+
 def events_page(good: Sequence[GoodEvent], bad: Sequence[BadEvent], body: bytes
                 ) -> dict[str, Any]:
     """Micro's answer to ``POST /micro/events`` with *body*, over *good* and *bad* (each
-    oldest first, as the store gives them). Raises :class:`BadRequest`."""
+    oldest first, as the store gives them). Raises :class:`BadRequest`.
+
+    Memory is bounded by the page, not the store: each event's canonical form is made,
+    judged by the filters and let go; only a sort key and the event's place are kept for
+    the matches, and the flat form is made for the page's events alone."""
     request = _parse(body)
     valid, start, end = request["validEvents"], request["start"], request["end"]
     sources: list[Sequence[GoodEvent | BadEvent]] = []
@@ -121,30 +138,33 @@ def events_page(good: Sequence[GoodEvent], bad: Sequence[BadEvent], body: bytes
     if valid is not True:
         sources.append([b for b in bad if b.parameters is not None])
     merged = heapq.merge(*(reversed(s) for s in sources), key=lambda e: -e.received_at)
-    events = []
+    filters = [({v.lower() for v in spec["values"] if v}, spec["column"])
+               for spec in request["filters"]]
+    filters = [(wanted, column) for wanted, column in filters
+               if wanted and not _complex(column)]
+    sorting = request["sorting"]
+    sort_by = (sorting["column"] if sorting is not None and not _complex(sorting["column"])
+               else None)
+    matches: list[tuple[str | None, GoodEvent | BadEvent]] = []
     for item in merged:
         if (start is not None and item.received_at < start) or (
                 end is not None and item.received_at >= end):
             continue
         event = item.event
-        if event is not None:
-            events.append(shredded(event))
-    for spec in request["filters"]:
-        wanted = {v.lower() for v in spec["values"] if v}
-        if not wanted or _complex(spec["column"]):
+        if event is None or not all(
+                (value := _column_text(event, column)) is not None
+                and value.lower() in wanted for wanted, column in filters):
             continue
-        events = [e for e in events
-                  if (value := _text_of(e, spec["column"])) is not None
-                  and value.lower() in wanted]
-    sorting = request["sorting"]
-    if sorting is not None and not _complex(sorting["column"]):
-        column, desc = sorting["column"], sorting["desc"]
-        present = [e for e in events if _text_of(e, column) is not None]
-        absent = [e for e in events if _text_of(e, column) is None]
-        present.sort(key=lambda e: _text_of(e, column) or "", reverse=desc)
-        events = absent + present if desc else present + absent
-    total, size, page = len(events), request["pageSize"], request["page"]
+        matches.append((None if sort_by is None else _column_text(event, sort_by), item))
+    if sort_by is not None:
+        desc = bool(sorting and sorting["desc"])
+        present = [m for m in matches if m[0] is not None]
+        absent = [m for m in matches if m[0] is None]
+        present.sort(key=lambda m: m[0] or "", reverse=desc)  # stable: newest first on ties
+        matches = absent + present if desc else present + absent
+    total, size, page = len(matches), request["pageSize"], request["page"]
     pages = max(1, _quot(total + size - 1, max(size, 1)))
     first = (page - 1) * size
-    chosen = events[max(first, 0):max(min(first + size, total), 0)] if first < total else []
-    return {"events": chosen, "totalPages": pages, "totalItems": total}
+    chosen = matches[max(first, 0):max(min(first + size, total), 0)] if first < total else []
+    events = [shredded(event) for _, item in chosen if (event := item.event) is not None]
+    return {"events": events, "totalPages": pages, "totalItems": total}

@@ -24,22 +24,25 @@ of a Snowplow bad row (:attr:`Checked.messages`, see :mod:`.badrows`). A GET eve
 fields, as the Snowplow pipeline does not: other query fields (``utm_source=...``) are kept
 in its parameters and ignored.
 
-One checker is used by one thread (the server's); it caches the outcome of recently seen
-``ue_*``/``co``/``cx`` values, which trackers often repeat.
+A checker is thread-safe; it caches the outcome of recently seen ``ue_*``/``co``/``cx``
+values, which trackers often repeat (4096 values of up to 4096 characters, 8 MB in all).
+Reasons are cut to ``MAX_ERROR_LENGTH``; amounts are checked length first, in linear time.
 """
 
 from __future__ import annotations
 
 import binascii
-import json
+import math
 import re
 import string
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import badrows
-from .iglu import Resolver, SchemaKey, SchemaUnavailable
+from .iglu import InvalidSchemaURI, Resolver, SchemaKey, SchemaUnavailable, parse_schema_uri
+from .jsontext import load_json
 from .schema_types import ValidationError
 
 __all__ = ["CONTEXTS", "EVENT_TYPES", "PAYLOAD_DATA", "PLATFORMS", "UNSTRUCT_EVENT",
@@ -59,7 +62,11 @@ PLATFORMS = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "h
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
-_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: A decimal number (unambiguous: linear time whatever the input; ``[0-9]+\.?[0-9]*``
+#: backtracked quadratically on a long run of digits).
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: Longest amount (``se_va``, ``tr_tt``...): a double needs 25 characters at most.
+MAX_NUMBER_LENGTH = 64
 _DIMENSIONS = re.compile(r"[0-9]{1,9}x[0-9]{1,9}")
 _BASE64URL_ALPHABET = (string.ascii_letters + string.digits + "-_").encode("ascii")
 _TO_STANDARD_BASE64 = bytes.maketrans(b"-_", b"+/")
@@ -67,9 +74,9 @@ _FIELD_RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (_TIMESTAMP, "a timestamp in milliseconds", ("dtm", "stm", "ttm")),
     (_INTEGER, "an integer", ("vid", "tid", "cd", "pp_mix", "pp_max", "pp_miy", "pp_may",
                               "ti_qu")),
-    (_NUMBER, "a number", ("se_va", "tr_tt", "tr_tx", "tr_sh", "ti_pr")),
     (_DIMENSIONS, "WIDTHxHEIGHT", ("res", "vp", "ds")),
 )
+_NUMBER_FIELDS = frozenset({"se_va", "tr_tt", "tr_tx", "tr_sh", "ti_pr"})
 _REQUIRED_BY_TYPE = {"se": ("se_ca", "se_ac"), "ev": ("se_ca", "se_ac"),
                      "tr": ("tr_id", "tr_tt"),
                      "ti": ("ti_id", "ti_sk", "ti_pr", "ti_qu")}
@@ -89,11 +96,16 @@ _RULES: dict[str, tuple[re.Pattern[str] | None, str, int | None]] = {
     **{field: (None, "", limit) for field, limit in MAX_LENGTHS.items()},
     **{field: (pattern, what, MAX_LENGTHS.get(field))
        for pattern, what, fields in _FIELD_RULES for field in fields},
+    **{field: (_NUMBER, "a number", MAX_NUMBER_LENGTH) for field in _NUMBER_FIELDS},
     "eid": (_UUID_TEXT, "a UUID", 36),
 }
 _MAX_ERRORS = 20
+#: Longest reason kept (reasons quote what clients sent: a key of 2 MiB, say).
+MAX_ERROR_LENGTH = 1000
 _CACHE_SIZE = 4096
 _CACHE_MAX_TEXT = 4096
+#: Most characters the decode cache holds (its keys and its reasons), about 2 bytes each.
+_CACHE_BUDGET = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -174,17 +186,6 @@ def decode_base64_json(text: str) -> Any:
     return load_json(decoded)
 
 
-def load_json(text: str | bytes) -> Any:
-    """``json.loads`` that raises ``ValueError`` for anything it cannot parse (including
-    nesting too deep to parse)."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    except ValueError as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-
-
 def decode_field(params: dict[str, Any], plain: str, encoded: str) -> Any:
     """The JSON in ``params[plain]`` (plain) or ``params[encoded]`` (base64), or None when
     neither is there or it does not decode."""
@@ -204,8 +205,14 @@ def _schema_failure(uri: str, errors: list[ValidationError], prefix: str
     errors = errors[:_MAX_ERRORS]
     if not errors:
         return [], []
-    texts = [f"{prefix}{error}" for error in errors]
-    return texts, [badrows.validation_message(uri, errors, [str(e) for e in errors])]
+    texts = [_cut(f"{prefix}{error}") for error in errors]
+    return texts, [badrows.validation_message(uri, errors, [_cut(str(e)) for e in errors])]
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_LENGTH:
+        return text
+    return f"{text[:MAX_ERROR_LENGTH]}... ({len(text)} characters)"
 
 
 def _unavailable(uri: str, exc: SchemaUnavailable, where: str
@@ -226,6 +233,8 @@ class EventChecker:
         items = resolver.document(PAYLOAD_DATA).get("items", {})
         self._protocol_fields = frozenset(items.get("properties", {}))
         self._cache: dict[tuple[str, str], _Decoded] = {}
+        self._cache_size = 0  # characters held by the cache
+        self._cache_lock = threading.Lock()
 
     def check(self, raw: Any, api: str = "tp2") -> Checked:
         """The verdict on *raw*, one event as received (*api*: ``tp2`` for an event of a
@@ -240,8 +249,8 @@ class EventChecker:
             checked = {k: v for k, v in raw.items() if k in self._protocol_fields}
         found = self._payload_item.errors([checked])[:_MAX_ERRORS]
         if found:
-            texts = [f"{'/'.join(str(p) for p in e.path[1:]) or 'payload_data'}: {e.message}"
-                     for e in found]
+            texts = [_cut(f"{'/'.join(str(p) for p in e.path[1:]) or 'payload_data'}: "
+                          f"{e.message}") for e in found]
             trimmed = [ValidationError(e.path[1:], e.message, e.keyword) for e in found]
             failures.texts.extend(texts)
             failures.fields.update(str(e.path[1]) for e in found if len(e.path) > 1)
@@ -252,12 +261,14 @@ class EventChecker:
             rule = _RULES.get(name)
             if rule is None:
                 continue
-            pattern, what, limit = rule
-            if pattern is not None and pattern.fullmatch(value) is None:
-                failures.field(name, f"{name}: {value[:60]!r} is not {what}")
-            elif limit is not None and len(value) > limit:
+            pattern, what, limit = rule  # the length first: patterns see short values only
+            if limit is not None and len(value) > limit:
                 failures.field(name, f"{name}: longer than {limit} characters ({len(value)})",
                                "atomic_field_length_exceeded")
+            elif pattern is not None and pattern.fullmatch(value) is None:
+                failures.field(name, f"{name}: {value[:60]!r} is not {what}")
+            elif name in _NUMBER_FIELDS and not math.isfinite(float(value)):
+                failures.field(name, f"{name}: {value[:60]!r} is beyond the range of a double")
         e = params.get("e")
         if e is not None and e not in EVENT_TYPES:
             failures.field("e", f"e: unknown event type {e[:60]!r} (expected one of "
@@ -273,7 +284,8 @@ class EventChecker:
         schema, contexts = self._self_describing(e, params, failures)
         if not failures.texts:
             return Checked(raw, [], e, schema, contexts)
-        return Checked(raw, failures.texts[:_MAX_ERRORS], e, schema, contexts,
+        return Checked(raw, [_cut(text) for text in failures.texts[:_MAX_ERRORS]], e, schema,
+                       contexts,
                        failures.all_messages(), frozenset(failures.fields))
 
     def _self_describing(self, e: str | None, params: dict[str, str],
@@ -303,13 +315,19 @@ class EventChecker:
 
     def _decode(self, name: str, text: str) -> _Decoded:
         key = (name, text)
-        found = self._cache.get(key)
+        with self._cache_lock:
+            found = self._cache.get(key)
         if found is None:
             found = self._decode_uncached(name, text)
             if len(text) <= _CACHE_MAX_TEXT:
-                if len(self._cache) >= _CACHE_SIZE:
-                    self._cache.clear()
-                self._cache[key] = found
+                size = 200 + len(text) + sum(map(len, found.errors))
+                with self._cache_lock:
+                    if (len(self._cache) >= _CACHE_SIZE
+                            or self._cache_size + size > _CACHE_BUDGET):
+                        self._cache.clear()
+                        self._cache_size = 0
+                    self._cache[key] = found
+                    self._cache_size += size
         return found
 
     def _decode_uncached(self, name: str, text: str) -> _Decoded:
@@ -365,8 +383,10 @@ class EventChecker:
     def _validate(self, uri: Any, data: Any, where: str, errors: list[str],
                   messages: list[dict[str, Any]]) -> None:
         """Adds the failures of *data* against schema *uri*, each prefixed with *where*."""
-        if not isinstance(uri, str) or SchemaKey.parse(uri) is None:
-            errors.append(f"{where}: {str(uri)[:200]!r} is not an Iglu schema URI")
+        try:
+            parse_schema_uri(uri)
+        except InvalidSchemaURI as exc:
+            errors.append(f"{where}: {exc}")
             messages.append(badrows.not_iglu_message({"schema": uri, "data": data},
                                                      "INVALID_IGLUURI"))
             return

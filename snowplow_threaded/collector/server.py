@@ -11,9 +11,11 @@ Example::
         assert collector.good()[0].parameters["se_ac"] == "buy"
 
 The server runs an asyncio loop on one background thread (started by :meth:`start`, not at
-import). Every public method is thread-safe. Routes: the tracker protocol (see
-:mod:`.ingest`), Snowplow Micro's REST API (see :mod:`.micro_api`), ``GET /health``
-(``200 ok``; ``503`` while paused) and CORS pre-flight (``OPTIONS``; it allows the
+import), and heavy requests on one worker thread (started on first use; see
+:meth:`Collector._heavy`). Every public method is thread-safe.
+Routes: the tracker protocol (see :mod:`.ingest`), Snowplow Micro's REST API (see
+:mod:`.micro_api`; who may use it: :mod:`.access`), ``GET /health`` (``200 ok``; ``503``
+while paused) and CORS pre-flight (``OPTIONS``; it allows the
 ``Content-Type`` and ``SP-Anonymous`` request headers, as the Snowplow collector does).
 """
 
@@ -30,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from .access import AccessPolicy
+from .event_log import EventLog
 from .faults import Faults, serve_tracker
 from .http11 import HTTPServer
 from .http_types import Deferred, Limits, Request, Response
@@ -37,7 +41,7 @@ from .iglu import Resolver
 from .ingest import PIXEL, Ingestor
 from .micro_api import MicroApi
 from .protocol import EventChecker
-from .store import BadEvent, EventStore, GoodEvent, Summary
+from .store import BadEvent, GoodEvent, Summary
 from .traffic import TrackerRequest, Traffic
 
 __all__ = ["Collector"]
@@ -46,6 +50,9 @@ logger = logging.getLogger("snowplow_threaded.collector")
 
 TP2_SUFFIX = "/com.snowplowanalytics.snowplow/tp2"
 _PIXEL_SUFFIXES = ("/i", "/ice.png")
+_TRACKER_SUFFIXES = (TP2_SUFFIX, *_PIXEL_SUFFIXES)
+#: Tracker requests up to this size may be judged on the event loop (a few ms at most).
+_INLINE_BYTES = 64 * 1024
 
 
 class Collector:
@@ -65,6 +72,8 @@ class Collector:
     :param limits: HTTP limits and timeouts (:class:`Limits`)
     :param max_requests: most tracker requests kept for :meth:`requests` (the oldest are
         forgotten; their bodies count towards *max_bytes* too)
+    :param allowed_hosts: more host names the Micro API answers under (``"*"``: any), for
+        remote use; IP addresses, ``localhost`` and *host* always work (see :mod:`.access`)
 
     Simulated faults: :attr:`faults` (rules for status codes, ``Retry-After``, delays,
     connection resets and closes; see :mod:`.faults`), :meth:`down` / :meth:`up` (connections
@@ -75,23 +84,26 @@ class Collector:
                  schemas: Iterable[str | Path] = (), iglu: Iterable[str] = (),
                  iglu_timeout: float = 2.0, max_events: int = 100_000,
                  max_bytes: int = 512 * 1024 * 1024, limits: Limits | None = None,
-                 max_requests: int = 10_000) -> None:
+                 max_requests: int = 10_000, allowed_hosts: Iterable[str] = ()) -> None:
         #: the fault rules: ``collector.faults(503, times=3)``, ... (see :mod:`.faults`)
         self.faults = Faults()
         self.traffic = Traffic(max_requests, max_bytes)
         self.host = host
+        self._access = AccessPolicy(host, allowed_hosts)
         self._requested_port = port
         self.limits = limits or Limits()
         self.resolver = Resolver(schemas, registries=iglu, timeout=iglu_timeout)
-        self.store = EventStore(max_events, max_bytes)
+        self.store = EventLog(max_events, max_bytes)
         self._ingest = Ingestor(EventChecker(self.resolver), self.store)
         self._api = MicroApi(self.store, self.resolver)
-        self._http = HTTPServer(self._route, self.limits)
+        self._http = HTTPServer(self._route, self.limits, offload=self._heavy)
         self._pause: tuple[int, float | None] | None = None
         self._refused = 0
         self._port = 0
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # start(), and the two below
+        self._tracker_in_worker = 0  # tracker requests given to the worker, not answered
+        self._in_worker: set[int] = set()  # their ids
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -268,18 +280,73 @@ class Collector:
         return self._pause is not None
 
     def stats(self) -> dict[str, Any]:
-        """Server counters: connections (total, open), requests, error replies by status,
-        request bytes buffered now, tracker requests refused while paused."""
+        """Server counters: connections (total, open, the cap in force), requests, error
+        replies by status, request bytes held now, the longest the event loop was late (s),
+        tracker requests refused while paused."""
         http = self._http.stats
         return {"connections": http.connections, "open_connections": http.open_connections,
-                "requests": http.requests, "errors": dict(http.errors),
-                "buffered_bytes": http.buffered_bytes, "refused_while_paused": self._refused}
+                "max_connections": http.max_connections, "requests": http.requests,
+                "errors": dict(http.errors), "buffered_bytes": http.buffered_bytes,
+                "loop_lag_max": http.loop_lag_max, "refused_while_paused": self._refused}
 
-    # -- routing (on the loop thread) --------------------------------------------------------
+    # -- routing ---------------------------------------------------------------------------
+    def _heavy(self, request: Request) -> bool:
+        """Whether *request* is handled on the worker thread rather than the event loop:
+        the Micro API (it may walk every event held); tracker requests over
+        ``_INLINE_BYTES``, or any when registries are configured (asking one may take
+        seconds), or while the worker has tracker requests (they keep their order, and
+        the loop never waits for the record's lock while the worker judges a batch under
+        it). Small tracker requests are judged on the loop: a few ms at most, without
+        a thread hand-off (which doubled the CPU a single-event request costs)."""
+        if request.path == "/health" or request.method == "OPTIONS":
+            return False
+        if not request.path.endswith(_TRACKER_SUFFIXES):
+            return True
+        with self._lock:
+            if (self._tracker_in_worker or self.resolver.registries
+                    or len(request.body) + len(request.query) > _INLINE_BYTES):
+                self._tracker_in_worker += 1
+                self._in_worker.add(id(request))
+                return True
+        return False
+
     def _route(self, request: Request) -> Response | Deferred:
+        if id(request) not in self._in_worker:
+            return self._answer(request)
+        try:
+            result = self._answer(request)
+        except BaseException:
+            self._worker_done(request)
+            raise
+        if not isinstance(result, Deferred):
+            self._worker_done(request)
+            return result
+        later = result
+
+        def answer() -> Response:
+            try:
+                return later.answer()
+            finally:
+                self._worker_done(request)
+
+        def cancel() -> None:
+            try:
+                later.cancel()
+            finally:
+                self._worker_done(request)
+
+        return Deferred(later.delay, answer, cancel)
+
+    def _worker_done(self, request: Request) -> None:
+        with self._lock:
+            if id(request) in self._in_worker:
+                self._in_worker.discard(id(request))
+                self._tracker_in_worker -= 1
+
+    def _answer(self, request: Request) -> Response | Deferred:
         path, method = request.path, request.method
         if path == "/micro" or path.startswith("/micro/"):
-            return self._api.handle(request)
+            return self._access.refusal(request) or self._api.handle(request)
         if method == "OPTIONS":
             return Response(200, headers=_cors(request, preflight=True))
         if path == "/health":

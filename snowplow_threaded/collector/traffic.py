@@ -1,11 +1,12 @@
 """The tracker requests the collector received and what it answered, for tests.
 
 :class:`Traffic` keeps one :class:`TrackerRequest` per request to a tracker route
-(``POST .../tp2``, ``GET .../i``), in arrival order, bounded in count and body bytes (the
-oldest are forgotten first). Every method is thread-safe (one re-entrant lock, whose
-condition also wakes :meth:`Traffic.wait_until`); the server's loop thread writes, any
-thread reads. A record is filled in once, when its answer is sent (or the request is
-cut or abandoned), and not changed afterwards.
+(``POST .../tp2``, ``GET .../i``), in arrival order, bounded in count and bytes (bodies,
+headers and query strings; the oldest are forgotten first). Every method is thread-safe
+(one re-entrant lock, whose condition also wakes :meth:`Traffic.wait_until`); the server
+writes (from its loop or its worker thread), any thread reads. A record is filled in
+once, when its answer is sent (or the request is cut or abandoned), and not changed
+afterwards.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class Traffic:
     """The log of tracker requests (see the module doc).
 
     :param max_requests: most requests kept (the oldest settled ones are forgotten)
-    :param max_bytes: about the most request-body bytes kept
+    :param max_bytes: about the most memory the records take (bodies, headers and query
+        strings)
     """
 
     def __init__(self, max_requests: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
@@ -127,7 +129,7 @@ class Traffic:
             self._next_index += 1
             self._pending += 1
             self._records.append(record)
-            self._bytes += len(record.body)
+            self._bytes += _size(record)
             self._bound()
             self._cond.notify_all()
             return record
@@ -149,7 +151,7 @@ class Traffic:
         while len(records) > 1 and (len(records) > self.max_requests
                                     or self._bytes > self.max_bytes):
             oldest = records.popleft()
-            self._bytes -= len(oldest.body)
+            self._bytes -= _size(oldest)
             self._forgotten += 1
 
     # -- read by anyone ----------------------------------------------------------------------
@@ -194,3 +196,10 @@ class Traffic:
             self._pending = 0
             self._forgotten = 0
             self._cond.notify_all()
+
+
+def _size(record: TrackerRequest) -> int:
+    """About the memory *record* takes: its headers and query string count too (a request
+    with 60 KB of headers and no body is not free)."""
+    return (400 + len(record.body) + len(record.query_string) + len(record.path)
+            + sum(100 + len(k) + len(v) for k, v in record.headers.items()))

@@ -17,10 +17,13 @@ E005    any other key has a bad value
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from ..disk.arguments import check_arguments
+from ..disk.store import DiskEventStore
 from ..emitter_configuration import EmitterConfiguration
 from ..emitters import Emitter
 from ..endpoint import collector_uri
@@ -37,7 +40,7 @@ REQUEST_EVENTS: tuple[RequestEvents, ...] = ("off", "page_view", "request")
 #: Every accepted key (lower case; Flask spells them ``SNOWPLOW_<UPPER>``).
 KEYS: tuple[str, ...] = (
     "endpoint", "namespace", "app_id", "method", "platform", "encode_base64", "emitter",
-    "trusted_proxies", "request_events", "ignore_paths", "schema_vendor",
+    "trusted_proxies", "request_events", "ignore_paths", "schema_vendor", "disk_buffer",
 )
 
 E_MISSING = "E001"
@@ -84,12 +87,18 @@ class IntegrationConfig:
     request_events: RequestEvents = "off"
     ignore_paths: tuple[str, ...] = ()
     schema_vendor: str = schemas.DEFAULT_VENDOR
+    #: ``DiskEventStore`` arguments (``directory`` and any keyword), or None: in memory
+    disk_buffer: dict[str, Any] | None = None
 
     def build_tracker(self) -> Tracker:
         """A new :class:`Tracker` with its own :class:`Emitter` (not registered with
         :class:`~snowplow_threaded.Snowplow`), platform :attr:`platform` as its subject.
-        No thread starts until the first event."""
-        emitter = Emitter(self.endpoint, method=self.method, **self.emitter.as_kwargs())
+        No thread starts until the first event (unless ``disk_buffer`` holds events of
+        a process that is gone: see ``DiskEventStore``)."""
+        kwargs = self.emitter.as_kwargs()
+        if self.disk_buffer is not None:
+            kwargs["event_store"] = DiskEventStore(**self.disk_buffer)
+        emitter = Emitter(self.endpoint, method=self.method, **kwargs)
         return Tracker(self.namespace, emitter, subject=Subject().set_platform(self.platform),
                        app_id=self.app_id, encode_base64=self.encode_base64)
 
@@ -190,9 +199,36 @@ def parse_config(
     except (TypeError, ValueError) as exc:
         bad(E_VALUE, "schema_vendor", str(exc))
 
+    disk = _disk_buffer(settings.get("disk_buffer"), lambda m: bad(E_VALUE, "disk_buffer", m))
+    if disk is not None:
+        if values["emitter"].event_store is not None:
+            bad(E_VALUE, "disk_buffer", "cannot be set together with emitter's event_store")
+        values["disk_buffer"] = disk
+
     if problems:
         raise ConfigError(problems)
     return IntegrationConfig(**values)
+
+
+def _disk_buffer(value: object, bad: Callable[[str], None]) -> dict[str, Any] | None:
+    """``DiskEventStore`` arguments from a directory or a mapping with ``directory``;
+    checked here (nothing is created until the tracker is built)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        value = {"directory": os.fspath(value)}
+    if not isinstance(value, Mapping) or not isinstance(value.get("directory"),
+                                                        (str, os.PathLike)):
+        bad("must be a directory, or a dict of DiskEventStore arguments with 'directory', "
+            f"got {value!r}")
+        return None
+    arguments = dict(cast("Mapping[str, Any]", value))
+    try:
+        check_arguments(**arguments)
+    except (TypeError, ValueError) as exc:
+        bad(str(exc))
+        return None
+    return arguments
 
 
 def _emitter(value: object, bad: Callable[[str], None]) -> EmitterConfiguration:

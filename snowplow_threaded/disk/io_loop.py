@@ -1,0 +1,350 @@
+"""The I/O thread of a :class:`~.store.DiskEventStore`: every read, write and fsync of the
+store happens here, never on a thread that tracks or sends.
+
+One loop (:meth:`IOLoop._run`): write what ``put()`` queued (after ``write_interval``, or
+at once when ``write_events`` wait, in durable mode, or when closing), write the acks and
+in-flight marks that ``settle()``/``take()`` queued, delete segments that are all
+settled, read the next records from disk when the ready window runs low, and every
+``scan_interval`` measure the directory and adopt what dead processes left. It sleeps on
+an Event between rounds; producers wake it only when it may be asleep (see ``put``).
+
+State is the store's, guarded by the store's ``_lock`` (taken here only for queue and
+counter updates, never across a system call).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+from ..event_store import Lease
+from .format import encode_frames
+from .io_read import Loc, ReadSide
+from .spool import Spool
+
+if TYPE_CHECKING:
+    from ..record import Record
+
+logger = logging.getLogger("snowplow_threaded.disk")
+
+
+class DiskLease(Lease):
+    """A lease whose records have a place on disk: ``locs[i]`` is ``records[i]``'s. Their
+    sequence numbers rise but may have gaps (what was evicted, damaged or adopted)."""
+
+    __slots__ = ("locs",)
+
+    def __init__(self, records: list[Record], locs: list[Loc]) -> None:
+        super().__init__(records, min(loc[0] for loc in locs))
+        self.locs = locs
+
+    def seq_at(self, index: int) -> int:
+        return self.locs[index][0]
+
+
+#: Most records written with one system call.
+WRITE_MAX = 20_000
+#: How long the store keeps events in memory after a disk fault before trying again.
+RETRY_DISK = 5.0
+
+
+class IOLoop(ReadSide):
+    """The I/O side of :class:`~.store.DiskEventStore`: the loop and the write path (a
+    mixin: the store owns the state; see the store's docstring for what each field is).
+    Acks, reading back and adopting are in :class:`~.io_read.ReadSide`."""
+
+    directory: str
+    max_bytes: int
+    when_full: str
+    write_interval: float
+    write_events: int
+    memory_events: int
+    durable: bool
+    read_ahead: int
+    scan_interval: float
+    _lock: threading.Lock
+    _synced_cond: threading.Condition
+    _wake: threading.Event
+    _incoming: deque[Record]
+    _in_base: int
+    _writing: tuple[int, int] | None
+    _ready: deque[Record]
+    _ready_locs: deque[Loc]
+    _retry: deque[DiskLease]
+    _leased: set[DiskLease]
+    _acks: list[list[Loc]]
+    _marks: list[tuple[bytes, list[Loc]]]
+    _unread: int
+    _adopt_seq: int
+    _drops: dict[str, int]
+    _spool: Spool
+    _closing: bool
+    _io_idle: bool
+    _io_batching: bool
+    _incoming_since: float | None
+    _write_now: bool
+    _next_scan: float
+    _fallback_until: float
+    _stats: dict[str, Any]
+    _synced: int
+    _adopt_wanted: bool
+    _adopt_done: threading.Event
+    _wakeup: Callable[[], None] | None
+    _warned: set[str]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                now = time.monotonic()
+                # not while a burst waits to be written: the scan's system calls each hand
+                # the GIL to the tracking threads, which could fill memory_events meanwhile
+                if self._adopt_wanted or (now >= self._next_scan
+                                          and len(self._incoming) < self.write_events):
+                    self._scan_step(now)
+                self._write_step(now)
+                self._ack_step()
+                self._refill_step()
+                if self._closing and not self._incoming and not self._acks:
+                    break
+                self._sleep(now)
+        except BaseException:
+            self._stats["io_thread_failed"] = True
+            logger.exception("the disk store's I/O thread failed: events are kept in memory "
+                             "from now on (lost if the process dies)")
+            self._fallback_until = float("inf")
+            raise
+        finally:
+            self._adopt_done.set()
+            with self._lock:
+                self._synced = 1 << 62
+                self._synced_cond.notify_all()
+        self._finish_close()
+
+    def _sleep(self, now: float) -> None:
+        waiting = bool(self._incoming)
+        if waiting:
+            since = self._incoming_since if self._incoming_since is not None else now
+            timeout = since + self.write_interval - now
+            self._io_batching = True
+        else:
+            timeout = self._next_scan - now
+            self._io_idle = True
+        # the flag is published before this last look: a put() after it sees the flag and
+        # wakes this thread, so no wake-up is lost
+        if (timeout <= 0 or self._acks or self._marks or self._closing or self._adopt_wanted
+                or self._write_now or self._refill_due() or (not waiting and self._incoming)):
+            self._io_idle = self._io_batching = False
+            return
+        self._wake.wait(timeout)
+        self._wake.clear()
+        self._io_idle = self._io_batching = False
+
+    def _kick(self) -> None:
+        self._io_idle = self._io_batching = False
+        self._wake.set()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _write_step(self, now: float) -> None:
+        incoming = self._incoming
+        if not incoming:
+            self._incoming_since = None
+            return
+        if self._incoming_since is None:
+            self._incoming_since = now
+        if not (self._closing or self.durable or self._write_now
+                or len(incoming) >= self.write_events
+                or now >= self._incoming_since + self.write_interval):
+            return
+        self._incoming_since = None
+        self._write_now = False
+        for _ in range(-(-len(incoming) // WRITE_MAX)):
+            self._write_batch()
+
+    def _write_batch(self) -> None:
+        with self._lock:
+            count = min(len(self._incoming), WRITE_MAX)
+            popleft = self._incoming.popleft
+            records = [popleft() for _ in range(count)]
+            first = self._in_base
+            self._in_base += count
+            self._writing = (first, count)
+        try:
+            placed = self._persist(records, first)
+        finally:
+            with self._lock:
+                self._writing = None
+                self._synced = first + count
+                self._synced_cond.notify_all()
+        if placed:
+            self._ready_now()
+
+    def _persist(self, records: list[Record], first: int) -> bool:
+        """Write *records* (sequence numbers from *first*) and make them takeable now or
+        later; True if some became takeable now."""
+        seqs = list(range(first, first + len(records)))
+        if time.monotonic() < self._fallback_until:
+            return self._to_memory(records, seqs)
+        placed = False
+        parts, sizes = encode_frames(records)
+        keep = self._fit(sizes)
+        del records[keep:], seqs[keep:], sizes[keep:], parts[2 * keep:]
+        start, limit = 0, self._spool.max_write
+        while start < len(records):  # one append (one segment) per chunk of max_write
+            end, size = start, 0
+            while end < len(records) and (end == start or size + sizes[end] <= limit):
+                size += sizes[end]
+                end += 1
+            placed = self._append(records[start:end], seqs[start:end], sizes[start:end],
+                                  parts[2 * start:2 * end]) or placed
+            start = end
+        return placed
+
+    def _append(self, records: list[Record], seqs: list[int], sizes: list[int],
+                parts: list[bytes]) -> bool:
+        """Write *records* into one segment (or keep them in memory on a disk fault)."""
+        try:
+            seg, start = self._spool.append(b"".join(parts))
+        except OSError as exc:
+            self._disk_failed(exc)
+            return self._to_memory(records, seqs)
+        if self._fallback_until:
+            self._fallback_until = 0.0
+            logger.warning("writing events to %s again", self.directory)
+        starts, ends = [], []
+        pos = start
+        for size in sizes:
+            starts.append(pos)
+            pos += size
+            ends.append(pos)
+        with self._lock:
+            self._stats["written"] += len(records)
+            seg.live += len(records)
+            # what fits in the ready window goes there at once (nothing older is unread);
+            # the rest is read back from the file later
+            fits = 0 if self._unread else max(0, self.read_ahead - len(self._ready))
+            fits = min(fits, len(records))
+            if fits:
+                self._ready.extend(records[:fits])
+                self._ready_locs.extend(zip(seqs[:fits], repeat(seg), starts, ends,
+                                            strict=False))
+                seg.read_offset = ends[fits - 1]
+            rest = seqs[fits:]
+            if rest and rest[-1] - rest[0] == len(rest) - 1:
+                seg.add_unread(rest[0], len(rest))
+            else:
+                for seq in rest:
+                    seg.add_unread(seq, 1)
+            self._unread += len(rest)
+        return fits > 0
+
+    def _to_memory(self, records: list[Record], seqs: list[int]) -> bool:
+        """Keep *records* in memory only (after a disk fault): takeable at once, at most
+        ``memory_events`` of them, counted in ``stats()``."""
+        with self._lock:
+            room = max(0, self.memory_events - len(self._ready))
+            kept = min(room, len(records))
+            self._ready.extend(records[:kept])
+            self._ready_locs.extend((seq, None, 0, 0) for seq in seqs[:kept])
+            self._stats["memory_only"] += kept
+            if kept < len(records):
+                self._drops["buffer_full"] += len(records) - kept
+        return kept > 0
+
+    def _drop_memory_only_locked(self) -> list[Record]:
+        """Take the records held in memory only (after a disk fault) out of the ready
+        window; returns them in order."""
+        dropped = [r for r, loc in zip(self._ready, self._ready_locs, strict=True)
+                   if loc[1] is None]
+        if dropped:
+            keep = [(r, loc) for r, loc in zip(self._ready, self._ready_locs, strict=True)
+                    if loc[1] is not None]
+            self._ready = deque(r for r, _ in keep)
+            self._ready_locs = deque(loc for _, loc in keep)
+        return dropped
+
+    def _to_memory_locked(self) -> None:
+        """No I/O thread (it failed, or may not start here): serve from memory."""
+        while self._incoming and len(self._ready) < self.memory_events:
+            self._ready.append(self._incoming.popleft())
+            self._ready_locs.append((self._in_base, None, 0, 0))
+            self._in_base += 1
+
+    def _disk_failed(self, exc: OSError) -> None:
+        self._stats["disk_errors"] += 1
+        self._stats["last_disk_error"] = f"{type(exc).__name__}: {exc}"
+        if not self._fallback_until:
+            logger.warning("cannot write events to %s (%s): keeping them in memory (lost if "
+                           "the process dies) and trying the disk again every %g s",
+                           self.directory, exc, RETRY_DISK)
+        self._fallback_until = time.monotonic() + RETRY_DISK
+        self._spool.seal_current()
+
+    def _fit(self, sizes: list[int]) -> int:
+        """How many frames of *sizes* may be written under ``max_bytes`` (the newest dropped, or
+        the oldest segments evicted first under ``drop_oldest``). Records stop at
+        :func:`data_limit`; the rest is left for ack files and segment headers."""
+        total = sum(sizes)
+        spool = self._spool
+        limit = data_limit(self.max_bytes)
+        if spool.dir_bytes + total <= limit:
+            return len(sizes)
+        if self.when_full == "drop_oldest":
+            self._evict(total, limit)
+            if spool.dir_bytes + total <= limit:
+                return len(sizes)
+        room, keep = limit - spool.dir_bytes, 0
+        for size in sizes:
+            room -= size
+            if room < 0:
+                break
+            keep += 1
+        with self._lock:
+            self._drops["buffer_full"] += len(sizes) - keep
+        self._warn_once("full", "the spool directory %s is full (max_bytes=%d): events are "
+                        "dropped (%s); raise max_bytes or check the collector", self.directory,
+                        self.max_bytes, self.when_full)
+        return keep
+
+    def _evict(self, need: int, limit: int) -> None:
+        """Drop this process's oldest segments, whole, until *need* bytes fit under
+        *limit*; never one with records in a request or waiting for a retry."""
+        spool = self._spool
+        for seg in list(spool.segments):
+            if spool.dir_bytes + need <= limit:
+                return
+            with self._lock:
+                busy = {id(loc[1]) for lease in (*self._leased, *self._retry)
+                        for loc in lease.locs}
+                if id(seg) in busy:
+                    continue
+                keep = [(r, loc) for r, loc in zip(self._ready, self._ready_locs, strict=False)
+                        if loc[1] is not seg]
+                if len(keep) != len(self._ready):
+                    self._ready = deque(r for r, _ in keep)
+                    self._ready_locs = deque(loc for _, loc in keep)
+                self._unread -= seg.unread
+                self._drops["evicted_oldest"] += seg.live
+                seg.live = 0
+            if seg is spool.current:
+                spool.seal_current()
+            spool.delete(seg)
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+    def _finish_close(self) -> None:  # defined by the store
+        raise NotImplementedError
+
+
+def data_limit(max_bytes: int) -> int:
+    """Where records stop under *max_bytes*: 1 % (at least 4 KiB) is left for ack files
+    and segment headers, so that the directory stays within *max_bytes*."""
+    return max_bytes - max(4096, max_bytes // 100)
