@@ -6,10 +6,11 @@ dispatcher's lock (``engine.Dispatcher._cond``); it does no I/O and never blocks
 
 from __future__ import annotations
 
-from .typing import PayloadDict
+from .record import STM_SIZE, Record
 
 #: After a request, how long a full batch may wait for more events to join it (busy only).
 LINGER = 0.005
+_NO_LIMIT = 1 << 62
 #: Width of each wake-up point, in events (see BatchTrigger.is_wake_point).
 _BAND = 4
 
@@ -23,23 +24,25 @@ class BatchTrigger:
     or ``max_events_per_request`` already wait."""
 
     def __init__(self, batch_size: int, byte_limit: int | None, flush_interval: float,
-                 max_events_per_request: int) -> None:
+                 max_events_per_request: int | None) -> None:
         self.batch_size = batch_size
         self.byte_limit = byte_limit
         self.flush_interval = flush_interval
-        self.max_events_per_request = max(max_events_per_request, batch_size)
+        #: None: no count limit (a request is sized by bytes, see BatchStore.take)
+        self.max_events_per_request = (_NO_LIMIT if max_events_per_request is None
+                                       else max(max_events_per_request, batch_size))
         self.reset()
 
     def reset(self) -> None:
         self.due_at: float | None = None  # when waiting events are due by flush_interval
         self.byte_due_count = self.batch_size  # byte_limit, as a count of average events
 
-    def estimate(self, record: PayloadDict) -> None:
-        """Before any send, size the byte trigger from one event's encoded size (about
-        ``"k":"v",`` per field, plus ``stm``); :meth:`refine` corrects it after sends."""
+    def estimate(self, record: Record) -> None:
+        """Before any send, size the byte trigger from one event's encoded size (with
+        ``stm``); :meth:`refine` corrects it after sends."""
         if self.byte_limit is None:
             return
-        size = 30 + sum(len(k) + len(v) + 6 for k, v in record.items())
+        size = len(record) + STM_SIZE
         self.byte_due_count = max(1, min(self.batch_size, self.byte_limit // size))
 
     def refine(self, nbytes: int, events: int) -> None:

@@ -6,10 +6,12 @@ thread runs a :class:`~.worker.Worker` that leases batches (:meth:`~Dispatcher.n
 waits until one is due and out any backoff), sends them with no lock held and settles them
 (:meth:`~Dispatcher.settle`). ``flush()``/``close()`` wait for the events before them.
 
-**Lock**: ``_cond`` (a ``Condition`` over a plain ``Lock``) guards the state, counters,
-pacing, batch trigger and thread list; never held during network I/O or user callbacks.
-``admit()`` takes it only to wake a worker that may be asleep (``_deciding``) at a wake
-point. The store's own lock is taken inside ``_cond``, never the reverse.
+**Lock**: ``_cond`` (a ``Condition`` over a plain ``Lock``; ``_room`` is another over it)
+guards the state, pacing, batch trigger and thread list; never held during network I/O or
+user callbacks. ``admit()`` takes it only to wake a worker that may be asleep at a wake
+point, or to wait for room (``when_full="block"``, :mod:`.admission`). The store's lock and
+the accounts' (:mod:`.accounts`: what became of every event, lost ones said, never
+silently) are taken inside ``_cond``, never the reverse.
 
 **Fork**: every entry point calls :meth:`~Dispatcher.ensure_own_process` first: in a
 forked child, the first call re-initialises the dispatcher without acquiring anything the
@@ -28,15 +30,17 @@ import os
 import threading
 import time
 
+from .accounts import Accounts
+from .admission import Door
 from .batching import BatchTrigger
-from .event_store import BatchStore, Lease
+from .event_store import BatchStore, Lease, take_all
 from .process import HANDOVER, REGISTRY, UWSGI
 from .process_id import current_pid
+from .record import Record
 from .retry import Backoff, Pacer
 from .settings import EmitterSettings
 from .stats import EmitterStats
 from .transport import TransportFactory
-from .typing import PayloadDict, PayloadDictList
 from .worker import Callbacks, Verdict, Worker, report_given_up
 
 logger = logging.getLogger("snowplow_threaded.engine")
@@ -60,6 +64,9 @@ class Dispatcher:
         self._callbacks = callbacks
         self._name = name
         self._pacer = Pacer(Backoff(cap=settings.max_retry_delay_seconds))
+        self._request_bytes = transport.request_bytes
+        self._accounts = Accounts(name, store, settings, lambda: callbacks()[2])
+        self._door = Door(store, settings, self._accounts)
         self.generation = 0
         self._init_runtime()
 
@@ -68,7 +75,8 @@ class Dispatcher:
         self._pid = os.getpid()
         self.generation += 1
         self._handover_armed = False  # buffered without a sender; a child may take it
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(lock := threading.Lock())  # workers, flush, close
+        self._room = threading.Condition(lock)  # track() waits on it for room (block)
         self._state = OPEN
         self._threads: list[threading.Thread] = []
         self._started = False
@@ -78,11 +86,9 @@ class Dispatcher:
         self._flush_deadline = 0.0  # the latest deadline of a waiting flush()
         self._in_flight = 0
         self._deciding = 0  # workers inside next_lease (may sleep): admit() must notify
-        self._counts = {"sent": 0, "failed": 0, "retried": 0, "requests": 0, "bytes": 0}
-        self._dropped: dict[str, int] = {}
-        self._last_error: str | None = None
         self.trigger.reset()
         self._pacer.reset()
+        self._accounts.reset()
 
     # -- the fork check ---------------------------------------------------------------------
     def ensure_own_process(self, pid: int = 0) -> None:
@@ -107,31 +113,38 @@ class Dispatcher:
             self._start_workers()
 
     # -- the caller's side (hot path) ---------------------------------------------------------
-    def admit(self, record: PayloadDict, pid: int = 0) -> bool:
-        """Buffer one event (a dict of strings, not copied: the caller must not change it).
-        O(1), never blocks on I/O. False if it was dropped (full or closed). *pid*: see
-        :meth:`ensure_own_process`."""
+    def admit(self, record: Record, pid: int = 0) -> bool:
+        """Buffer one event (a :mod:`.record`). O(1); never waits unless full and
+        ``when_full="block"``. False if dropped. *pid*: see :meth:`ensure_own_process`."""
         self.ensure_own_process(pid)
         if self._state is not OPEN:
-            with self._cond:
-                self._drop("closed", 1)
-            return False
-        pending = self.store.put(record)
-        if pending < 0:
-            return False
-        if self._state is CLOSED:  # close() ran between the check above and the put:
-            with self._cond:  # drop (and count) what came after close()'s own discard
-                self._drop("closed", self.store.discard_pending())
-            return False
-        if not self._started:
+            return self._door.closed(1)
+        if not self._started:  # (before the put: a buffer full already needs a sender)
             self.trigger.estimate(record)
             self._start_workers()
-        # wake a worker only if one may be asleep: one that is sending re-checks the store
-        # (under _cond, after counting itself in _deciding) before it sleeps again
+        pending = self.store.put(record)
+        if pending < 0 and (pending := self._door.full(record, self._room, self._cond,
+                                                       self._may_wait)) < 0:
+            return False
+        if self._state is CLOSED:  # close() ran between the check above and the put: drop
+            return self._door.closed(self.store.discard_pending())  # what came after it
+        # wake a worker only if one may be asleep (one sending re-checks the store, counted in
+        # _deciding, under _cond, before it sleeps again)
         if self._deciding and self.trigger.is_wake_point(pending):
             with self._cond:
                 self._cond.notify()
         return True
+
+    def _changed(self) -> None:
+        """Wake everyone waiting for the state or the store to change (``_cond`` held)."""
+        self._cond.notify_all()
+        self._room.notify_all()
+
+    def _may_wait(self) -> bool:
+        """Whether a track() may wait for room: a sender runs, not backing off, not it."""
+        return (self._state is OPEN and time.monotonic() >= self._pacer.resume_at
+                and threading.current_thread() not in self._threads
+                and any(thread.is_alive() for thread in self._threads))
 
     def _start_workers(self) -> None:
         if not UWSGI.may_start_threads():
@@ -153,14 +166,12 @@ class Dispatcher:
                 self._threads.append(thread)
 
     def _worker(self, until: float | None = None) -> Worker:
-        settings = self.settings
         return Worker(self, self._transport.open(), self.generation,
-                      settings.custom_retry_codes, settings.max_retries, self._callbacks, until)
+                      self.settings.max_retries, self._callbacks, until)
 
     # -- the workers' side (:class:`~.worker.Leases`) ---------------------------------------
     def next_lease(self, worker: Worker) -> Lease | None:
-        """Block until a batch is due and lease it; None when *worker* should stop (or,
-        for an inline drain, when its deadline passes)."""
+        """Wait until a batch is due and lease it; None when *worker* should stop."""
         self.ensure_own_process()
         with self._cond:
             self._deciding += 1
@@ -199,17 +210,22 @@ class Dispatcher:
 
     def lease_now(self, worker: Worker) -> Lease | None:
         """The next batch if one is due now (see ``BatchTrigger`` for a full batch right
-        after a request) and no backoff runs, else None; never waits."""
+        after a request) and it may go (:meth:`_may_go`), else None; never waits."""
         self.ensure_own_process()
         with self._cond:
             now = time.monotonic()
-            if (worker.generation != self.generation or self._state is CLOSED
-                    or now < self._pacer.resume_at or not self._is_due(now)):
-                return None
-            return self._take(now)
+            return self._take(now) if self._may_go(worker, now) and self._is_due(now) else None
+
+    def _may_go(self, worker: Worker, now: float) -> bool:
+        """Whether a batch leased ahead may be sent now (``_cond`` held): not after a
+        failure (the failed batch goes first: a retry never lets newer events overtake)."""
+        return (worker.generation == self.generation and now >= self._pacer.resume_at
+                and not self._pacer.backoff.failures
+                and (self._state is OPEN
+                     or (self._state is CLOSING and now < self._close_deadline)))
 
     def _take(self, now: float) -> Lease | None:
-        lease = self.store.take(self.trigger.max_events_per_request)
+        lease = self.store.take(self.trigger.max_events_per_request, self._request_bytes)
         if lease is not None:
             self.trigger.due_at = None
             self._in_flight += len(lease)
@@ -227,91 +243,78 @@ class Dispatcher:
         """Whether a batch leased ahead may go now; if not, it goes back to the store."""
         self.ensure_own_process()
         with self._cond:
-            now = time.monotonic()
-            if (worker.generation == self.generation and now >= self._pacer.resume_at
-                    and (self._state is OPEN
-                         or (self._state is CLOSING and now < self._close_deadline))):
+            if self._may_go(worker, time.monotonic()):
                 return True
         self.return_unsent(worker, lease)
         return False
 
     def return_unsent(self, worker: Worker, lease: Lease) -> None:
-        """Put back a batch leased ahead and never sent (after close() gave up: dropped,
-        counted and reported like the rest, ``on_failure(0, payloads)``)."""
+        """Put back a batch leased ahead and never sent (after close() gave up: dropped)."""
         self.ensure_own_process()
         with self._cond:
             if worker.generation != self.generation:
                 return  # leased before a fork: the parent's
             self._in_flight -= len(lease)
-            given_up = self._state is CLOSED
-            if given_up:
-                self._drop("shutdown_timeout", len(lease))
+            if given_up := self._state is CLOSED:
+                self._accounts.drop("shutdown_timeout", len(lease))
             self.store.settle(lease, retry=not given_up)
-            self._cond.notify_all()
+            self._changed()
         if given_up:
             report_given_up(self._callbacks()[1], lease.records)
 
     def settle(self, worker: Worker, lease: Lease, verdict: Verdict) -> None:
-        """Apply *verdict* to *lease*: count it, start or end a backoff, and settle it
-        with the store (what is retried goes back ahead of newer events)."""
+        """Apply *verdict* to *lease*: count it, pace the next attempt, settle it."""
         self.ensure_own_process()
         result = verdict.result
         with self._cond:
             if worker.generation != self.generation:
                 return  # sent before a fork: the parent's
-            counts = self._counts
-            counts["requests"] += result.requests
-            counts["bytes"] += result.nbytes
             if result.requests:
                 self.trigger.refine(result.nbytes, len(lease))
-            counts["sent"] += verdict.delivered
             self._in_flight -= len(lease)
-            rest = len(lease) - verdict.delivered
-            if result.error is not None:
-                self._last_error = result.error
+            rest = len(lease) - verdict.done
             retry = verdict.retry and self._state is not CLOSED
-            if rest and retry:
-                counts["retried"] += rest
-                # a flush()/close() that began while this attempt was in flight waits too
-                waiting = max(self._flush_deadline,
-                              self._close_deadline if self._state is CLOSING else 0.0)
-                self._pacer.failed(time.monotonic(), result.retry_after, waiting)
-            elif rest and verdict.retry:
-                self._drop("shutdown_timeout", rest)
-            else:
-                counts["failed"] += rest
-                self._pacer.succeeded()
-            self.store.settle(lease, retry, verdict.delivered)
-            self._cond.notify_all()
-
-    def _drop(self, reason: str, count: int) -> None:
-        if count:
-            self._dropped[reason] = self._dropped.get(reason, 0) + count
+            self._accounts.attempt(lease, verdict, retry)
+            # a flush()/close() that began while this attempt was in flight waits too
+            waiting = max(self._flush_deadline,
+                          self._close_deadline if self._state is CLOSING else 0.0)
+            self._pacer.settled(time.monotonic(), rest > 0 and retry, rest > 0 and not
+                                verdict.retry, result.requests > 0, result.retry_after, waiting)
+            self.store.settle(lease, retry, verdict.done)
+            self._changed()
+        self._accounts.say()
 
     # -- flush / close ----------------------------------------------------------------------
     def flush(self, timeout: float, wait: bool = True) -> bool:
         """Send everything buffered now; with *wait*, block until all events tracked before
-        the call are delivered or failed for good (True) or *timeout* passes (False)."""
+        the call are settled, or *timeout* passes. True if every event tracked since the
+        previous flush()/close() (or the start) and before this one was delivered."""
         self.ensure_own_process()
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._cond:
             target = self.store.next_seq()
             self._urgent_until = max(self._urgent_until, target)  # due now
-            if wait:
-                self._flush_deadline = max(self._flush_deadline, deadline)
-            self._pacer.probe_before(deadline, time.monotonic())
-            self._cond.notify_all()
-            if not wait or threading.current_thread() in self._threads:
+            if not wait:
+                self._changed()
                 return self._settled_before(target)
-        if not any(thread.is_alive() for thread in self._threads):
-            self._drain_inline(deadline)
-        return self._wait_settled(target, deadline)
+            window = self._accounts.begin(target)
+            self._flush_deadline = max(self._flush_deadline, deadline)
+            self._pacer.probe_before(deadline, time.monotonic())
+            self._changed()
+            on_worker = threading.current_thread() in self._threads
+        settled = (self._settled_before(target) if on_worker
+                   else self._wait_settled(target, deadline))
+        self._accounts.say(final=True)
+        return self._accounts.end(window) and settled
 
     def _settled_before(self, target: int) -> bool:
         oldest = self.store.oldest_seq()
         return oldest is None or oldest >= target
 
     def _wait_settled(self, target: int, deadline: float) -> bool:
+        """Wait until the events before *target* are settled (sent here if no worker runs)."""
+        if not any(thread.is_alive() for thread in self._threads):
+            self._drain_inline(deadline)
         with self._cond:
             while not self._settled_before(target):
                 remaining = deadline - time.monotonic()
@@ -341,31 +344,30 @@ class Dispatcher:
             self._state = CLOSING
             self._close_deadline = deadline
             self._pacer.probe_before(deadline, time.monotonic())
-            self._cond.notify_all()
+            self._changed()
 
     def finish_close(self, deadline: float) -> bool:
-        """Wait for the drain until *deadline*, then drop what is left and stop the
-        workers. True if nothing was lost. Idempotent."""
+        """Drain until *deadline*, drop what is left, stop the workers. Idempotent."""
         self.begin_close(deadline)
         if threading.current_thread() in self._threads:
             # from a callback: this worker's own batch is still open, so waiting here would
             # only run out the deadline; the workers drain until it (not known delivered)
             return False
-        if self._state is CLOSED:
+        window = self._accounts.begin(self.store.next_seq())
+        if self._state is CLOSED:  # idempotent: the verdict stays, and late drops count
+            self._lost_on_close = not self._accounts.end(window) or self._lost_on_close
+            self._accounts.say(final=True)
             return not self._lost_on_close and self.store.oldest_seq() is None
-        if not any(thread.is_alive() for thread in self._threads):
-            self._drain_inline(deadline)
         delivered = self._wait_settled(self.store.next_seq(), deadline)
-        given_up: PayloadDictList = []
+        delivered = self._accounts.end(window) and delivered
         with self._cond:
             self._state = CLOSED
-            while (lease := self.store.take(self.trigger.max_events_per_request)) is not None:
-                given_up.extend(lease.records)  # never sent: reported to on_failure below
-                self.store.settle(lease, retry=False)
+            given_up = take_all(self.store, self.trigger.max_events_per_request,
+                                self._request_bytes)  # never sent: reported below
             lost = len(given_up) + self.store.discard_pending()
             self._lost_on_close = not delivered or lost > 0
-            self._drop("shutdown_timeout", lost)
-            self._cond.notify_all()
+            self._accounts.drop("shutdown_timeout", lost)
+            self._changed()
             threads = list(self._threads)
         # idle workers exit as soon as they see CLOSED: give them a moment even when the
         # deadline has passed (one in a request ends with it, up to request_timeout later)
@@ -375,6 +377,7 @@ class Dispatcher:
                 thread.join(max(0.0, join_until - time.monotonic()))
         if given_up:
             report_given_up(self._callbacks()[1], given_up)
+        self._accounts.say(final=True)
         if not delivered:
             stats = self.stats()
             logger.warning("emitter %s closed with %d event(s) undelivered (collector "
@@ -392,9 +395,6 @@ class Dispatcher:
 
     def stats(self) -> EmitterStats:
         self.ensure_own_process()
-        store_drops = self.store.drop_counts()
         with self._cond:
-            return EmitterStats.snapshot(
-                tracked=self.store.next_seq(), pending=self.store.pending(),
-                in_flight=self._in_flight, counts=self._counts,
-                dropped=[self._dropped, store_drops], last_error=self._last_error)
+            return self._accounts.snapshot(self.store.next_seq(), self.store.pending(),
+                                           self._in_flight)

@@ -17,13 +17,17 @@ import requests
 
 from .dispatcher import Dispatcher
 from .endpoint import collector_uri, warn_if_https_by_default
-from .event_store import BatchStore, EventStore, InMemoryEventStore, stringify
+from .event_store import BatchStore, EventStore, InMemoryEventStore
 from .legacy_store import LegacyStoreAdapter
 from .process import REGISTRY
+from .record import Record, record_of
 from .retry import is_success
 from .settings import DEFAULT_BATCH_SIZE, DEFAULTS, EmitterSettings, keyword_signature
 from .stats import EmitterStats
 from .transport import TransportFactory
+from .typing import (
+    Callbacks as CallbackTuple,
+)
 from .typing import (
     FailureCallback,
     HttpProtocol,
@@ -85,6 +89,7 @@ class Emitter:
         self.request_timeout = request_timeout
         self.on_success = on_success
         self.on_failure = on_failure
+        self.on_drop = settings_.on_drop
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.custom_retry_codes = settings_.custom_retry_codes
         self.session = session
@@ -93,7 +98,8 @@ class Emitter:
         self.shutdown_timeout = settings_.shutdown_timeout
         if event_store is None:
             event_store = InMemoryEventStore(buffer_capacity=settings_.capacity,
-                                             drop_policy=settings_.drop_policy)
+                                             when_full=settings_.when_full,
+                                             max_bytes=settings_.buffer_max_bytes)
         self.event_store = event_store
         store: Any = event_store
         if not hasattr(store, "take"):
@@ -111,13 +117,14 @@ class Emitter:
 
     # -- tracking -------------------------------------------------------------------------------
     def input(self, payload: PayloadDict) -> None:
-        """Buffer one event payload (values are sent as strings). Never blocks."""
-        self._dispatcher.admit(stringify(payload))
+        """Buffer one event payload (values are sent as strings). Never blocks, unless
+        ``when_full="block"``. Raises ``ValueError`` for an empty payload."""
+        self._dispatcher.admit(record_of(payload))
 
-    def admit_record(self, record: PayloadDict, pid: int = 0) -> bool:
-        """Buffer one event whose values are all strings, taking ownership of the dict
-        (the caller must not change it afterwards); False if it was dropped (buffer full
-        or emitter closed). *pid*: the caller's :func:`~.process_id.current_pid`, if it has it."""
+    def admit_record(self, record: Record, pid: int = 0) -> bool:
+        """Buffer one event as a record (:mod:`.record`); False if it was dropped (buffer
+        full or emitter closed). *pid*: the caller's :func:`~.process_id.current_pid`, if
+        it has it."""
         return self._dispatcher.admit(record, pid)
 
     # -- flushing -------------------------------------------------------------------------------
@@ -196,12 +203,14 @@ def _attach_spool(store: Any, dispatcher: Dispatcher, shutdown_timeout: float) -
 
 
 def _weak_callbacks(emitter: Emitter) -> Callbacks:
-    """The emitter's current callbacks, without keeping the emitter alive."""
+    """The emitter's current callbacks (on_success, on_failure, on_drop), without keeping
+    the emitter alive."""
     ref = weakref.ref(emitter)
 
-    def current() -> tuple[SuccessCallback | None, FailureCallback | None]:
+    def current() -> CallbackTuple:
         obj = ref()
-        return (None, None) if obj is None else (obj.on_success, obj.on_failure)
+        return ((None, None, None) if obj is None
+                else (obj.on_success, obj.on_failure, obj.on_drop))
 
     return current
 

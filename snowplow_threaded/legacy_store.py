@@ -1,9 +1,12 @@
 """Running a user store that implements only the reference tracker's 4-method
 :class:`~.event_store.EventStore` protocol as the engine's :class:`~.event_store.BatchStore`.
 
-The user's store is called under the adapter's one lock, never while sending. Whatever it
-does (raise, return something that is not a list, hand back values that are not text) is
-logged or carried to the send, where the batch fails for good; it never ends a worker.
+The user's store holds payload dicts: the adapter decodes each record it adds
+(:func:`.record.payload_of`) and makes records of what it hands out. The user's store is
+called under the adapter's one lock, never while sending. Whatever it does (raise, return
+something that is not a list, hand back a payload that cannot be made a record) is logged
+or handed to the worker, which fails that event alone for good and reports it
+(``Lease.unsendable``); it never ends a worker.
 """
 
 from __future__ import annotations
@@ -12,19 +15,23 @@ import logging
 import threading
 from collections import deque
 
-from .event_store import EventStore, Lease, stringify
-from .typing import PayloadDict
+from .event_store import EventStore, Lease
+from .record import BODY_HEAD_SIZE, STM_SIZE, Record, payload_of, record_of
+from .typing import PayloadDict, PayloadDictList
 
 logger = logging.getLogger("snowplow_threaded.legacy_store")
 
 
-def _as_record(payload: PayloadDict) -> PayloadDict:
-    """A payload from a user's store as a record; one that cannot be made text is kept as
-    it is, and its batch fails for good when encoded (``SendResult.unsendable``)."""
-    try:
-        return stringify(payload)
-    except Exception:
-        return payload
+class _AdapterLease(Lease):
+    """A lease that remembers the user store's payloads of its records (``payloads[i]``
+    is what ``records[i]`` was made from), to hand them back to its ``cleanup``."""
+
+    __slots__ = ("payloads",)
+
+    def __init__(self, records: list[Record], oldest_seq: int, payloads: PayloadDictList,
+                 unsendable: PayloadDictList | None) -> None:
+        super().__init__(records, oldest_seq, unsendable)
+        self.payloads = payloads
 
 
 class LegacyStoreAdapter:
@@ -40,21 +47,19 @@ class LegacyStoreAdapter:
         self.store = store
         self._lock = threading.Lock()
         self._overflow: deque[PayloadDict] = deque()
-        self._retry: deque[Lease] = deque()
-        self._leased: set[Lease] = set()
+        self._retry: deque[_AdapterLease] = deque()
+        self._leased: set[_AdapterLease] = set()
         self._next_seq = 0
         self._settled = 0
-        self._rejected = 0
 
-    def put(self, record: PayloadDict) -> int:
+    def put(self, record: Record) -> int:
         with self._lock:
-            if not self.store.add_event(record):
-                self._rejected += 1
+            if not self.store.add_event(payload_of(record)):
                 return -1
             self._next_seq += 1
             return self.store.size() + len(self._overflow)
 
-    def take(self, max_events: int) -> Lease | None:
+    def take(self, max_events: int, max_bytes: int | None = None) -> Lease | None:
         with self._lock:
             if self._retry:
                 lease = self._retry.popleft()
@@ -64,12 +69,29 @@ class LegacyStoreAdapter:
                 batch = self._user_batch()
                 if batch is None:
                     return None  # asked again on the next wake
-                self._overflow.extend(_as_record(p) for p in batch)
+                self._overflow.extend(batch)
             if not self._overflow:
                 return None
-            count = min(max_events, len(self._overflow))
-            records = [self._overflow.popleft() for _ in range(count)]
-            lease = Lease(records, self._next_seq - self._unsettled_locked())
+            first = self._next_seq - self._unsettled_locked()
+            room = (1 << 62) if max_bytes is None else max_bytes - BODY_HEAD_SIZE
+            records: list[Record] = []
+            payloads: PayloadDictList = []
+            unsendable: PayloadDictList = []
+            while self._overflow and len(records) + len(unsendable) < max_events:
+                payload = self._overflow[0]
+                try:
+                    record = record_of(payload)
+                except Exception:
+                    unsendable.append(self._overflow.popleft())
+                    continue
+                room -= len(record) + STM_SIZE
+                if room < 0 and records:
+                    break
+                records.append(record)
+                payloads.append(self._overflow.popleft())
+            if unsendable:
+                self._cleanup_locked(unsendable)
+            lease = _AdapterLease(records, first, payloads, unsendable or None)
             self._leased.add(lease)
             return lease
 
@@ -88,18 +110,24 @@ class LegacyStoreAdapter:
         return self._next_seq - self._settled
 
     def settle(self, lease: Lease, retry: bool, done: int = 0) -> None:
-        payloads = lease.records if not retry else lease.records[:done]
+        assert isinstance(lease, _AdapterLease)
         with self._lock:
             self._leased.discard(lease)
+            finished = lease.payloads if not retry else lease.payloads[:done]
             if retry and done < len(lease.records):
-                del lease.records[:done]
+                del lease.records[:done], lease.payloads[:done]
+                lease.oldest_seq += done
                 self._retry.append(lease)
-            self._settled += len(payloads)
-            if payloads:
-                try:
-                    self.store.cleanup(payloads, False)
-                except Exception:
-                    logger.exception("event store cleanup() raised")
+            self._cleanup_locked(finished)
+
+    def _cleanup_locked(self, payloads: PayloadDictList) -> None:
+        """*payloads* are done with (sent, or failed for good): tell the user's store."""
+        self._settled += len(payloads)
+        if payloads:
+            try:
+                self.store.cleanup(payloads, False)
+            except Exception:
+                logger.exception("event store cleanup() raised")
 
     def pending(self) -> int:
         with self._lock:
@@ -115,7 +143,7 @@ class LegacyStoreAdapter:
         return self._next_seq
 
     def drop_counts(self) -> dict[str, int]:
-        return {"buffer_full": self._rejected} if self._rejected else {}
+        return {}  # refusals are counted by the dispatcher
 
     def discard_pending(self) -> int:
         with self._lock:
@@ -132,7 +160,6 @@ class LegacyStoreAdapter:
             self._retry = deque(sorted([*self._retry, *self._leased],
                                        key=lambda x: x.oldest_seq))
             self._leased = set()
-            self._rejected = 0
             return 0
         self._overflow = deque()
         self._retry = deque()

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
@@ -24,12 +27,13 @@ import requests
 from .contracts import positive_int, positive_number
 from .event_store import (
     DEFAULT_BUFFER_CAPACITY,
+    DEFAULT_BUFFER_MAX_BYTES,
     DROP_NEWEST,
-    DROP_POLICIES,
+    WHEN_FULL,
     BatchStore,
     EventStore,
 )
-from .typing import FailureCallback, RequestTimeout, SuccessCallback
+from .typing import DropCallback, FailureCallback, RequestTimeout, SuccessCallback
 
 Check = Callable[[Any, str], None]
 
@@ -91,9 +95,14 @@ def _session(value: Any, name: str) -> None:
         raise TypeError(f"{name} must be a requests.Session, got {type(value).__name__}")
 
 
+def _when_full(value: Any, name: str) -> None:
+    if value not in WHEN_FULL:
+        raise ValueError(f"{name} must be one of {WHEN_FULL}, got {value!r}")
+
+
 def _drop_policy(value: Any, name: str) -> None:
-    if value not in DROP_POLICIES:
-        raise ValueError(f"{name} must be one of {DROP_POLICIES}, got {value!r}")
+    if value not in WHEN_FULL[:2]:
+        raise ValueError(f"{name} must be one of {WHEN_FULL[:2]}, got {value!r}")
 
 
 def _non_negative(value: Any, name: str) -> None:
@@ -135,11 +144,12 @@ class EmitterSettings:
         "(5, 10) s"))
     buffer_capacity: int | None = field(default=None, metadata=about(
         _optional(positive_int),
-        "most events held (waiting, retrying and in flight) by the default store",
-        f"{DEFAULT_BUFFER_CAPACITY:,}".replace(",", " ")))
+        "most events held (waiting, retrying and in flight) by the default store; "
+        "`buffer_max_bytes` bounds its memory", f"{DEFAULT_BUFFER_CAPACITY:,}".replace(",", " ")))
     custom_retry_codes: dict[int, bool] = field(default_factory=dict, metadata=about(
-        _optional(_retry_codes), "`{status: retry?}`; by default 400, 401, 403, 410 "
-        "and 422 are not retried, every other failure is", "{}"))
+        _optional(_retry_codes), "`{status: retry?}`; by default 400, 401, 403, 410, "
+        "413 and 422 are not retried (the events refused are singled out: "
+        "[design.md](design.md)), every other failure is", "{}"))
     event_store: EventStore | BatchStore | None = field(default=None, metadata=about(
         _optional(_event_store),
         "where events wait: `DiskEventStore(directory)` keeps them on disk through "
@@ -161,24 +171,48 @@ class EmitterSettings:
         _non_negative, "default deadline of `flush()`", "10 s"))
     shutdown_timeout: float = field(default=5.0, metadata=about(
         _non_negative, "default deadline of `close()` and of the flush at exit", "5 s"))
-    drop_policy: str = field(default=DROP_NEWEST, metadata=about(
-        _drop_policy,
-        'when the buffer is full: reject the new event, or `"drop_oldest"`', '`"drop_newest"`'))
-    max_events_per_request: int = field(default=500, metadata=about(
-        positive_int, "a backlog is coalesced into POSTs of up to this many events "
-        "(never fewer than `batch_size`)", "500"))
+    buffer_max_bytes: int = field(default=DEFAULT_BUFFER_MAX_BYTES, metadata=about(
+        positive_int, "most memory the default store's events take (each counted as its "
+        "JSON plus 48 bytes); see below for the default", "12 MiB"))
+    when_full: str = field(default=DROP_NEWEST, metadata=about(
+        _when_full, 'a new event when the buffer is full: `"drop_newest"` drops it, '
+        '`"drop_oldest"` drops the oldest waiting ones, `"block"` makes `track()` wait for '
+        "room up to `block_timeout` (never while the collector is failing); see below",
+        '`"drop_newest"`'))
+    block_timeout: float = field(default=1.0, metadata=about(
+        _non_negative, 'most seconds a `track()` waits for room with `when_full="block"` '
+        "(then it drops the event)", "1.0 s"))
+    on_drop: DropCallback | None = field(default=None, metadata=about(
+        _optional(_callable), "`f(reason, count)` when events are dropped (reasons as in "
+        "`stats().dropped`), at most about once a second while drops go on, and at "
+        "`flush()`/`close()`", "none"))
+    max_events_per_request: int | None = field(default=None, metadata=about(
+        _optional(positive_int), "a backlog is coalesced into POSTs of up to this many "
+        "events (never fewer than `batch_size`); `max_request_bytes` caps them anyway",
+        "none: the bytes decide"))
     max_request_bytes: int = field(default=1_000_000, metadata=about(
         positive_int, "most bytes in one POST body (an event larger than that goes alone)",
         "1 000 000"))
     max_retries: int | None = field(default=None, metadata=about(
         _optional(_non_negative_int), "give a batch up after this many retries",
         "none (retry until delivered or closed)"))
+    drop_policy: str | None = field(default=None, metadata=about(
+        _optional(_drop_policy), "deprecated: the name `when_full` had before "
+        "(`\"drop_newest\"` or `\"drop_oldest\"`)", "none"))
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             item.metadata["check"](getattr(self, item.name), item.name)
         # a private copy: the caller's dict may change, this one never does
         object.__setattr__(self, "custom_retry_codes", dict(self.custom_retry_codes or {}))
+        if self.drop_policy is not None:
+            if self.when_full not in (DROP_NEWEST, self.drop_policy):
+                raise ValueError(f"when_full={self.when_full!r} and drop_policy="
+                                 f"{self.drop_policy!r} disagree; pass when_full only")
+            warnings.warn("drop_policy is deprecated: use when_full (the same values, and "
+                          "'block')", DeprecationWarning, stacklevel=_caller_level())
+            object.__setattr__(self, "when_full", self.drop_policy)
+            object.__setattr__(self, "drop_policy", None)  # said once, as when_full
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> EmitterSettings:
@@ -208,6 +242,19 @@ class EmitterSettings:
     def capacity(self) -> int:
         """``buffer_capacity``, or the default store's capacity."""
         return DEFAULT_BUFFER_CAPACITY if self.buffer_capacity is None else self.buffer_capacity
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_level() -> int:
+    """The stack level, for ``warnings.warn`` in the caller of this function, of the first
+    frame outside this package (and outside the code ``dataclasses`` generates)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
+                                        or frame.f_code.co_filename.startswith("<")):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 #: every setting's name, in declaration order

@@ -16,9 +16,12 @@ class EmitterStats:
     * ``sent``: events the collector acknowledged (2xx).
     * ``failed``: events given up for good (non-retryable status, ``max_retries`` reached).
     * ``retried``: events put back for another attempt (counted each time).
-    * ``dropped``: events lost before any send, by reason: ``buffer_full``,
-      ``evicted_oldest``, ``closed`` (tracked after close), ``shutdown_timeout``.
+    * ``dropped``: events lost before any send, by reason: ``buffer_full`` (refused when
+      the buffer was full), ``evicted_oldest`` (``when_full="drop_oldest"``), ``closed``
+      (tracked after close), ``shutdown_timeout``.
     * ``requests``, ``bytes_sent``: HTTP requests made and request body bytes.
+    * ``split_requests``: of those, requests made to single out events the collector
+      refused (a refused request of several events is split in halves until they are).
     * ``last_error``: the most recent failure (``"HTTP 503"``, ``"ConnectionError: ..."``).
     * ``disk``: with a ``DiskEventStore``, its directory's state (bytes and events on
       disk, the age of the oldest event waiting, ...: see docs/disk-buffer.md); else None.
@@ -33,6 +36,7 @@ class EmitterStats:
     dropped: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     bytes_sent: int = 0
+    split_requests: int = 0
     last_error: str | None = None
     disk: dict[str, Any] | None = None
 
@@ -47,7 +51,7 @@ class EmitterStats:
         return cls(tracked=tracked, queued=pending + in_flight, in_flight=in_flight,
                    sent=counts["sent"], failed=counts["failed"], retried=counts["retried"],
                    dropped=merged, requests=counts["requests"], bytes_sent=counts["bytes"],
-                   last_error=last_error)
+                   split_requests=counts["split_requests"], last_error=last_error)
 
     @property
     def dropped_total(self) -> int:
@@ -70,6 +74,7 @@ class EmitterStats:
             dropped=dropped,
             requests=self.requests + other.requests,
             bytes_sent=self.bytes_sent + other.bytes_sent,
+            split_requests=self.split_requests + other.split_requests,
             last_error=other.last_error or self.last_error,
             disk=_add_disk(self.disk, other.disk),
         )

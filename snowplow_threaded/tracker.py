@@ -24,9 +24,10 @@ from .events.event import all_text
 from .legacy import LegacyTracking
 from .payload import Payload, PayloadPairs
 from .process_id import FORK_MARK, KNOWN_PID, current_pid, pid_now
+from .record import CommonFields, Record, payload_of, record_of
 from .stats import EmitterStats
 from .subject import Subject
-from .typing import EmitterProtocol, JsonEncoderFunction, PayloadDict
+from .typing import EmitterProtocol, JsonEncoderFunction
 
 VERSION = TRACKER_VERSION
 _time_ns = time.time_ns
@@ -120,7 +121,7 @@ def new_event_id(pid: int = 0) -> str:
     return eid
 
 
-def _admit_of(emitter: Emitter) -> Callable[[PayloadDict, int], bool]:
+def _admit_of(emitter: Emitter) -> Callable[[Record, int], bool]:
     """*emitter*'s admission, skipping one call level unless a subclass overrides it."""
     if type(emitter).admit_record is Emitter.admit_record:
         return emitter._dispatcher.admit
@@ -170,7 +171,7 @@ class Tracker(LegacyTracking):
         #: any other emitter: given a copy of the payload through input()
         self._input_emitters: tuple[EmitterProtocol, ...] = ()
         #: the admission of the tracker's one emitter, when it has one and it is ours
-        self._single_admit: Callable[[PayloadDict, int], bool] | None = None
+        self._single_admit: Callable[[Record, int], bool] | None = None
         for item in items:
             self.add_emitter(item)
         self.subject: Subject | None = Subject() if subject is None else subject
@@ -180,10 +181,10 @@ class Tracker(LegacyTracking):
         #: the tracker's own fields (tv, tna, aid), as sent
         self._tracker_fields: dict[str, str] = {
             k: v for k, v in self.standard_nv_pairs.items() if v}
-        #: what every event's record starts from: (the subject._cached_wire() tuple, its
-        #: pairs merged with _tracker_fields): rebuilt when the subject or its fields
-        #: change; replaced as a whole (thread-safe to read)
-        self._record_base: tuple[object, dict[str, str]] = (_NO_SUBJECT, self._tracker_fields)
+        #: what every event's record starts from: the subject's fields (its
+        #: ``_cached_wire()``) and _tracker_fields, encoded: rebuilt when the subject or
+        #: its fields change; replaced as a whole (thread-safe to read)
+        self._record_base = CommonFields(_NO_SUBJECT, self._tracker_fields)
 
     @staticmethod
     def get_uuid() -> str:
@@ -204,15 +205,14 @@ class Tracker(LegacyTracking):
         result.nv_pairs = nv
         return result
 
-    def _record_base_for(self, subject: Subject) -> dict[str, str]:
-        """*subject*'s fields merged with the tracker's, with ``eid``/``dtm`` placeholders
-        (cached in ``_record_base`` until the subject changes)."""
-        merged = self._record_base
+    def _record_base_for(self, subject: Subject) -> CommonFields:
+        """*subject*'s fields merged with the tracker's, encoded (cached in
+        ``_record_base`` until the subject changes)."""
+        common = self._record_base
         wire = subject._cached_wire()  # never None: so track() cannot match a cleared cache
-        if merged[0] is not wire:
-            merged = self._record_base = (
-                wire, {**wire[0], **self._tracker_fields, "eid": "", "dtm": ""})
-        return merged[1]
+        if common.source is not wire:
+            common = self._record_base = CommonFields(wire, {**wire[0], **self._tracker_fields})
+        return common
 
     def _complete(self, event: Event) -> dict[str, str]:
         """*event*'s payload without ``eid`` and ``dtm`` (every case; see :meth:`track`
@@ -228,7 +228,7 @@ class Tracker(LegacyTracking):
             event._add_subject(nv, subject)
             nv.update(self._tracker_fields)
         else:
-            nv.update(self._record_base_for(subject))
+            nv.update(self._record_base_for(subject).fields)
         return nv
 
     def track(self, event: Event) -> str:
@@ -242,24 +242,24 @@ class Tracker(LegacyTracking):
         # unless this process forked since (process_id.current_pid, inlined)
         pid = KNOWN_PID[0] if FORK_MARK[0] else pid_now()
         subject = self.subject
-        merged = self._record_base
+        common = self._record_base
         # the common case: no event subject, the tracker's subject unchanged since the
-        # last event: the event's fields over a copy of the merged subject and tracker
-        # fields (one clone of the larger dict, sized for eid/dtm too, and a few inserts)
+        # last event, only emitters of ours: the record is made from the event's own
+        # fields and the tracker's, encoded once (record.CommonFields)
         try:
             fast = (event._event_subject is None and subject is not None
-                    and merged[0] is subject._wire)
+                    and common.source is subject._wire and not self._input_emitters)
             pairs = event.payload.nv_pairs
         except AttributeError:
             fast = False  # _complete() says what is wrong
-        if fast:
-            nv = merged[1].copy()
-            nv.update(pairs)
-            if (len(nv) != len(merged[1]) + len(pairs)  # the event sets a field of ours
-                    or (type(pairs) is not PayloadPairs and not all_text(pairs))):
-                nv = self._complete(event)  # ours win; values made text
-            elif event._has_json or event._context or event._true_timestamp is not None:
-                event._add_parts(nv, self.encode_base64, self.json_encoder)
+        parts: dict[str, str] | None = None
+        if fast and (type(pairs) is PayloadPairs or all_text(pairs)):
+            if event._has_json or event._context or event._true_timestamp is not None:
+                parts = {}  # what this library encodes (the event is never changed)
+                event._add_parts(parts, self.encode_base64, self.json_encoder)
+                if "e" in parts and parts["e"] == pairs.get("e"):
+                    del parts["e"]  # a self-describing event says "ue" itself already
+            nv = None
         else:
             nv = self._complete(event)
         pool = _pool
@@ -270,21 +270,25 @@ class Tracker(LegacyTracking):
                 eid = new_event_id(pid)
         else:
             eid = new_event_id(pid)
-        nv["eid"] = eid
         ms = _time_ns() // 1_000_000
         last = _last_dtm
-        nv["dtm"] = last[1] if last[0] == ms else _dtm_of(ms)
+        dtm = last[1] if last[0] == ms else _dtm_of(ms)
+        if nv is None:
+            record = common.record(pairs, eid, dtm, parts)
+        else:
+            nv["eid"] = eid
+            nv["dtm"] = dtm
+            record = record_of(nv)
         only = self._single_admit
         if only is not None:  # the common case: one emitter, one of ours
-            only(nv, pid)
+            only(record, pid)
             return eid
-        ours = self._engine_emitters
-        if ours:
-            ours[0].admit_record(nv, pid)
-            for emitter in ours[1:]:
-                emitter.admit_record(dict(nv), pid)  # each emitter owns its record (stm)
-        for other in self._input_emitters:
-            other.input(dict(nv))
+        for emitter in self._engine_emitters:
+            emitter.admit_record(record, pid)  # bytes: shared, never changed
+        if self._input_emitters:
+            payload = nv if nv is not None else payload_of(record)  # (an emitter added meanwhile)
+            for other in self._input_emitters:
+                other.input(dict(payload))
         return eid
 
     def flush(self, is_async: bool = False, timeout: float | None = None) -> bool:
@@ -346,9 +350,8 @@ class Tracker(LegacyTracking):
             self._engine_emitters = (*self._engine_emitters, emitter)
         else:
             self._input_emitters = (*self._input_emitters, emitter)
-        self._single_admit = (
-            _admit_of(self._engine_emitters[0])
-            if len(self._engine_emitters) == 1 and not self._input_emitters else None)
+        self._single_admit = (_admit_of(self._engine_emitters[0])
+                      if len(self._engine_emitters) == 1 and not self._input_emitters else None)
         return self
 
     def get_namespace(self) -> str:

@@ -24,6 +24,10 @@ HttpProtocol = Literal["http", "https"]
 Method = Literal["get", "post"]
 SuccessCallback = Callable[[PayloadDictList], None]
 FailureCallback = Callable[[int, PayloadDictList], None]
+#: ``on_drop(reason, count)``: *count* events were dropped for *reason* (see EmitterStats)
+DropCallback = Callable[[str, int], None]
+#: an emitter's (on_success, on_failure, on_drop), as the engine reads them
+Callbacks = tuple[SuccessCallback | None, FailureCallback | None, DropCallback | None]
 SUPPORTED_PLATFORMS = frozenset({"pc", "tv", "mob", "cnsl", "iot", "web", "srv", "app"})
 SupportedPlatform = Literal["pc", "tv", "mob", "cnsl", "iot", "web", "srv", "app"]
 RequestTimeout = float | tuple[float, float]

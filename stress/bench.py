@@ -92,7 +92,7 @@ def measure_cells(plan: Plan, port: int, raw: dict[str, Any]) -> None:
     libraries are interleaved (ours, ref, ours, ref, ...) so a noisy moment hits both."""
     for workload in plan.workloads:
         for threads in plan.threads:
-            libs = ["ours", "ours_nodrop", "ref_async"]
+            libs = ["ours", "ref_async"]
             if threads in plan.sync_threads:
                 libs.append("ref_sync")
             results: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
@@ -100,9 +100,7 @@ def measure_cells(plan: Plan, port: int, raw: dict[str, Any]) -> None:
                 for lib in libs:
                     spec = {"mode": "run", "lib": lib, "workload": workload,
                             "threads": threads, "events": plan.events, "port": port,
-                            "timeout": plan.child_timeout,
-                            # ours_nodrop: a buffer big enough that nothing is dropped
-                            "capacity": 2 * plan.events if lib == "ours_nodrop" else None}
+                            "timeout": plan.child_timeout}
                     results[lib].append(run_child(spec, plan.child_timeout + 30))
             for lib in libs:
                 result = bench_report.with_repeats(median_run(results[lib]), results[lib])
@@ -142,11 +140,10 @@ def measure_exit(plan: Plan, port: int, raw: dict[str, Any]) -> None:
 
 def measure_floor(plan: Plan, port: int, raw: dict[str, Any]) -> None:
     """The per-event floor of each workload (batch = the events per request observed in
-    our 1-thread no-drop run) and, for the workloads profiled, the CPU buckets."""
+    our 1-thread run) and, for the workloads profiled, the CPU buckets."""
     batches = {}
     for workload in plan.workloads:
-        run = bench_report.lookup(raw, "ours_nodrop", workload, 1) or bench_report.lookup(
-            raw, "ours", workload, 1)
+        run = bench_report.lookup(raw, "ours", workload, 1)
         if run and run.get("requests"):
             batches[workload] = max(1, round(run["delivered"] / run["requests"]))
     spec = {"mode": "floor", "lib": "ours", "workloads": plan.workloads, "batches": batches,
@@ -186,14 +183,14 @@ def lowest_floor(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure_down(plan: Plan, raw: dict[str, Any]) -> None:
+    """The sink down, each library at its defaults: what is held, and what it costs."""
     dead = closed_port()
-    for lib, capacity in (("ours", None), ("ours", 100_000), ("ref_async", None)):
+    for lib in ("ours", "ref_async"):
         spec = {"mode": "down", "lib": lib, "workload": "se", "events": plan.down_events,
-                "port": dead, "capacity": capacity, "time_budget": plan.child_timeout}
+                "port": dead, "time_budget": plan.child_timeout}
         result = run_child(spec, plan.child_timeout + 30)
-        raw["down"].append({"lib": lib, "capacity": capacity or 10_000, "result": result})
-        progress(f"  sink down, {plan.down_events} SE, {lib} cap={capacity or 10_000}: "
-                 f"{bench_report.short(result)}")
+        raw["down"].append({"lib": lib, "result": result})
+        progress(f"  sink down, {plan.down_events} SE, {lib}: {bench_report.short(result)}")
 
 
 def measure_fork_cost(plan: Plan, raw: dict[str, Any]) -> None:

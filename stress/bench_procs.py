@@ -13,10 +13,10 @@
   parent (:mod:`stress.bench_runs`) times the exit and asks the sink what arrived.
 * ``floor`` — the per-event cost a sender cannot go below, measured in this process with
   timeit-style loops (best of 7, thread CPU time): event object construction, the
-  payload build (``track()`` with a no-op admission), the JSON of the final
-  payload dict (the cheaper of ``json.dumps`` of one and the transport's encoding of a
-  batch, per event), and one keep-alive ``http.client`` POST of a batch to the sink divided by
-  its event count.
+  payload build (``track()`` with a no-op admission: the event's record, its JSON
+  included), what is left of the JSON for the sender (the cheaper of ``json.dumps`` of the
+  payload dict and the request body made of the records, per event), and one keep-alive
+  ``http.client`` POST of a batch to the sink divided by its event count.
 """
 
 from __future__ import annotations
@@ -229,8 +229,7 @@ def best_cpu_us(fn: Callable[[], Any], number: int, repeat: int = 7) -> float:
 def run_floor(spec: Spec) -> dict[str, Any]:
     """Per workload: construction, build, dumps and amortised-HTTP CPU per event."""
     from snowplow_threaded import Snowplow, TrackerConfiguration
-    from snowplow_threaded.batch_json import records_json
-    from snowplow_threaded.transport import PAYLOAD_DATA_SCHEMA
+    from snowplow_threaded.record import payload_of, post_body
 
     port = spec["port"]
     endpoint = f"http://127.0.0.1:{port}"
@@ -249,22 +248,21 @@ def run_floor(spec: Spec) -> dict[str, Any]:
         make = event_factory("ours", workload)
         event = make()
         construct = best_cpu_us(make, number)
-        # track() with the admission replaced by a no-op: the payload build alone
+        # track() with the admission replaced by a no-op: the payload build alone (its
+        # record: the event's JSON, made on the caller's thread)
         tracker._single_admit = lambda record, pid: None
         build = best_cpu_us(partial(tracker.track, event), number)
-        record = records_of(tracker, [event])[0]
-        record["stm"] = str(time.time_ns() // 1_000_000)
+        stm = str(time.time_ns() // 1_000_000)
+        record = {**payload_of(records_of(tracker, [event])[0]), "stm": stm}
         batch = max(1, int(spec["batches"].get(workload) or 500))
         records = records_of(tracker, [event] * batch)
-        for one in records:
-            one["stm"] = record["stm"]
-        # the cheaper of the stdlib's encoding of one record and the transport's own
-        # (templates, batch_json) of a whole batch, per event
+        # what is left of the JSON for the sender: the cheaper of the stdlib's encoding of
+        # the payload dict (a record that is not JSON yet) and the body made of the
+        # records, per event
         dumps = min(best_cpu_us(partial(encode, record), number),
-                    best_cpu_us(partial(records_json, records), max(10, number // batch))
+                    best_cpu_us(partial(post_body, records, stm), max(10, number // batch))
                     / batch)
-        body = json.dumps({"schema": PAYLOAD_DATA_SCHEMA, "data": records},
-                          separators=(",", ":")).encode()
+        body = post_body(records, stm)
 
         def post(body: bytes = body) -> None:
             conn.request("POST", path, body=body, headers=headers)

@@ -21,7 +21,7 @@ from stress.bench_runner import WORKLOADS, run_child, sink_process
 
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("JSON encoding", ("json/", "_json", "encode_json", "encode_basestring",
-                       "snowplow_threaded/batch_json.py")),
+                       "snowplow_threaded/record.py")),
     ("base64", ("base64", "b2a_base64", "b64encode")),
     ("id generation (uuid/random bytes)", ("uuid", "urandom", "RAND_bytes", "new_event_id",
                                            "_fresh_ids", "method 'hex' of 'bytearray'",

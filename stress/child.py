@@ -124,10 +124,11 @@ def event_factory(lib: str, workload: str) -> EventFactory:
     return make_sd
 
 
-def records_of(tracker: Any, events: Iterable[Any]) -> list[dict[str, str]]:
-    """What ``tracker.track()`` (ours, one emitter) would buffer for *events*: the same
-    call with the admission replaced by a list append. The tracker is left as it was."""
-    records: list[dict[str, str]] = []
+def records_of(tracker: Any, events: Iterable[Any]) -> list[Any]:
+    """What ``tracker.track()`` (ours, one emitter) would buffer for *events* (records:
+    see ``snowplow_threaded.record``; dicts before it): the same call with the admission
+    replaced by a list append. The tracker is left as it was."""
+    records: list[Any] = []
     # (the attribute's name before 63d2958, for stress.ab runs of older revisions)
     name = "_single_admit" if hasattr(tracker, "_single_admit") else "_only"
     saved = getattr(tracker, name)
@@ -145,12 +146,17 @@ def make_tracker(spec: Spec, port: int) -> tuple[Any, Any]:
     lib = spec["lib"]
     b64 = spec["workload"] != "sd_raw"
     endpoint = f"http://127.0.0.1:{port}"
-    if lib in ("ours", "ours_nodrop"):
+    if lib in ("ours", "ours_nodrop"):  # its defaults; or room for every event (stress.ab)
         ours = library("ours")
-        emitter_cfg = (ours.EmitterConfiguration(buffer_capacity=spec["capacity"])
-                       if spec.get("capacity") else None)
+        config = None
+        if lib == "ours_nodrop":
+            try:
+                config = ours.EmitterConfiguration(buffer_capacity=spec["capacity"],
+                                                   buffer_max_bytes=spec["capacity"] * 4096)
+            except TypeError:  # a revision before buffer_max_bytes (stress.ab)
+                config = ours.EmitterConfiguration(buffer_capacity=spec["capacity"])
         tracker = ours.Snowplow.create_tracker(
-            "bench", endpoint, app_id="bench", emitter_config=emitter_cfg,
+            "bench", endpoint, app_id="bench", emitter_config=config,
             tracker_config=ours.TrackerConfiguration(encode_base64=b64))
         return tracker, tracker.emitters[0]
     import requests
@@ -291,10 +297,14 @@ def run_down(spec: Spec) -> dict[str, Any]:
     gc.collect()
     rss1 = rss_bytes()
     peak1 = peak_rss_bytes()
+    buffer: dict[str, Any] = {}
     if spec["lib"] == "ours":
         stats = tracker.stats()
         held = int(stats.queued)
         dropped = dict(stats.dropped)
+        store = emitter.event_store
+        buffer = {"buffer_capacity": store.buffer_capacity, "buffer_max_bytes": store.max_bytes,
+                  "held_bytes": store.size_bytes()}
     else:
         queue = list(emitter.queue.queue)
         held = emitter.event_store.size() + sum(len(batch) for batch in queue)
@@ -311,7 +321,7 @@ def run_down(spec: Spec) -> dict[str, Any]:
         "peak_rss_growth_mb": max(peak1 - rss0, growth) / 2**20,
         "peak_rss_before_mb": peak0 / 2**20,
         "bytes_per_held_event": (growth / held) if held else None,
-        "capacity": spec.get("capacity") or 10_000,
+        **buffer,
     }
 
 
@@ -364,6 +374,14 @@ def main(argv: list[str]) -> None:
             result = run_down(spec)
         elif mode == "profile":
             result = run_profile(spec)
+        elif mode == "when_full":
+            from stress import when_full
+
+            result = when_full.run_when_full(spec)
+        elif mode == "steady":
+            from stress import degraded
+
+            result = degraded.run_steady(spec)
         elif mode == "sender":
             from stress import sender_gil
 

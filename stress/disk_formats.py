@@ -1,5 +1,6 @@
 """The on-disk format, measured: the segment files DiskEventStore uses against SQLite in
-WAL mode doing the same work, plus the record encoding.
+WAL mode doing the same work, plus the record encoding (format 2 stores the engine's
+record as it is; format 1's NUL-joined dict is measured beside it).
 
 For each candidate, one I/O thread does what the store's I/O thread does for ``--events``
 records: write them in batches of 1 000 (one ``write()``; one transaction), read them back
@@ -19,7 +20,6 @@ hand the GIL back.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -34,28 +34,29 @@ from collections.abc import Callable
 from typing import Any
 
 from snowplow_threaded import StructuredEvent, Tracker
-from snowplow_threaded.disk.format import decode_record, encode_record
+from snowplow_threaded.disk.format import decode_record
 from snowplow_threaded.disk.io_read import Loc
 from snowplow_threaded.disk.store import DiskEventStore
 from snowplow_threaded.emitters import Emitter
+from snowplow_threaded.record import Record, payload_of
 
 
-def sample_records(count: int) -> list[dict[str, str]]:
-    """Real tracker payloads: StructuredEvents as Tracker.track builds them."""
-    captured: list[dict[str, str]] = []
+def sample_records(count: int) -> list[Record]:
+    """Real tracker records: StructuredEvents as Tracker.track builds them."""
+    captured: list[Record] = []
 
     class Capture(Emitter):
-        def admit_record(self, record: dict[str, str], pid: int = 0) -> bool:
+        def admit_record(self, record: Record, pid: int = 0) -> bool:
             captured.append(record)
             return True
 
-    tracker = Tracker("bench", Capture("localhost"))
+    tracker = Tracker("bench", Capture("http://localhost"))
     for n in range(count):
         tracker.track(StructuredEvent("shop", "checkout", label=f"order-{n}", value=n))
     return captured
 
 
-def run_segments(directory: str, records: list[dict[str, str]]) -> int:
+def run_segments(directory: str, records: list[Record]) -> int:
     """The store's own I/O code, driven directly (no emitter)."""
     store = DiskEventStore(directory, read_ahead=1, write_events=1000)
     store._start = lambda: None  # type: ignore[method-assign]  # this thread does the I/O
@@ -75,7 +76,7 @@ def run_segments(directory: str, records: list[dict[str, str]]) -> int:
     return size
 
 
-def run_sqlite(directory: str, records: list[dict[str, str]]) -> int:
+def run_sqlite(directory: str, records: list[Record]) -> int:
     """The same work with SQLite in WAL mode (synchronous=NORMAL: no fsync per commit, the
     same promise as the segment files' default: a process crash loses nothing written)."""
     db = sqlite3.connect(os.path.join(directory, "events.db"), isolation_level=None,
@@ -84,7 +85,7 @@ def run_sqlite(directory: str, records: list[dict[str, str]]) -> int:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, owner INTEGER, body BLOB)")
     for start in range(0, len(records), 1000):
-        rows = [(1, encode_record(r)) for r in records[start:start + 1000]]
+        rows = [(1, b"R" + r) for r in records[start:start + 1000]]
         db.execute("BEGIN")
         db.executemany("INSERT INTO events (owner, body) VALUES (?, ?)", rows)
         db.execute("COMMIT")
@@ -107,8 +108,8 @@ def _dir_size(directory: str) -> int:
     return sum(e.stat().st_size for e in os.scandir(directory) if e.is_file())
 
 
-def measure(name: str, run: Callable[[str, list[dict[str, str]]], int],
-            records: list[dict[str, str]]) -> dict[str, Any]:
+def measure(name: str, run: Callable[[str, list[Record]], int],
+            records: list[Record]) -> dict[str, Any]:
     directory = tempfile.mkdtemp(prefix=f"disk-formats-{name}-")
     result: dict[str, Any] = {}
     done = threading.Event()
@@ -141,19 +142,21 @@ def measure(name: str, run: Callable[[str, list[dict[str, str]]], int],
             "caller_p999_us": laps[int(len(laps) * 0.999)] / 1000, "caller_max_us": laps[-1] / 1000}
 
 
-def codec(records: list[dict[str, str]]) -> list[str]:
+def codec(records: list[Record]) -> list[str]:
     record = records[0]
-    body = encode_record(record)
-    as_json = json.dumps(record, ensure_ascii=False).encode()
+    body = b"R" + record
+    payload = payload_of(record)
+    nul = ("N" + "\0".join([*payload, *payload.values()])).encode()
     rows = []
-    for name, fn in (("NUL-joined encode", lambda: encode_record(record)),
-                     ("json.dumps encode", lambda: json.dumps(record, ensure_ascii=False)
-                      .encode()),
-                     ("NUL-joined decode", lambda: decode_record(body)),
-                     ("json.loads decode", lambda: json.loads(as_json))):
+    for name, fn in (("record frame body (format 2: `R` + the record)", lambda: b"R" + record),
+                     ("format 1 body (NUL-joined dict)",
+                      lambda: ("N" + "\0".join([*payload, *payload.values()])).encode()),
+                     ("format 2 body to record", lambda: decode_record(body)),
+                     ("format 1 body to record (read back when adopted)",
+                      lambda: decode_record(nul))):
         best = min(timeit.repeat(fn, number=20_000, repeat=5)) / 20_000 * 1e6
         rows.append(f"| {name} | {best:.2f} µs |")
-    rows.append(f"| size (NUL-joined / JSON) | {len(body)} / {len(as_json)} bytes |")
+    rows.append(f"| body size (format 2 / format 1) | {len(body)} / {len(nul)} bytes |")
     return rows
 
 
@@ -186,7 +189,7 @@ def main() -> int:
                      f"{med('caller_p50_ns'):.0f} ns | {med('caller_p99_ns'):.0f} ns | "
                      f"{med('caller_p999_us'):.1f} µs | {med('caller_max_us'):.0f} µs | "
                      f"{med('bytes_per_event'):.0f} B |")
-    lines += ["", "Record encoding (one StructuredEvent payload, best of 5):", "",
+    lines += ["", "Record encoding (one StructuredEvent, best of 5):", "",
               "| operation | time |", "| --- | --- |", *codec(records), ""]
     report = "\n".join(lines)
     print(report)

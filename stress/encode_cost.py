@@ -1,12 +1,12 @@
-"""What encoding a batch costs the sender: the transport's template encoding
-(:func:`snowplow_threaded.batch_json.records_json`) against the C JSON encoder it falls
-back to, and ``json.dumps``, on the bench's workloads.
+"""What encoding a batch costs the sender: the request body joined from records (an
+event's JSON, made by ``track()``: ``snowplow_threaded.record``) against encoding the
+same events held as dicts with the C JSON encoder and with ``json.dumps`` (what a sender
+holding dicts must do).
 
 Run: ``python -m stress.encode_cost [--batch 500] [--runs 5]``. For each workload, a batch
-of records as ``track()`` builds them (the bench's events, ``stm`` set) is encoded to the
-UTF-8 bytes of its JSON array; thread CPU per record, best of 7 loops (the encoders take
-turns), median over *runs* fresh processes. No network. Prints Markdown tables; nothing
-is asserted.
+of records as ``track()`` builds them (the bench's events) is made into the UTF-8 bytes of
+a request body; thread CPU per record, best of 7 loops (the encoders take turns), median
+over *runs* fresh processes. No network. Prints Markdown tables; nothing is asserted.
 
 A second table is about the caller's thread: could ``track()`` check a context entity
 instead of encoding it, and leave the encoding to the sender? It times the C encoder
@@ -22,7 +22,6 @@ import json
 import math
 import statistics
 import sys
-from functools import partial
 
 from stress.bench_procs import best_cpu_us
 from stress.bench_runner import in_fresh_process
@@ -30,31 +29,32 @@ from stress.child import event_factory, records_of
 
 WORKLOADS = {"se": "(a) StructuredEvent", "sd": "(b) SelfDescribing+2 ctx, base64",
              "sd_raw": "(b) SelfDescribing+2 ctx, no base64"}
-ENCODERS = ("template (records_json)", "C encoder (the fallback)", "json.dumps")
+ENCODERS = ("join of records (post_body)", "C encoder of dicts", "json.dumps of dicts")
 
 
 def measure(workload: str, batch: int) -> dict[str, float]:
     """In a fresh process: µs per record for each encoder, on one batch of *workload*."""
     from snowplow_threaded import Snowplow, TrackerConfiguration
-    from snowplow_threaded.batch_json import encode_records, records_json
+    from snowplow_threaded.record import encode_object, payload_of, post_body
 
     tracker = Snowplow.create_tracker(
         f"encode-{workload}", "http://127.0.0.1:9", app_id="bench",
         tracker_config=TrackerConfiguration(encode_base64=workload != "sd_raw"))
     make = event_factory("ours", workload)
     records = records_of(tracker, [make() for _ in range(batch)])
-    for record in records:
-        record["stm"] = "1700000000000"
+    stm = "1700000000000"
+    dicts = [{**payload_of(record), "stm": stm} for record in records]
     tracker.close(0)
     dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
     variants = {
-        ENCODERS[0]: partial(records_json, records),
-        ENCODERS[1]: lambda: encode_records(records).encode("utf-8"),
-        ENCODERS[2]: lambda: dumps(records).encode("utf-8"),
+        ENCODERS[0]: lambda: post_body(records, stm),
+        ENCODERS[1]: lambda: ("[" + ",".join(map(encode_object, dicts)) + "]").encode(),
+        ENCODERS[2]: lambda: dumps(dicts).encode("utf-8"),
     }
     expected = variants[ENCODERS[2]]()
-    if any(fn() != expected for fn in variants.values()):
-        raise AssertionError("the encoders disagree")  # they must give the same bytes
+    if json.loads(variants[ENCODERS[0]]())["data"] != json.loads(expected) or any(
+            json.loads(fn()) != json.loads(expected) for fn in list(variants.values())[1:]):
+        raise AssertionError("the encoders disagree")  # they must give the same events
     number = max(3, 20_000 // batch)
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(7):  # the encoders take turns, so a change of machine speed hits all
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     lines = [f"# Encoding a batch of {args.batch} records: thread CPU µs per record "
              f"(median of {args.runs} fresh processes, best of 7 loops each)", "",
-             "| workload | " + " | ".join(ENCODERS) + " | template / C encoder |",
+             "| workload | " + " | ".join(ENCODERS) + " | join / C encoder |",
              "| --- |" + " ---: |" * (len(ENCODERS) + 1)]
     for workload, label in WORKLOADS.items():
         runs = [in_fresh_process(measure, workload, args.batch) for _ in range(args.runs)]

@@ -18,6 +18,10 @@ Routes:
   on Linux, so a tracker process can subtract its own start time), ``last_ns`` (when the
   last request was counted, for runs where not every event arrives), ``sink_cpu_s``.
 * ``GET /_stats`` — the same JSON, immediately.
+* ``POST /_fault?every=N&status=S&delay=D`` — from now on, every *N*-th tracker request is
+  answered *S* (its events not counted) and every answer comes *D* seconds late (the
+  connection's later answers wait behind it, as in HTTP/1.1); without parameters, healthy
+  again. For ``stress.degraded``.
 
 Run: ``python -m stress.sink [--port 0]``; the first line printed is ``PORT <n>``.
 """
@@ -35,6 +39,27 @@ from urllib.parse import parse_qs, urlsplit
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 _OK_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class Fault:
+    """What ``/_fault`` set: every *every*-th tracker request answered *status*; every
+    answer *delay* seconds late."""
+
+    def __init__(self, every: int = 0, status: int = 503, delay: float = 0.0) -> None:
+        self.every, self.status, self.delay = every, status, delay
+        self.seen = 0
+        self.refused = 0
+
+    def refuses(self) -> bool:
+        """Count one tracker request; True if it is refused."""
+        self.seen += 1
+        if self.every and self.seen % self.every == 0:
+            self.refused += 1
+            return True
+        return False
+
+
+FAULT = Fault()
 
 
 class SinkState:
@@ -86,6 +111,7 @@ class SinkState:
             "done_ns": self.done_ns,
             "last_ns": self.timeline[-1][1] if self.timeline else None,
             "sink_cpu_s": time.process_time() - self.cpu_start,
+            "refused": FAULT.refused,
         }
 
 
@@ -129,6 +155,7 @@ class SinkProtocol(asyncio.Protocol):
             self.handle(lines[0], body, close)
 
     def handle(self, request_line: str, body: bytes, close: bool) -> None:
+        global FAULT
         parts = request_line.split(" ")
         method, target = parts[0], parts[1] if len(parts) > 1 else "/"
         url = urlsplit(target)
@@ -136,6 +163,12 @@ class SinkProtocol(asyncio.Protocol):
             expect = int(parse_qs(url.query).get("expect", ["0"])[0])
             STATE.reset(expect)
             self.reply(json.dumps(STATE.report()).encode(), close)
+        elif url.path == "/_fault":
+            query = parse_qs(url.query)
+            FAULT = Fault(int(query.get("every", ["0"])[0]),
+                          int(query.get("status", ["503"])[0]),
+                          float(query.get("delay", ["0"])[0]))
+            self.reply(b"{}", close)
         elif url.path == "/_stats":
             self.reply(json.dumps(STATE.report()).encode(), close)
         elif url.path == "/_wait":
@@ -146,6 +179,9 @@ class SinkProtocol(asyncio.Protocol):
             task = asyncio.ensure_future(self.wait_and_reply(timeout, close))
             _TASKS.add(task)
             task.add_done_callback(_TASKS.discard)
+        elif FAULT.refuses():
+            answer = f"HTTP/1.1 {FAULT.status} Refused\r\nContent-Length: 0\r\n".encode()
+            self.answer(answer + (b"Connection: close\r\n\r\n" if close else b"\r\n"), close)
         elif method == "POST":
             try:
                 data = json.loads(body)["data"]
@@ -154,11 +190,19 @@ class SinkProtocol(asyncio.Protocol):
                 STATE.bad += 1
             else:
                 STATE.count(eids)
-            self.send(_OK_CLOSE if close else _OK, close)
+            self.answer(_OK_CLOSE if close else _OK, close)
         else:  # GET /i?...
             eid = parse_qs(url.query).get("eid", [""])[0]
             STATE.count([eid])
-            self.send(_OK_CLOSE if close else _OK, close)
+            self.answer(_OK_CLOSE if close else _OK, close)
+
+    def answer(self, data: bytes, close: bool) -> None:
+        """A tracker request's answer, *delay* seconds late if ``/_fault`` says so (the
+        answers of a connection keep their order: each waits as long)."""
+        if FAULT.delay:
+            asyncio.get_running_loop().call_later(FAULT.delay, self.send, data, close)
+        else:
+            self.send(data, close)
 
     async def wait_and_reply(self, timeout: float, close: bool) -> None:
         state = STATE
@@ -174,7 +218,7 @@ class SinkProtocol(asyncio.Protocol):
         self.send(head.encode() + b"\r\n" + body, close)
 
     def send(self, data: bytes, close: bool) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
             if close:
                 self.transport.close()

@@ -33,6 +33,7 @@ from typing import Any
 import requests
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded.record import payload_of
 from snowplow_threaded.typing import PayloadDict
 from stress.crew import Crew
 
@@ -46,10 +47,10 @@ class SoakEmitter(Emitter):
 
     rejected: list[str]
 
-    def admit_record(self, record: PayloadDict, pid: int = 0) -> bool:
+    def admit_record(self, record: bytes, pid: int = 0) -> bool:
         admitted = super().admit_record(record, pid)
         if not admitted:
-            self.rejected.append(str(record.get("eid")))
+            self.rejected.append(str(payload_of(record).get("eid")))
         return admitted
 
 

@@ -29,7 +29,7 @@ class Size:
     outage_rate: float  # events/s: tracking spans about 2/3 of the outage
     overflow_s: float  # outage with a buffer too small for what is tracked meanwhile
     overflow_events: int
-    fault_events: int  # 503 / 429 / 400 / reset scenarios ...
+    fault_events: int  # 503 / 429 / poison / reset scenarios ...
     fault_rate: float  # ... tracked at this many events/s (so that there are many batches)
     retry_after_times: int
     slow_delay: float
@@ -202,22 +202,30 @@ def check_429(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
     return [f"next request {text} after each 429"], fails
 
 
-def expected_400(run: Run) -> set[str]:
-    return _eids_answered(run, 400)
+#: the event (its ``se_va``) the collector refuses in the "poison" scenario
+POISON_VALUE = "77"
 
 
-def check_400(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
-    bad = _eids_answered(run, 400)
+def expected_poison(run: Run) -> set[str]:
+    """The poison event alone: refused in every request that carried it."""
+    refused = {e.eids[0] for e in run.entries if e.status == 400 and len(e.eids) == 1}
+    return refused - {eid for e in run.entries if e.received for eid in e.eids}
+
+
+def check_poison(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
+    bad = expected_poison(run)
     fails = []
-    if not bad:
-        fails.append("no request was answered 400")
-    resent = {eid for e in run.entries if e.status != 400 for eid in e.eids} & bad
-    if resent:
-        fails.append(f"{len(resent)} event(s) answered 400 were sent again")
+    if len(bad) != 1:
+        fails.append(f"{len(bad)} event(s) refused alone, expected the poison event only")
+    alone = [e for e in run.entries if e.status == 400 and len(e.eids) == 1]
+    if len(alone) != 1:
+        fails.append(f"the poison event was sent alone {len(alone)} times, expected once")
     if run.result["stats"]["failed"] != len(bad):
         fails.append(f"stats().failed is {run.result['stats']['failed']}, not {len(bad)}")
-    return [f"the 400 batch ({len(bad)} events) was dropped, reported to on_failure and "
-            "stats().failed, not retried"], fails
+    refused = sum(1 for e in run.entries if e.status == 400)
+    return [f"the poison event was refused alone after {refused - 1} split request(s) "
+            "refused too; it alone was dropped, reported to on_failure and stats().failed, "
+            "not retried; every other event delivered"], fails
 
 
 def check_slow(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
@@ -283,7 +291,7 @@ def missing_now(run: Run) -> set[str]:
 
 def check_overflow(run: Run, a: Analysis) -> tuple[list[str], list[str]]:
     stats = run.result["stats"]
-    policy = run.scenario.child["emitter"]["drop_policy"]
+    policy = run.scenario.child["emitter"]["when_full"]
     rejected = set(run.result["rejected_eids"])
     reason = "buffer_full" if policy == "drop_newest" else "evicted_oldest"
     fails = []
@@ -333,9 +341,9 @@ def scenarios(size: Size) -> list[Scenario]:
                    child(size.overflow_events,
                          rate=size.overflow_events / (size.overflow_s * 0.6),
                          flush_timeout=size.overflow_s + 60,
-                         emitter={"buffer_capacity": OVERFLOW_CAPACITY, "drop_policy": policy,
+                         emitter={"buffer_capacity": OVERFLOW_CAPACITY, "when_full": policy,
                                   "max_retry_delay_seconds": 1.0}),
-                   before_go=outage_before,
+                   expect_flush=False, before_go=outage_before,
                    drive=lambda run: outage_drive(run, size.overflow_s),
                    expected_missing=missing_now, check=check_overflow)
           for policy in ("drop_newest", "drop_oldest")),
@@ -345,9 +353,10 @@ def scenarios(size: Size) -> list[Scenario]:
                  lambda c: c.faults(429, retry_after=2, times=size.retry_after_times),
                  child(n, rate=rate),
                  check=check_429),
-        Scenario("400", "one batch answered 400",
-                 lambda c: c.faults(400, after=2, times=1),
-                 child(n, rate=rate), expected_missing=expected_400, check=check_400),
+        Scenario("poison", f"any request carrying event #{POISON_VALUE} answered 400",
+                 lambda c: c.faults(400, carrying={"se_va": POISON_VALUE}),
+                 child(n, rate=rate), expect_flush=False,
+                 expected_missing=expected_poison, check=check_poison),
         Scenario("slow-ok", f"responses slowed to {slow_delay:g} s, read timeout "
                  f"{slow_delay * 2.5:g} s", lambda c: c.faults(delay=slow_delay),
                  child(size.slow_events, note_delay=slow_delay,
@@ -357,7 +366,8 @@ def scenarios(size: Size) -> list[Scenario]:
                  f"{slow_delay / 2:g} s", lambda c: c.faults(delay=slow_delay),
                  child(size.slow_events, note_delay=slow_delay,
                        emitter={"request_timeout": [5, slow_delay / 2], "max_retries": 2}),
-                 cut_duplicates_allowed=True, read_timeout=slow_delay / 2, check=check_slow),
+                 expect_flush=False, cut_duplicates_allowed=True, read_timeout=slow_delay / 2,
+                 check=check_slow),
         Scenario("reset", "every 4th response cut mid-body (RST)",
                  lambda c: c.faults(reset="mid-response", every=4), child(n, rate=rate),
                  cut_duplicates_allowed=True, check=check_reset),
@@ -381,6 +391,7 @@ def scenarios(size: Size) -> list[Scenario]:
                  child(size.flap_events, threads=size.flap_threads, rate=size.flap_rate,
                        flush_timeout=300.0,
                        emitter={"buffer_capacity": size.flap_threads * size.flap_events,
+                                "buffer_max_bytes": 1 << 30,  # room for every event
                                 "max_retry_delay_seconds": size.flap_period / 2,
                                 "thread_count": 2}),
                  drive=lambda run: flap_drive(run, size.flap_period), check=check_flap),

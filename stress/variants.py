@@ -9,7 +9,9 @@
   answers (so that the two above, which cannot, are compared with the same engine).
 * ``json_dumps``: each POST body's ``data`` array is ``json.dumps`` of the records (compact
   separators, non-ASCII kept as text: the same bytes) instead of the templates of
-  :func:`snowplow_threaded.batch_json.records_json`.
+  ``snowplow_threaded.batch_json.records_json`` (revisions before records were made on
+  the caller's thread as JSON, ``snowplow_threaded.record``: there is no sender-side
+  encoding left to swap).
 
 :func:`apply` patches the library in a measurement child (:mod:`stress.child`) before it
 builds a tracker. Nothing here is used by the library itself.
@@ -87,7 +89,9 @@ def _use_pool() -> None:
 def _use_dumps() -> None:
     import snowplow_threaded.transport as transport
 
-    transport.records_json = dumps_records  # type: ignore[assignment]
+    if not hasattr(transport, "records_json"):
+        raise RuntimeError("json_dumps: this revision has no sender-side encoding to swap")
+    transport.records_json = dumps_records  # type: ignore[attr-defined]
 
 
 def _no_lease_ahead() -> None:

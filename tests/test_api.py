@@ -67,8 +67,9 @@ def closing() -> Iterator[Callable[[Any], Any]]:
         obj.close(2)
 
 
-def _deliver(tracker: Tracker, collector: Collector, n: int) -> list[dict[str, str]]:
-    assert tracker.flush(timeout=10)
+def _deliver(tracker: Tracker, collector: Collector, n: int,
+             dropped: bool = False) -> list[dict[str, str]]:
+    assert tracker.flush(timeout=10) is not dropped
     assert collector.wait_for(n, 10)
     events = accepted_events(collector)
     assert len(events) == n
@@ -157,8 +158,8 @@ def _full_config(session: requests.Session, store: sp.InMemoryEventStore,
         request_timeout=(2.0, 3.0), buffer_capacity=123, custom_retry_codes={500: False},
         event_store=store, session=session, max_retry_delay_seconds=9.0, thread_count=3,
         flush_interval=0.25, flush_timeout=4.0, shutdown_timeout=3.0,
-        drop_policy="drop_oldest", max_events_per_request=40, max_request_bytes=60_000,
-        max_retries=2,
+        when_full="drop_oldest", max_events_per_request=40, max_request_bytes=60_000,
+        max_retries=2, buffer_max_bytes=1_000_000, block_timeout=0.5, on_drop=print,
     )
 
 
@@ -197,7 +198,7 @@ def test_create_tracker_honours_every_emitter_field(collector: Collector) -> Non
     assert sum(successes) == 3
 
 
-def test_create_tracker_buffer_capacity_and_drop_policy(collector: Collector) -> None:
+def test_create_tracker_buffer_capacity_and_when_full(collector: Collector) -> None:
     """The reference's create_tracker drops buffer_capacity; ours bounds the buffer."""
     collector.faults(delay=0.3)
     tracker = Snowplow.create_tracker(
@@ -208,23 +209,36 @@ def test_create_tracker_buffer_capacity_and_drop_policy(collector: Collector) ->
     assert isinstance(emitter, Emitter)
     assert isinstance(emitter.event_store, sp.InMemoryEventStore)
     assert emitter.event_store.buffer_capacity == 3
-    assert emitter.event_store.drop_policy == "drop_newest"
+    assert emitter.event_store.when_full == "drop_newest"
     for i in range(10):
         tracker.track(StructuredEvent("c", "a", value=i))
     stats = tracker.stats()
     assert stats.tracked == 3
     assert stats.dropped == {"buffer_full": 7}
-    events = _deliver(tracker, collector, 3)
+    events = _deliver(tracker, collector, 3, dropped=True)
     assert [e["se_va"] for e in events] == ["0", "1", "2"]
 
     oldest = Snowplow.create_tracker(
         "old", collector.endpoint,
-        emitter_config=EmitterConfiguration(buffer_capacity=2, drop_policy="drop_oldest",
-                                            flush_interval=30, batch_size=100))
+        emitter_config=EmitterConfiguration(buffer_capacity=2, when_full="drop_oldest",
+                                            flush_interval=30, batch_size=100,
+                                            buffer_max_bytes=4096))
     (emitter,) = oldest.emitters
     assert isinstance(emitter, Emitter)
     assert isinstance(emitter.event_store, sp.InMemoryEventStore)
-    assert emitter.event_store.drop_policy == "drop_oldest"
+    assert emitter.event_store.when_full == "drop_oldest"
+    assert emitter.event_store.max_bytes == 4096
+    # the deprecated name still works, and says so
+    with pytest.warns(DeprecationWarning, match="when_full"):
+        legacy = Snowplow.create_tracker(
+            "legacy", collector.endpoint,
+            emitter_config=EmitterConfiguration(drop_policy="drop_oldest"))
+    (emitter,) = legacy.emitters
+    assert isinstance(emitter, Emitter)
+    assert isinstance(emitter.event_store, sp.InMemoryEventStore)
+    assert emitter.event_store.when_full == "drop_oldest"
+    with pytest.raises(ValueError, match="disagree"):
+        Emitter(collector.endpoint, when_full="block", drop_policy="drop_oldest")
 
 
 def test_create_tracker_max_events_per_request_and_bytes(collector: Collector) -> None:
@@ -280,7 +294,7 @@ def test_create_tracker_retry_fields(collector: Collector) -> None:
         "noretry", collector.endpoint,
         emitter_config=EmitterConfiguration(batch_size=1, custom_retry_codes={503: False}))
     no_retry.track(StructuredEvent("c", "a"))
-    assert no_retry.flush(timeout=5)
+    assert no_retry.flush(timeout=5) is False  # settled, failed for good
     assert no_retry.stats().failed == 1 and no_retry.stats().retried == 0
     assert len(collector.requests()) == 1
 
@@ -445,6 +459,8 @@ def test_async_emitter_keywords_and_sync_flush(collector: Collector,
         ("max_retry_delay_seconds", 0), ("thread_count", 0), ("thread_count", 1.5),
         ("flush_interval", 0), ("flush_timeout", -1), ("shutdown_timeout", -1),
         ("drop_policy", "random"), ("max_events_per_request", 0),
+        ("when_full", "drop_all"), ("buffer_max_bytes", 0), ("block_timeout", -1),
+        ("on_drop", "log"),
         ("max_request_bytes", 0), ("max_retries", -1),
     ],
 )

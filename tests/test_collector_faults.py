@@ -97,7 +97,8 @@ def test_a_fault_that_makes_no_sense_is_refused(kwargs: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"times": 0}, {"every": 0}, {"after": -1},
-                                    {"times": 1.5}])
+                                    {"times": 1.5}, {"carrying": {}},
+                                    {"carrying": {"url": 7}}])
 def test_a_schedule_that_makes_no_sense_is_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Faults()(503, **kwargs)
@@ -138,6 +139,23 @@ def test_status_retry_after_headers_and_body(collector: Collector,
         (503, False), (429, False), (202, True), (200, True)]
     assert collector.requests()[0].fault == Fault(503, 2.0, (("X-Why", "flaky"),))
     assert session.get(collector.endpoint + "/micro/all", timeout=5).ok  # the API is spared
+
+
+def test_a_rule_carrying_an_event_refuses_only_the_requests_that_carry_it(
+        collector: Collector, session: requests.Session) -> None:
+    """A poison event: every request that carries an event with those fields is refused
+    (POST of several events or GET), the others are served; ``times`` and ``every``
+    count the requests that carry it."""
+    collector.faults(400, carrying={"url": "x1"})
+    collector.faults(503, carrying={"url": "y0", "e": "pv"}, times=1)
+    statuses = [post(session, collector, n=3).status_code,  # x0 x1 x2
+                post(session, collector, n=1).status_code,  # x0
+                post(session, collector, n=2, tag="y").status_code,  # y0 y1: once
+                post(session, collector, n=2, tag="y").status_code,
+                session.get(collector.endpoint + "/i", params={
+                    "e": "pv", "p": "web", "tv": "t", "url": "x1"}, timeout=5).status_code]
+    assert statuses == [400, 200, 503, 200, 400]
+    assert [g.parameters["url"] for g in collector.good()] == ["x0", "y0", "y1"]
 
 
 def test_every_nth_on_get_requests(collector: Collector, session: requests.Session) -> None:

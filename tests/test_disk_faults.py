@@ -6,6 +6,7 @@ full disk (a small tmpfs) or a file-size limit (``ulimit -f``) never raises into
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 
 from snowplow_threaded import DiskEventStore, DiskStoreError, Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
-from snowplow_threaded.disk.format import FRAME_MAGIC, segment_header
+from snowplow_threaded.disk.format import FORMAT_VERSION, FRAME_MAGIC, frame, segment_header
 from tests.disk_support import ROOT, adopt_and_send, labels
 from tests.helpers import require
 
@@ -90,7 +92,7 @@ def test_on_error_memory_falls_back_logged_and_counted(micro_collector: Collecto
 
 
 def test_a_newer_format_raises_at_construction(tmp_path: Path) -> None:
-    (tmp_path / "FORMAT").write_text("snowplow_threaded spool format 2\n")
+    (tmp_path / "FORMAT").write_text(f"snowplow_threaded spool format {FORMAT_VERSION + 1}\n")
     with pytest.raises(DiskStoreError, match="newer snowplow_threaded"):
         DiskEventStore(tmp_path)
     (tmp_path / "FORMAT").write_text("something else entirely\n")
@@ -102,14 +104,36 @@ def test_a_newer_segment_is_left_alone(micro_collector: Collector, tmp_path: Pat
                                        caplog: pytest.LogCaptureFixture) -> None:
     leave_behind(micro_collector, tmp_path, "old", 100)
     newer = tmp_path / "999-abcd.0.seg"
-    newer.write_bytes(bytearray(segment_header(time.time_ns())).replace(b"\x01\x00", b"\x02\x00",
-                                                                         1))
+    version = FORMAT_VERSION.to_bytes(2, "little")
+    newer.write_bytes(bytearray(segment_header(time.time_ns())).replace(
+        version, (FORMAT_VERSION + 1).to_bytes(2, "little"), 1))
     with caplog.at_level(logging.WARNING, "snowplow_threaded.disk"):
         emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
         assert delivered and set(labels(micro_collector)) == {f"old-{n}" for n in range(100)}
         emitter.close(5)
-    assert "written in format 2" in caplog.text
+    assert f"written in format {FORMAT_VERSION + 1}" in caplog.text
     assert newer.exists()
+
+
+def test_a_format_1_segment_is_read_and_sent(micro_collector: Collector, tmp_path: Path
+                                             ) -> None:
+    # format 1 stored a record as its keys and values joined by NUL ("N"), or as JSON
+    # ("J") when one held a NUL; format 2 stores the engine's record as it is ("R")
+    payloads = [{"e": "se", "se_ca": "c", "se_ac": "a", "se_la": f"v1-{n}", "tv": "py-test",
+                 "p": "srv", "eid": str(uuid.uuid4()), "dtm": str(time.time_ns() // 1_000_000)}
+                for n in range(20)]
+    payloads[7]["se_pr"] = "a\0b"
+    bodies = [b"J" + json.dumps(p).encode() if "\0" in "".join(p.values())
+              else b"N" + "\0".join([*p, *p.values()]).encode() for p in payloads]
+    header = bytearray(segment_header(time.time_ns())).replace(
+        FORMAT_VERSION.to_bytes(2, "little"), (1).to_bytes(2, "little"), 1)
+    (tmp_path / "FORMAT").write_text("snowplow_threaded spool format 1\n")
+    (tmp_path / "998-abcd.0.seg").write_bytes(bytes(header) + b"".join(map(frame, bodies)))
+    emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    assert delivered and set(labels(micro_collector)) == {f"v1-{n}" for n in range(20)}
+    [odd] = [e for e in micro_collector.events() if e.get("se_label") == "v1-7"]
+    assert odd["se_property"] == "a\0b"
+    emitter.close(5)
 
 
 def test_a_damaged_record_costs_only_itself(micro_collector: Collector, tmp_path: Path,

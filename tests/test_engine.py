@@ -19,6 +19,7 @@ import pytest
 
 from snowplow_threaded import Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
+from snowplow_threaded.record import record_of
 from snowplow_threaded.typing import PayloadDict, PayloadDictList
 from stress.crew import Crew
 from tests.helpers import TP2, accepted_events, gaps, sent_events
@@ -219,21 +220,24 @@ def test_retry_after_is_capped_by_max_retry_delay(collector: Collector, make: Ma
     assert 0.3 <= second.received_at - first.answered_at < 3
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 410, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 410, 413, 422])
 def test_non_retryable_status_fails_for_good(collector: Collector, make: Make,
                                             status: int) -> None:
+    """Every request refused: the batch is split down to single events (2 more requests
+    for 2 events), each fails for good, and each is reported once."""
     failures: list[tuple[int, PayloadDictList]] = []
-    collector.faults(status, times=1)
-    tracker, emitter = make(batch_size=4, on_failure=lambda n, p: failures.append((n, p)))
-    sent = track(tracker, 4)
-    assert emitter.flush(timeout=5) is True  # settled: failed for good
-    assert len(collector.requests()) == 1
+    collector.faults(status)
+    tracker, emitter = make(batch_size=2, on_failure=lambda n, p: failures.append((n, p)))
+    sent = track(tracker, 2)
+    assert emitter.flush(timeout=5) is False  # settled: failed for good
+    assert [len(r.events) for r in collector.requests()] == [2, 1, 1]
     assert len(failures) == 1
     count, payloads = failures[0]
     assert count == 0 and [p["eid"] for p in payloads] == sent
     stats = emitter.stats()
-    assert stats.failed == 4 and stats.retried == 0 and stats.sent == 0
-    assert stats.last_error == f"HTTP {status}" and stats.queued == 0
+    assert stats.failed == 2 and stats.retried == 0 and stats.sent == 0
+    assert stats.split_requests == 2 and stats.requests == 3
+    assert stats.queued == 0
 
 
 def test_custom_retry_codes(collector: Collector, make: Make) -> None:
@@ -249,7 +253,7 @@ def test_custom_retry_codes_can_disable_a_retry(collector: Collector, make: Make
     collector.faults(503, times=1)
     tracker, emitter = make(batch_size=1, custom_retry_codes={503: False})
     track(tracker, 1)
-    assert emitter.flush(timeout=5) is True
+    assert emitter.flush(timeout=5) is False  # failed for good
     assert [r.status for r in collector.requests()] == [503]
     assert emitter.stats().failed == 1
 
@@ -323,13 +327,15 @@ def test_redirect_is_retried_not_followed(collector: Collector, make: Make) -> N
 @pytest.mark.parametrize("retry_after", [None, 0])
 def test_no_hot_loop_while_the_collector_fails(collector: Collector, make: Make,
                                               retry_after: float | None) -> None:
-    """Failures are retried (four attempts come), each after a backoff of at least half
-    its 0.5 s base, even when the collector says ``Retry-After: 0``."""
+    """Failures are retried (four attempts come); an isolated failure at once, then each
+    after a backoff of at least half its 0.5 s base, even when the collector says
+    ``Retry-After: 0`` (which is honoured from the first failure, floored)."""
     collector.faults(503, retry_after=retry_after)
     tracker, emitter = make(batch_size=1, thread_count=1, max_retry_delay_seconds=1.0)
     track(tracker, 5)
     assert collector.wait_for_requests(4, timeout=10)
-    assert all(gap >= 0.25 for gap in gaps(collector)), gaps(collector)
+    waits = gaps(collector)[1:] if retry_after is None else gaps(collector)
+    assert waits and all(gap >= 0.25 for gap in waits), gaps(collector)
     assert emitter.stats().sent == 0
 
 
@@ -515,7 +521,8 @@ def test_events_after_close_are_dropped(collector: Collector, make: Make) -> Non
     stats = emitter.stats()
     assert stats.dropped == {"closed": 3} and stats.tracked == 2 and stats.sent == 2
     assert labels(accepted_events(collector)) == [0, 1]
-    assert emitter.flush(timeout=1) is True
+    assert emitter.flush(timeout=1) is False  # three were dropped since close()
+    assert emitter.flush(timeout=1) is True  # none since that flush()
 
 
 def test_close_stops_every_worker_thread(collector: Collector, make: Make) -> None:
@@ -542,19 +549,19 @@ def test_on_success_gets_the_payloads_with_stm(collector: Collector, make: Make)
 
 
 def test_on_failure_partial_success_count(collector: Collector, make: Make) -> None:
+    """One event of a batch refused: on_failure gets the count of the others, delivered in
+    the same attempt, and the refused one alone."""
     calls: list[tuple[int, list[str]]] = []
-    collector.faults(400, after=1, times=1)
     tracker, emitter = make(
-        batch_size=1000, max_request_bytes=1500, flush_interval=30,
+        batch_size=12, flush_interval=30,
         on_failure=lambda n, p: calls.append((n, [x["eid"] for x in p])),
     )
+    collector.faults(400, carrying={"se_la": "7"})
     sent = track(tracker, 12)
-    assert emitter.flush(timeout=5) is True
-    first = len(collector.requests()[0].events)
-    assert 0 < first < 12
-    assert calls == [(first, sent[first:])]
+    assert emitter.flush(timeout=5) is False
+    assert calls == [(11, [sent[7]])]
     stats = emitter.stats()
-    assert stats.sent == first and stats.failed == 12 - first
+    assert stats.sent == 11 and stats.failed == 1
 
 
 def test_callback_exceptions_are_logged_and_the_worker_goes_on(
@@ -603,7 +610,8 @@ def test_close_from_a_callback_returns_at_once_and_the_rest_is_delivered(
     assert eids(accepted_events(collector)) == sent
     tracker.track(StructuredEvent("c", "late"))
     assert emitter.stats().dropped.get("closed") == 1
-    assert emitter.close(timeout=2) is True
+    assert emitter.close(timeout=2) is False  # the late event was dropped
+    assert emitter.close(timeout=2) is False  # and close() keeps its verdict
 
 
 # -- stats -----------------------------------------------------------------------------------
@@ -634,37 +642,37 @@ def test_capacity_bounds_memory_drop_newest(collector: Collector, make: Make) ->
     collector.down()
     tracker, emitter = make(buffer_capacity=1000, max_retry_delay_seconds=5)
     for i in range(100_000):
-        emitter.admit_record({"e": "se", "se_la": str(i), "eid": str(i)})
+        emitter.admit_record(record_of({"e": "se", "se_la": str(i), "eid": str(i)}))
     stats = emitter.stats()
     assert stats.dropped == {"buffer_full": 99_000}
     assert stats.tracked == 1000 and stats.queued == 1000
     collector.up()
-    assert emitter.flush(timeout=10) is True
+    assert emitter.flush(timeout=10) is False  # delivered what it held; the rest dropped
     assert labels(accepted_events(collector)) == list(range(1000))
     del tracker
 
 
 def test_capacity_bounds_memory_drop_oldest(collector: Collector, make: Make) -> None:
     collector.down()
-    tracker, emitter = make(buffer_capacity=1000, drop_policy="drop_oldest",
+    tracker, emitter = make(buffer_capacity=1000, when_full="drop_oldest",
                             max_retry_delay_seconds=5)
     # let the first batch fail and wait for its retry: those records must be evicted too
     for i in range(10):
-        emitter.admit_record({"e": "se", "se_la": str(i), "eid": str(i)})
+        emitter.admit_record(record_of({"e": "se", "se_la": str(i), "eid": str(i)}))
     assert emitter.flush(timeout=0.3) is False
     for i in range(10, 100_000):
-        emitter.admit_record({"e": "se", "se_la": str(i), "eid": str(i)})
+        emitter.admit_record(record_of({"e": "se", "se_la": str(i), "eid": str(i)}))
     stats = emitter.stats()
     assert stats.dropped == {"evicted_oldest": 99_000}
     assert stats.queued == 1000
     collector.up()
-    assert emitter.flush(timeout=10) is True
+    assert emitter.flush(timeout=10) is False  # events were evicted since the last flush
     got = sorted(labels(accepted_events(collector)))
     assert len(got) == len(set(got)) == 1000
     # the newest, except that a retry attempt the backoff let start during the loop holds
     # its batch (records in flight are never evicted): those older ones are sent instead
     held = sum(1 for label in got if label < 99_000)
-    assert held <= 500  # one batch (max_events_per_request)
+    assert held <= 500  # one request: at most half the buffer with drop_oldest
     assert got[held:] == list(range(99_000 + held, 100_000))
     del tracker
 
@@ -725,8 +733,8 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_the_worker_lives_on(
         collector: Collector, make: Make, caplog: pytest.LogCaptureFixture,
         method: str) -> None:
     """A user's store that hands back a value no encoder can write used to end the worker
-    (nothing was sent after it); its batch (GET: from that event on) now fails for good
-    and is reported."""
+    (nothing was sent after it); that event alone now fails for good and is reported, and
+    the rest of its batch is sent."""
     store = ListStore()
     failures: list[tuple[int, list[PayloadDict]]] = []
     tracker, emitter = make(method=method, batch_size=3, flush_interval=30,
@@ -735,19 +743,16 @@ def test_a_record_that_cannot_be_encoded_is_dropped_and_the_worker_lives_on(
         batch = track(tracker, 2)
         store.items[1]["se_la"] = Unprintable()  # type: ignore[assignment]
         batch += track(tracker, 1, start=2)  # the third event makes the batch due
-        assert emitter.flush(timeout=10) is True
+        assert emitter.flush(timeout=10) is False
         later = track(tracker, 3, start=3)
         assert emitter.flush(timeout=10) is True
-    sent_first = 1 if method == "get" else 0  # GET sent the event before the bad one
-    assert eids(accepted_events(collector)) == batch[:sent_first] + later
-    assert [(n, [p["eid"] for p in payloads]) for n, payloads in failures] == [
-        (sent_first, batch[sent_first:])]
+    assert eids(accepted_events(collector)) == [batch[0], batch[2], *later]
+    assert [(n, [p["eid"] for p in payloads]) for n, payloads in failures] == [(2, [batch[1]])]
     stats = emitter.stats()
-    assert stats.failed == 3 - sent_first and stats.sent == 3 + sent_first
-    assert stats.retried == 0
-    # POST fails making the value text, GET making the query of it
-    assert any(why in (stats.last_error or "") for why in ("no text for this", "Unprintable"))
-    assert "could not be encoded" in caplog.text and "worker died" not in caplog.text
+    assert stats.failed == 1 and stats.sent == 5 and stats.retried == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "could not be encoded" in errors[0].getMessage()
+    assert "worker died" not in caplog.text
 
 
 class BadFifthStore(ListStore):
@@ -767,23 +772,22 @@ class BadFifthStore(ListStore):
         return super().get_events_batch() if self.gate.is_set() else []
 
 
-def test_a_batch_that_cannot_be_encoded_ahead_is_reported_once(
+def test_an_event_that_cannot_be_encoded_under_a_backlog_is_reported_once(
         collector: Collector, make: Make, caplog: pytest.LogCaptureFixture) -> None:
-    """Under a backlog the worker encodes its next batch while the collector answers the
-    current one; a batch that cannot be encoded there is encoded again when sent, fails
-    for good and is reported then: one error, not one ahead and one at send time."""
+    """Under a backlog the worker leases its next batch while the collector answers the
+    current one; an event that cannot be made a record is set aside when leased, reported
+    once, and its batch goes out without it."""
     store = BadFifthStore()
     tracker, emitter = make(batch_size=3, max_events_per_request=3, flush_interval=30,
                             event_store=store)
     with caplog.at_level(logging.DEBUG, logger="snowplow_threaded"):
         sent = track(tracker, 9)
         store.gate.set()
-        assert emitter.flush(timeout=10) is True
-    assert eids(accepted_events(collector)) == sent[:3] + sent[6:]
-    assert "encoding a batch ahead failed" in caplog.text  # it was encoded ahead
+        assert emitter.flush(timeout=10) is False
+    assert eids(accepted_events(collector)) == sent[:4] + sent[5:]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "could not be encoded" in errors[0].getMessage()
-    assert emitter.stats().failed == 3
+    assert emitter.stats().failed == 1
 
 
 # -- GET -------------------------------------------------------------------------------------
@@ -821,7 +825,7 @@ def test_get_partial_failure_is_retried_from_the_failed_event(collector: Collect
 def test_many_threads_through_one_tracker(collector: Collector, make: Make,
                                           thread_count: int) -> None:
     tracker, emitter = make(thread_count=thread_count, buffer_capacity=100_000, batch_size=50,
-                            request_timeout=5)
+                            buffer_max_bytes=64 << 20, request_timeout=5)  # room for all
     per_thread, n_threads = 5000, 16
     ids: list[list[str]] = [[] for _ in range(n_threads)]
 

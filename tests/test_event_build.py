@@ -25,6 +25,7 @@ from snowplow_threaded import (
 )
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.payload import Payload, PayloadPairs
+from snowplow_threaded.record import payload_of
 from tests.helpers import accepted_events
 
 
@@ -288,7 +289,7 @@ def test_str_subclass_values_are_sent_as_the_text_they_hold() -> None:
         plain.payload.nv_pairs = {"e": "se", "se_ca": Colour.RED}  # type: ignore[assignment]
         records: list[dict[str, str]] = []
         saved = tracker._single_admit
-        tracker._single_admit = lambda record, pid: records.append(record)  # type: ignore[assignment]
+        tracker._single_admit = lambda record, pid: records.append(payload_of(record))  # type: ignore[assignment]
         tracker.track(event)
         tracker.track(plain)
         for record in records:

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from snowplow_threaded.collector import Collector
+from snowplow_threaded.record import Record, payload_of, record_of
 from snowplow_threaded.retry import NO_RESPONSE
 from snowplow_threaded.transport import (
     PAYLOAD_DATA_SCHEMA,
@@ -18,12 +19,12 @@ from snowplow_threaded.transport import (
     post_bodies,
     sent_timestamp,
 )
-from snowplow_threaded.typing import PayloadDictList
 from tests.helpers import TP2
 
 
-def records(n: int, pad: int = 0) -> PayloadDictList:
-    return [{"e": "se", "eid": f"id-{i}", "se_la": str(i) + "x" * (i % 7) * pad} for i in range(n)]
+def records(n: int, pad: int = 0) -> list[Record]:
+    return [record_of({"e": "se", "eid": f"id-{i}", "se_la": str(i) + "x" * (i % 7) * pad})
+            for i in range(n)]
 
 
 def decode(body: bytes) -> list[str]:
@@ -41,11 +42,11 @@ def test_post_bodies_split_keeps_order_and_every_event_once(max_bytes: int, n: i
     recs = records(n, pad=9)
     bodies = post_bodies(recs, "123", max_bytes)
     eids = [eid for _, body in bodies for eid in decode(body)]
-    assert eids == [r["eid"] for r in recs]
+    assert eids == [payload_of(r)["eid"] for r in recs]
     assert [count for count, _ in bodies] == [len(decode(body)) for _, body in bodies]
     for count, body in bodies:
         assert len(body) <= max_bytes or count == 1
-    assert all(r["stm"] == "123" for r in recs)
+        assert all(e["stm"] == "123" for e in json.loads(body)["data"])
 
 
 def test_post_bodies_one_body_when_it_fits() -> None:
@@ -53,17 +54,18 @@ def test_post_bodies_one_body_when_it_fits() -> None:
     bodies = post_bodies(recs, "1", 10**6)
     assert len(bodies) == 1 and bodies[0][0] == 10
     doc = json.loads(bodies[0][1])
-    assert doc["data"] == recs
+    assert doc["data"] == [{**payload_of(r), "stm": "1"} for r in recs]
 
 
 def test_post_bodies_are_utf8_and_limited_in_bytes() -> None:
     """Non-ASCII text goes out as UTF-8 (shorter than \\u escapes); the size limit counts
     bytes, not characters."""
-    recs = [{"e": "se", "eid": "a", "se_la": "café ☕ 🚀"}]
+    recs = [record_of({"e": "se", "eid": "a", "se_la": "café ☕ 🚀"})]
     (_count, body), = post_bodies(recs, "1", 10**6)
     assert "café ☕ 🚀".encode() in body
     assert json.loads(body)["data"][0]["se_la"] == "café ☕ 🚀"
-    wide = [{"e": "se", "eid": str(i), "se_la": "☕" * 100} for i in range(4)]  # 300 bytes each
+    wide = [record_of({"e": "se", "eid": str(i), "se_la": "☕" * 100})  # 300 bytes each
+            for i in range(4)]
     one = len(post_bodies(wide[:1], "1", 10**6)[0][1])
     bodies = post_bodies(wide, "1", 2 * one)  # fits two events by bytes, not by characters
     assert [count for count, _ in bodies] == [2, 2]
@@ -96,7 +98,8 @@ def test_post_success(collector: Collector) -> None:
         result = t.send(records(5), "42")
     finally:
         t.close()
-    assert result.status == 200 and result.sent == 5 and result.failed is None
+    assert result.status == 200 and result.delivered == result.done == 5
+    assert not result.refused
     assert result.requests == 1 and result.nbytes == len(collector.requests()[0].body)
     req = collector.requests()[0]
     assert req.headers["content-type"] == "application/json; charset=utf-8"
@@ -115,8 +118,7 @@ def test_post_split_stops_at_first_failure(collector: Collector) -> None:
     first = collector.requests()[0].events
     assert len(collector.requests()) == 2  # nothing more after the failure
     assert result.status == 503 and result.retry_after == 7.0 and result.error == "HTTP 503"
-    assert result.sent == len(first)
-    assert result.failed == list(range(len(first), 8))
+    assert result.delivered == result.done == len(first) < 8
 
 
 def test_post_no_response(collector: Collector) -> None:
@@ -126,7 +128,7 @@ def test_post_no_response(collector: Collector) -> None:
         result = t.send(records(2), "1")
     finally:
         t.close()
-    assert result.status == NO_RESPONSE and result.failed == [0, 1]
+    assert result.status == NO_RESPONSE and result.done == 0
     assert result.error is not None and "ConnectionError" in result.error
 
 
@@ -137,7 +139,7 @@ def test_redirect_is_not_followed(collector: Collector) -> None:
         result = t.send(records(2), "1")
     finally:
         t.close()
-    assert result.status == 302 and result.failed == [0, 1]
+    assert result.status == 302 and result.done == 0
     assert [r.path for r in collector.requests()] == [TP2]
 
 
@@ -163,7 +165,7 @@ def test_get_one_request_per_event_and_partial_failure(collector: Collector) -> 
     assert [r.method for r in reqs] == ["GET"] * 3  # stops at the failure
     assert [r.query["eid"] for r in reqs] == ["id-0", "id-1", "id-2"]
     assert all(r.query["stm"] == "9" for r in reqs)
-    assert result.sent == 2 and result.failed == [2, 3, 4] and result.status == 500
+    assert result.delivered == result.done == 2 and result.status == 500
     assert result.requests == 3
 
 
@@ -174,7 +176,7 @@ def test_get_connection_error(collector: Collector) -> None:
         result = t.send(records(3), "9")
     finally:
         t.close()
-    assert result.status == NO_RESPONSE and result.failed == [0, 1, 2] and result.sent == 0
+    assert result.status == NO_RESPONSE and result.done == 0
 
 
 def test_sessions_keep_no_cookies(collector: Collector) -> None:
@@ -196,14 +198,14 @@ def test_idle_connection_closed_by_the_collector_is_replaced(collector: Collecto
     goes out on a new connection and succeeds (no failure, no retry)."""
     t = post_transport(collector)
     try:
-        assert t.send(records(1), "1").sent == 1
+        assert t.send(records(1), "1").delivered == 1
         collector.down()  # drops every open connection
         collector.up()
         time.sleep(idle)
         result = t.send(records(2), "2")
     finally:
         t.close()
-    assert result.error is None and result.sent == 2
+    assert result.error is None and result.delivered == 2
     assert len(collector.requests()) == 2
 
 
@@ -221,7 +223,7 @@ def test_connection_close_and_bodies_are_handled(collector: Collector, method: s
         results = [t.send(records(1), str(n)) for n in range(5)]
     finally:
         t.close()
-    assert [r.sent for r in results] == [1] * 5 and all(r.error is None for r in results)
+    assert [r.delivered for r in results] == [1] * 5 and all(r.error is None for r in results)
     assert len(collector.requests()) == 5
 
 

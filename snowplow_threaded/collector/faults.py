@@ -11,6 +11,7 @@ Each rule gives a :class:`Fault` to some of the tracker requests (``POST .../tp2
     collector.faults(reset="before", times=1)      # reset the connection, answer nothing
     collector.faults(reset="mid-response")         # events kept, answer cut by a reset
     collector.faults(close="after-head", after=2)  # from the 3rd request: head only, FIN
+    collector.faults(400, carrying={"eid": eid})   # any request carrying that event
     collector.faults.clear()                       # healthy again
 
 What a fault does to the events: they are kept (good or bad, as without the fault) when
@@ -23,8 +24,10 @@ first, they are not taken.
 
 Which rule applies: every rule counts each tracker request from when it is added; a rule
 is due on its ``after + every``-th, ``after + 2 * every``-th, ... request, until it has
-applied ``times`` times (then it is dropped). Of the rules due, the first added applies;
-the others do not use up a time. Thread-safe (one lock).
+applied ``times`` times (then it is dropped). A rule with ``carrying`` (a poison event:
+a WAF, a body rule) counts only the requests that carry an event with all those fields.
+Of the rules due, the first added applies; the others do not use up a time. Thread-safe
+(one lock).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .http_types import Deferred, Request, Response
-from .traffic import Traffic
+from .traffic import TrackerRequest, Traffic
 
 __all__ = ["Fault", "FaultRule", "Faults", "parse_fault", "serve_tracker"]
 
@@ -129,12 +132,18 @@ class FaultRule:
     """One rule: *fault* on the due tracker requests (see the module doc). ``applied``
     counts the requests it was given to; a rule whose ``times`` are used up is done."""
 
-    def __init__(self, fault: Fault, times: int | None, every: int, after: int) -> None:
+    def __init__(self, fault: Fault, times: int | None, every: int, after: int,
+                 carrying: Mapping[str, str] | None = None) -> None:
         for name, value, least in (("every", every, 1), ("after", after, 0),
                                    ("times", 1 if times is None else times, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        if carrying is not None and (not carrying or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in carrying.items())):
+            raise ValueError(f"carrying must be a non-empty dict of str fields, "
+                             f"got {carrying!r}")
         self.fault, self.times, self.every, self.after = fault, times, every, after
+        self.carrying = dict(carrying) if carrying is not None else None
         self.seen = 0
         self.applied = 0
 
@@ -142,8 +151,13 @@ class FaultRule:
     def done(self) -> bool:
         return self.times is not None and self.applied >= self.times
 
-    def _count(self) -> bool:
-        """Count one request; True if this rule is due on it."""
+    def _count(self, events: Callable[[], list[dict[str, object]]]) -> bool:
+        """Count one request (*events*: its events, parsed on demand); True if this rule
+        is due on it."""
+        if self.carrying is not None:
+            wanted = self.carrying.items()
+            if not any(wanted <= event.items() for event in events()):
+                return False
         self.seen += 1
         beyond = self.seen - self.after
         return not self.done and beyond > 0 and beyond % self.every == 0
@@ -163,19 +177,21 @@ class Faults:
     def __call__(self, status: int | None = None, *, retry_after: float | str | None = None,
                  headers: Mapping[str, str] | None = None, body: bytes | None = None,
                  delay: float = 0.0, reset: Reset | None = None, close: Close | None = None,
-                 times: int | None = None, every: int = 1, after: int = 0) -> FaultRule:
+                 times: int | None = None, every: int = 1, after: int = 0,
+                 carrying: Mapping[str, str] | None = None) -> FaultRule:
         """Add a rule: the :class:`Fault` made of the first arguments, on the next *times*
         tracker requests (``None``: for ever), or on every *every*-th one, starting after
-        the next *after*. Returns the rule (see :meth:`remove`). Raises ``ValueError`` for
-        a fault or a schedule that makes no sense."""
+        the next *after*; with *carrying*, only requests that carry an event with those
+        fields count. Returns the rule (see :meth:`remove`). Raises ``ValueError`` for a
+        fault or a schedule that makes no sense."""
         fault = Fault(status, retry_after, tuple((headers or {}).items()), body, delay,
                       reset, close)
-        return self.add(fault, times=times, every=every, after=after)
+        return self.add(fault, times=times, every=every, after=after, carrying=carrying)
 
     def add(self, fault: Fault, *, times: int | None = None, every: int = 1,
-            after: int = 0) -> FaultRule:
+            after: int = 0, carrying: Mapping[str, str] | None = None) -> FaultRule:
         """Add a rule for a :class:`Fault` made beforehand."""
-        rule = FaultRule(fault, times, every, after)
+        rule = FaultRule(fault, times, every, after, carrying)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -197,12 +213,19 @@ class Faults:
         with self._lock:
             return list(self._rules)
 
-    def next_fault(self) -> Fault | None:
+    def next_fault(self, request: TrackerRequest | None = None) -> Fault | None:
         """Count one tracker request against every rule; the fault it gets, if any."""
+        parsed: list[list[dict[str, object]]] = []
+
+        def events() -> list[dict[str, object]]:
+            if not parsed:
+                parsed.append(request.events if request is not None else [])
+            return parsed[0]
+
         with self._lock:
             chosen: FaultRule | None = None
             for rule in self._rules:
-                if rule._count() and chosen is None:
+                if rule._count(events) and chosen is None:
                     chosen = rule
             if chosen is None:
                 return None
@@ -218,7 +241,7 @@ def serve_tracker(request: Request, answer: Callable[[], Response], faults: Faul
     """Answer a tracker request: the collector's *answer*, through the fault due, if any,
     with the request recorded in *traffic*. On the server's loop thread."""
     record = traffic.arrive(request)
-    fault = faults.next_fault()
+    fault = faults.next_fault(record)
 
     def respond() -> Response:
         with traffic.lock:  # a reader sees the events taken and their record together

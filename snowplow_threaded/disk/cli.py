@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ..record import payload_of
 from ..typing import Method
 from . import owners
 from .format import (
@@ -80,7 +81,7 @@ def _segment(path: str) -> SegmentReport:
 
 def _dtm(body: bytes) -> int | None:
     try:
-        return int(decode_record(body).get("dtm", ""))
+        return int(payload_of(decode_record(body)).get("dtm", ""))
     except (FormatError, ValueError, UnicodeDecodeError):
         return None
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..process import UWSGI
-from ..typing import PayloadDict
+from ..record import Record, payload_of
 from .io_loop import IOLoop
 
 logger = logging.getLogger("snowplow_threaded.disk")
@@ -171,9 +171,9 @@ class Closing(IOLoop):
     def _oldest_dtm_locked(self) -> float | None:
         """The creation time (``dtm``, seconds) of the oldest event waiting: the first of
         those in a request or a retry, of those read back, or of those not written yet."""
-        candidates: list[PayloadDict] = [lease.records[0] for lease in (*self._leased,
-                                                                          *self._retry)
-                                         if lease.records]
+        candidates: list[Record] = [lease.records[0] for lease in (*self._leased,
+                                                                     *self._retry)
+                                    if lease.records]
         if self._ready:
             candidates.append(self._ready[0])
         if not candidates and self._incoming:
@@ -181,8 +181,8 @@ class Closing(IOLoop):
         times = []
         for record in candidates:
             try:
-                times.append(int(record.get("dtm", "")) / 1000)
-            except (TypeError, ValueError):
+                times.append(int(payload_of(record).get("dtm", "")) / 1000)
+            except (TypeError, ValueError):  # a JSON error is a ValueError
                 continue
         return min(times) if times else None
 

@@ -7,9 +7,10 @@ A directory holds, per owner (a process, named by its *token*):
 * ``<token>.<n>.seg``: a segment. A :data:`SEGMENT_HEADER` (magic, format version,
   creation time), then frames appended in order: ``magic (2 bytes) | length (u32) |
   crc32 (u32) | body``. The crc covers the body and is seeded with the length, so a torn
-  or corrupt length is caught too. The body is one record: ``N`` then its keys and values
-  joined by NUL (a record is a flat dict of strings), or ``J`` then its JSON when a key or
-  value holds a NUL itself;
+  or corrupt length is caught too. The body is one record: ``R`` then the record as the
+  engine holds it (:data:`..record.Record`: the event's JSON object without its closing
+  brace; format 2). Format 1 wrote ``N`` then the keys and values joined by NUL, or ``J``
+  then a JSON object; those are still read (and made records);
 * ``<token>.<n>.ack``: what became of the segment's records, as 13-byte entries ``kind
   | start (u32) | end (u32) | crc32`` over byte ranges of frames: A, acknowledged by the
   collector or dropped for good; L, handed to a request; U, back from a request without
@@ -28,11 +29,12 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-from ..typing import PayloadDict
+from ..record import Record, record_of
 
 #: The one file that says which format a directory holds (its text: ``FORMAT_TEXT``).
 FORMAT_FILE = "FORMAT"
-FORMAT_VERSION = 1
+#: 2: records are stored as the engine holds them (``R``); 1 (``N``/``J`` bodies) is read too
+FORMAT_VERSION = 2
 FORMAT_TEXT = f"snowplow_threaded spool format {FORMAT_VERSION}\n"
 
 SEGMENT_MAGIC = b"SPLTSEG1"
@@ -75,31 +77,16 @@ def read_segment_header(head: bytes) -> int:
 
 
 # -- records -------------------------------------------------------------------------------
-def encode_record(record: PayloadDict) -> bytes:
-    """One record as a frame body. Joining the keys, then the values, with NUL and
-    checking that NUL occurs only as the separator costs a fifth of ``json.dumps`` (see
-    docs/disk-buffer.md)."""
-    if record:
-        body = "\0".join([*record.keys(), *record.values()]).encode("utf-8", "surrogatepass")
-        if body.count(b"\0") == 2 * len(record) - 1:
-            return b"N" + body
-    return b"J" + json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
-
-
-def encode_frames(records: list[PayloadDict]) -> tuple[list[bytes], list[int]]:
+def encode_frames(records: list[Record]) -> tuple[list[bytes], list[int]]:
     """The frames of *records* as alternating header and body parts (join them to write)
-    and each frame's size; the same bytes as ``frame(encode_record(r))`` per record, in
-    one loop (this runs once per event on the I/O thread, which shares the GIL with the
-    application). Raises ``TypeError``/``ValueError`` for a record with a value that is
-    not text (the caller keeps those records in memory)."""
+    and each frame's size. A record is already bytes: its body is ``R`` and the record,
+    nothing to encode (this runs once per event on the I/O thread, which shares the GIL
+    with the application)."""
     parts: list[bytes] = []
     sizes: list[int] = []
     pack, crc32 = _FRAME.pack, zlib.crc32
     for record in records:
-        body = ("N" + "\0".join([*record.keys(), *record.values()])).encode(
-            "utf-8", "surrogatepass")
-        if not record or body.count(b"\0") != 2 * len(record) - 1:
-            body = encode_record(record)
+        body = b"R" + record
         size = len(body)
         parts.append(pack(FRAME_MAGIC, size, crc32(body, size)))
         parts.append(body)
@@ -107,16 +94,19 @@ def encode_frames(records: list[PayloadDict]) -> tuple[list[bytes], list[int]]:
     return parts, sizes
 
 
-def decode_record(body: bytes) -> PayloadDict:
-    kind, data = body[:1], body[1:]
+def decode_record(body: bytes) -> Record:
+    """The record in a frame *body* (format 2's ``R``, or format 1's ``N``/``J``)."""
+    kind = body[:1]
+    if kind == b"R" and len(body) > 2 and body[1:2] == b"{":
+        return body[1:]
     if kind == b"N":
-        parts = data.decode("utf-8", "surrogatepass").split("\0")
+        parts = body[1:].decode("utf-8", "surrogatepass").split("\0")
         half = len(parts) // 2
-        return dict(zip(parts[:half], parts[half:], strict=False))
+        return record_of(dict(zip(parts[:half], parts[half:], strict=False)))
     if kind == b"J":
-        value = json.loads(data.decode("utf-8", "surrogatepass"))
-        if isinstance(value, dict):
-            return value
+        value = json.loads(body[1:].decode("utf-8", "surrogatepass"))
+        if isinstance(value, dict) and value:
+            return record_of(value)
     raise FormatError("not a record")
 
 

@@ -28,19 +28,23 @@ from .io_read import Loc, ReadSide
 from .spool import Spool
 
 if TYPE_CHECKING:
-    from ..typing import PayloadDict
+    from ..record import Record
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
 
 class DiskLease(Lease):
-    """A lease whose records have a place on disk: ``locs[i]`` is ``records[i]``'s."""
+    """A lease whose records have a place on disk: ``locs[i]`` is ``records[i]``'s. Their
+    sequence numbers rise but may have gaps (what was evicted, damaged or adopted)."""
 
     __slots__ = ("locs",)
 
-    def __init__(self, records: list[PayloadDict], locs: list[Loc]) -> None:
+    def __init__(self, records: list[Record], locs: list[Loc]) -> None:
         super().__init__(records, min(loc[0] for loc in locs))
         self.locs = locs
+
+    def seq_at(self, index: int) -> int:
+        return self.locs[index][0]
 
 
 #: Most records written with one system call.
@@ -66,10 +70,10 @@ class IOLoop(ReadSide):
     _lock: threading.Lock
     _synced_cond: threading.Condition
     _wake: threading.Event
-    _incoming: deque[PayloadDict]
+    _incoming: deque[Record]
     _in_base: int
     _writing: tuple[int, int] | None
-    _ready: deque[PayloadDict]
+    _ready: deque[Record]
     _ready_locs: deque[Loc]
     _retry: deque[DiskLease]
     _leased: set[DiskLease]
@@ -180,18 +184,14 @@ class IOLoop(ReadSide):
         if placed:
             self._ready_now()
 
-    def _persist(self, records: list[PayloadDict], first: int) -> bool:
+    def _persist(self, records: list[Record], first: int) -> bool:
         """Write *records* (sequence numbers from *first*) and make them takeable now or
         later; True if some became takeable now."""
         seqs = list(range(first, first + len(records)))
         if time.monotonic() < self._fallback_until:
             return self._to_memory(records, seqs)
         placed = False
-        try:
-            parts, sizes = encode_frames(records)
-        except (TypeError, ValueError, AttributeError):  # a user's non-text values: kept in
-            # memory, their send fails them for good as with the memory store
-            parts, sizes, records, seqs, placed = self._encode_each(records, seqs)
+        parts, sizes = encode_frames(records)
         keep = self._fit(sizes)
         del records[keep:], seqs[keep:], sizes[keep:], parts[2 * keep:]
         start, limit = 0, self._spool.max_write
@@ -205,26 +205,7 @@ class IOLoop(ReadSide):
             start = end
         return placed
 
-    def _encode_each(self, records: list[PayloadDict], seqs: list[int]
-                     ) -> tuple[list[bytes], list[int], list[PayloadDict], list[int], bool]:
-        """Encode record by record, keeping those that cannot be written in memory."""
-        parts: list[bytes] = []
-        sizes: list[int] = []
-        kept: list[int] = []
-        odd: list[int] = []
-        for index, record in enumerate(records):
-            try:
-                more, size = encode_frames([record])
-            except (TypeError, ValueError, AttributeError):
-                odd.append(index)
-                continue
-            parts.extend(more)
-            sizes.extend(size)
-            kept.append(index)
-        placed = self._to_memory([records[i] for i in odd], [seqs[i] for i in odd])
-        return (parts, sizes, [records[i] for i in kept], [seqs[i] for i in kept], placed)
-
-    def _append(self, records: list[PayloadDict], seqs: list[int], sizes: list[int],
+    def _append(self, records: list[Record], seqs: list[int], sizes: list[int],
                 parts: list[bytes]) -> bool:
         """Write *records* into one segment (or keep them in memory on a disk fault)."""
         try:
@@ -262,7 +243,7 @@ class IOLoop(ReadSide):
             self._unread += len(rest)
         return fits > 0
 
-    def _to_memory(self, records: list[PayloadDict], seqs: list[int]) -> bool:
+    def _to_memory(self, records: list[Record], seqs: list[int]) -> bool:
         """Keep *records* in memory only (after a disk fault): takeable at once, at most
         ``memory_events`` of them, counted in ``stats()``."""
         with self._lock:
@@ -275,7 +256,7 @@ class IOLoop(ReadSide):
                 self._drops["buffer_full"] += len(records) - kept
         return kept > 0
 
-    def _drop_memory_only_locked(self) -> list[PayloadDict]:
+    def _drop_memory_only_locked(self) -> list[Record]:
         """Take the records held in memory only (after a disk fault) out of the ready
         window; returns them in order."""
         dropped = [r for r, loc in zip(self._ready, self._ready_locs, strict=True)

@@ -18,7 +18,7 @@ from .format import FormatError, ack_entry, decode_record
 from .spool import Segment, Spool
 
 if TYPE_CHECKING:
-    from ..typing import PayloadDict
+    from ..record import Record
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
@@ -34,7 +34,7 @@ class ReadSide:
     read_ahead: int
     scan_interval: float
     _lock: threading.Lock
-    _ready: deque[PayloadDict]
+    _ready: deque[Record]
     _ready_locs: deque[Loc]
     _acks: list[list[Loc]]
     _marks: list[tuple[bytes, list[Loc]]]
@@ -103,13 +103,13 @@ class ReadSide:
                 seg.runs.clear()
                 seg.unread = 0
             return
-        decoded: list[PayloadDict | None] = []
+        decoded: list[Record | None] = []
         for _, _, body in got:  # outside the lock: the sender may take meanwhile
             try:
                 decoded.append(decode_record(body))
             except (FormatError, UnicodeDecodeError, ValueError):
                 decoded.append(None)
-        records: list[PayloadDict] = []
+        records: list[Record] = []
         locs: list[Loc] = []
         bad: list[Loc] = []
         with self._lock:

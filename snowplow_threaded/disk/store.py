@@ -10,13 +10,15 @@ lock, as :class:`~..event_store.InMemoryEventStore` does, and touches no file. T
 thread (:mod:`.io_loop`, started by the first ``put()``, or at construction when dead
 processes left events) writes, reads and deletes. ``take()``/``settle()`` (the sender)
 hand out records already in memory and queue acks for the I/O thread. ``_lock`` guards
-every field below except ``_incoming``'s right end and ``_rejected`` (see ``put``); it is
-never held across a system call.
+every field below except ``_incoming``'s right end (see ``put``); it is never held
+across a system call.
+
+Records are the engine's (:data:`~..record.Record`, bytes) and are written as they are
+(format 2, :mod:`.format`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..event_store import DROP_NEWEST, DROP_OLDEST, Lease
-from ..typing import PayloadDict
+from ..record import BODY_HEAD_SIZE, STM_SIZE, Record
 from . import owners
 from .arguments import check_arguments
 from .closing import Closing
@@ -52,7 +54,8 @@ class DiskEventStore(Closing):
         ``when_full`` applies.
     :param when_full: ``"drop_newest"`` (default: new events are dropped) or
         ``"drop_oldest"`` (this process's oldest segment is dropped whole); both counted
-        in ``stats().dropped``.
+        in ``stats().dropped``. (The emitter's ``when_full="block"`` makes ``track()``
+        wait while ``memory_events`` wait to be written; a full directory drops.)
     :param write_interval: an event is written within this many seconds of ``track()``
         (0.05) ...
     :param write_events: ... or as soon as this many wait (1 000). Only written events
@@ -125,10 +128,10 @@ class DiskEventStore(Closing):
         self._close_deadline = 0.0  # from then on (monotonic) take() hands out nothing
         self._starved = False  # a take() found nothing takeable: wake the sender after
         self._wake = threading.Event()
-        self._incoming: deque[PayloadDict] = deque()
+        self._incoming: deque[Record] = deque()
         self._in_base = 0  # the sequence number of _incoming[0]
         self._writing: tuple[int, int] | None = None  # (first seq, count) being written
-        self._ready: deque[PayloadDict] = deque()  # takeable, in sending order ...
+        self._ready: deque[Record] = deque()  # takeable, in sending order ...
         self._ready_locs: deque[Loc] = deque()  # ... and where each is on disk
         self._retry: deque[DiskLease] = deque()
         self._leased: set[DiskLease] = set()
@@ -138,8 +141,6 @@ class DiskEventStore(Closing):
         self._unread = 0  # records on disk not yet read back
         self._adopt_seq = -(1 << 62)  # adopted records come before every own one
         self._drops = {"buffer_full": 0, "evicted_oldest": 0}
-        self._rejected = itertools.count()  # memory bound rejections, without the lock
-        self._rejected_reads = 0
         self._spool = Spool(self.directory, self.segment_bytes, self.durable, self._lock)
         self._thread: threading.Thread | None = None
         self._closing = self._closed = self._held = False
@@ -158,7 +159,7 @@ class DiskEventStore(Closing):
                                        "left_on_close": 0, "durable_timeouts": 0}
 
     # -- the caller's thread ---------------------------------------------------------------------
-    def put(self, record: PayloadDict) -> int:
+    def put(self, record: Record) -> int:
         """Queue *record* for the I/O thread: an append, no lock, no file touched (unless
         ``durable``). -1 when ``memory_events`` wait already (the disk stalls)."""
         incoming = self._incoming
@@ -178,16 +179,16 @@ class DiskEventStore(Closing):
             time.sleep(0)
         return waiting
 
-    def _put_full(self, record: PayloadDict) -> int:
-        """The memory bound is reached (the I/O thread cannot keep up). This is where a
-        ``when_full="block"`` policy waits for room (issue 15)."""
-        if not self._memory_full_warned:  # once: a drop is never silent, nor per event
+    def _put_full(self, record: Record) -> int:
+        """The memory bound is reached (the I/O thread cannot keep up): *record* is refused
+        (-1: the emitter counts it, or with its ``when_full="block"`` waits and puts it
+        again), or under ``drop_oldest`` the oldest waiting one is dropped (counted here)."""
+        if not self._memory_full_warned:  # once, and not per event
             self._memory_full_warned = True
             logger.warning("%d events wait to be written to %s (memory_events): the disk "
-                           "is not keeping up; events are dropped (%s), counted in stats()",
+                           "is not keeping up; new events meet when_full (%s)",
                            self.memory_events, self.directory, self.when_full)
         if self.when_full != DROP_OLDEST:
-            next(self._rejected)
             return -1
         with self._lock:
             if self._incoming:
@@ -197,7 +198,7 @@ class DiskEventStore(Closing):
             self._incoming.append(record)
             return len(self._incoming)
 
-    def _put_durable(self, record: PayloadDict) -> int:
+    def _put_durable(self, record: Record) -> int:
         with self._lock:
             self._incoming.append(record)
             seq = self._in_base + len(self._incoming) - 1
@@ -214,7 +215,7 @@ class DiskEventStore(Closing):
         return pending
 
     # -- the sender's side -----------------------------------------------------------------------
-    def take(self, max_events: int) -> Lease | None:
+    def take(self, max_events: int, max_bytes: int | None = None) -> Lease | None:
         with self._lock:
             if self._held or (self._close_deadline
                               and time.monotonic() >= self._close_deadline):
@@ -234,6 +235,13 @@ class DiskEventStore(Closing):
                     self._kick()
                 return None
             count = min(max_events, len(ready))
+            if max_bytes is not None:  # about max_bytes of body, the first record always
+                room = max_bytes - BODY_HEAD_SIZE - len(ready[0]) - STM_SIZE
+                for index in range(1, count):
+                    room -= len(ready[index]) + STM_SIZE
+                    if room < 0:
+                        count = index
+                        break
             popleft, pop_loc = ready.popleft, self._ready_locs.popleft
             records = [popleft() for _ in range(count)]
             locs = [pop_loc() for _ in range(count)]
@@ -286,12 +294,11 @@ class DiskEventStore(Closing):
             return self._in_base + len(self._incoming)
 
     def drop_counts(self) -> dict[str, int]:
+        """What this store dropped itself: a full directory or memory bound after a disk
+        fault (``buffer_full``), ``drop_oldest`` evictions, unreadable segments. Events it
+        refused in ``put()`` are the emitter's to count."""
         with self._lock:
-            rejected = next(self._rejected) - self._rejected_reads
-            self._rejected_reads += 1
-            drops = dict(self._drops)
-            drops["buffer_full"] += rejected
-            return {k: v for k, v in drops.items() if v}
+            return {k: v for k, v in self._drops.items() if v}
 
     def discard_pending(self) -> int:
         """Drop what is held in memory only (events not written yet, and any kept in
