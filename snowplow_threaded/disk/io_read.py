@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..event_store import Lease
 from .format import ACK as ACK_KIND
 from .format import FormatError, ack_entry, decode_record
 from .spool import Segment, Spool
@@ -25,6 +26,20 @@ logger = logging.getLogger("snowplow_threaded.disk")
 #: ``(seq, segment, start, end)`` of a record: where it is on disk (segment None: in
 #: memory only, after a disk fault)
 Loc = tuple[int, "Segment | None", int, int]
+
+
+class DiskLease(Lease):
+    """A lease whose records have a place on disk: ``locs[i]`` is ``records[i]``'s. Their
+    sequence numbers rise but may have gaps (what was evicted, damaged or adopted)."""
+
+    __slots__ = ("locs",)
+
+    def __init__(self, records: list[Record], locs: list[Loc]) -> None:
+        super().__init__(records, min(loc[0] for loc in locs))
+        self.locs = locs
+
+    def seq_at(self, index: int) -> int:
+        return self.locs[index][0]
 
 
 class ReadSide:
@@ -134,6 +149,7 @@ class ReadSide:
             if bad:
                 self._acks.append(bad)
                 self._spool.corrupt_bytes += sum(loc[3] - loc[2] for loc in bad)
+                self._drops["corrupt"] = self._drops.get("corrupt", 0) + len(bad)
         if records:
             self._ready_now()
 
