@@ -54,7 +54,7 @@ class DiskEventStore(Closing):
     :param when_full: ``"drop_newest"`` (default: new events are dropped) or
         ``"drop_oldest"`` (this process's oldest segment is dropped whole); both counted
         in ``stats().dropped``. (The emitter's ``when_full="block"`` makes ``track()``
-        wait while ``memory_events`` wait to be written; a full directory drops.)
+        wait for room instead: see docs/disk-buffer.md.)
     :param write_interval: an event is written within this many seconds of ``track()``
         (0.05) ...
     :param write_events: ... or as soon as this many wait (1 000). Only written events
