@@ -1,5 +1,5 @@
-"""Starting, closing, adopting and the stats of a :class:`~.store.DiskEventStore` (a mixin
-of it, over the I/O thread's :class:`~.io_loop.IOLoop`; the state is the store's).
+"""Starting, closing, adopting and the stats of a :class:`~.store.DiskEventStore` (a layer
+of it, over the I/O thread's :class:`~.io_loop.IOLoop`; the fields: :mod:`.state`).
 
 Closing: the emitter calls :meth:`Closing.begin_close` with its deadline before its
 dispatcher's close, and :meth:`Closing.finish_close` after it (the process registry does
@@ -26,14 +26,7 @@ CLOSE_GRACE = 2.0
 
 
 class Closing(IOLoop):
-    """See the module."""
-
-    shutdown_timeout: float
-    _thread: threading.Thread | None
-    _settled_cond: threading.Condition
-    _close_deadline: float
-    _held: bool
-    _closed: bool
+    """See the module (its fields: :mod:`.state`)."""
 
     def _pending_locked(self) -> int:
         writing = self._writing[1] if self._writing else 0

@@ -8,23 +8,20 @@ settled, read the next records from disk when the ready window runs low, and eve
 ``scan_interval`` measure the directory and adopt what dead processes left. It sleeps on
 an Event between rounds; producers wake it only when it may be asleep (see ``put``).
 
-State is the store's, guarded by the store's ``_lock`` (taken here only for queue and
-counter updates, never across a system call).
+State (declared in :mod:`.state`) is the store's, guarded by the store's ``_lock`` (taken
+here only for queue and counter updates, never across a system call).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .format import encode_frames
-from .io_read import DiskLease, Loc, ReadSide
-from .spool import Spool
+from .io_read import ReadSide
 
 if TYPE_CHECKING:
     from ..record import Record
@@ -39,54 +36,9 @@ RETRY_DISK = 5.0
 
 
 class IOLoop(ReadSide):
-    """The I/O side of :class:`~.store.DiskEventStore`: the loop and the write path (a
-    mixin: the store owns the state; see the store's docstring for what each field is).
-    Acks, reading back and adopting are in :class:`~.io_read.ReadSide`."""
-
-    directory: str
-    max_bytes: int
-    when_full: str
-    write_interval: float
-    write_events: int
-    memory_events: int
-    durable: bool
-    read_ahead: int
-    scan_interval: float
-    _lock: threading.Lock
-    _synced_cond: threading.Condition
-    _wake: threading.Event
-    _incoming: deque[Record]
-    _in_base: int
-    _writing: tuple[int, int] | None
-    _ready: deque[Record]
-    _ready_locs: deque[Loc]
-    _retry: deque[DiskLease]
-    _leased: set[DiskLease]
-    _acks: list[list[Loc]]
-    _marks: list[tuple[bytes, list[Loc]]]
-    _unread: int
-    _adopt_seq: int
-    _drops: dict[str, int]
-    _spool: Spool
-    _closing: bool
-    _io_idle: bool
-    _io_batching: bool
-    _incoming_since: float | None
-    _write_now: bool
-    _next_scan: float
-    _fallback_until: float
-    _stats: dict[str, Any]
-    _synced: int
-    _adopt_wanted: bool
-    _adopt_done: threading.Event
-    _wakeup: Callable[[], None] | None
-    _say: Callable[[bool], None] | None
-    _warned: set[str]
-    _block: bool
-    _full: bool
-    _refused: bool
-    _last_write: int
-    _drops_said: int
+    """The I/O side of :class:`~.store.DiskEventStore`: the loop and the write path (its
+    fields: :mod:`.state`). Acks, reading back and adopting are in
+    :class:`~.io_read.ReadSide`."""
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -380,9 +332,6 @@ class IOLoop(ReadSide):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message, *args)
-
-    def _finish_close(self) -> None:  # defined by the store
-        raise NotImplementedError
 
 
 def data_limit(max_bytes: int) -> int:

@@ -10,8 +10,8 @@ lock, as :class:`~..event_store.InMemoryEventStore` does, and touches no file. T
 thread (:mod:`.io_loop`, started by the first ``put()``, or at construction when dead
 processes left events) writes, reads and deletes. ``take()``/``settle()`` (the sender)
 hand out records already in memory and queue acks for the I/O thread. ``_lock`` guards
-every field below except ``_incoming``'s right end (see ``put``); it is never held
-across a system call.
+every field (declared, with who touches it, in :mod:`.state`) except ``_incoming``'s right
+end (see ``put``) and the I/O thread's own flags; it is never held across a system call.
 
 Records are the engine's (:data:`~..record.Record`, bytes) and are written as they are
 (format 2, :mod:`.format`).
@@ -33,9 +33,9 @@ from . import owners
 from .arguments import check_arguments
 from .closing import Closing
 from .format import LEASED, UNLEASED
-from .io_read import DiskLease, Loc
 from .owners import DiskStoreError
 from .spool import Spool
+from .state import DiskLease, Loc
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
