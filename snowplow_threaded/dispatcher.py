@@ -32,7 +32,7 @@ from .accounts import Accounts
 from .admission import Door
 from .batching import BatchTrigger
 from .event_store import BatchStore, Lease, take_all
-from .process import HANDOVER, REGISTRY, UWSGI
+from .process import HANDOVER, REGISTRY, UWSGI, start_background
 from .process_id import current_pid
 from .record import Record
 from .retry import Backoff, Pacer
@@ -158,7 +158,7 @@ class Dispatcher:
                 thread = threading.Thread(target=self._worker().run, daemon=True,
                                           name=f"snowplow-{self._name}-{index}")
                 try:
-                    thread.start()
+                    start_background(thread)  # signals go to the application's threads
                 except RuntimeError:  # interpreter shutting down: close() drains inline
                     logger.debug("cannot start a worker thread now", exc_info=True)
                     break

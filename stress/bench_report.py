@@ -6,7 +6,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from snowplow_threaded.event_store import DEFAULT_BUFFER_CAPACITY, DEFAULT_BUFFER_MAX_BYTES
 from stress.bench_runner import FORK_LABEL, WORKLOADS
+
+#: the default bounds of ours, as the header states them
+_BUFFER = (f"{DEFAULT_BUFFER_MAX_BYTES / 2**20:g} MiB, "
+           + f"{DEFAULT_BUFFER_CAPACITY:,}".replace(",", " ") + " events")
 
 LIB_NAMES = {
     "ours": "snowplow_threaded (create_tracker defaults)",
@@ -497,7 +502,7 @@ def header(plan: Any, raw: dict[str, Any], elapsed: float) -> str:
         "ratios ours/ref (runs side by side in time); counts (delivered, dropped) and the "
         "chart's percentile curves come from the run with the median end-to-end time.",
         "* events/s: delivered / (first track() → the sink has counted every event not "
-        "dropped by the tracker; ours drops when its buffer (16 MiB, 100 000 events) is "
+        f"dropped by the tracker; ours drops when its buffer ({_BUFFER}) is "
         "full, and a run that dropped meets no throughput or CPU target; the reference's "
         "queue is unbounded); the tail is flushed with "
         "flush(is_async=True) in both. CPU: process_time of the child over the same span "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from snowplow_threaded.collector import Collector
 
@@ -100,3 +101,14 @@ def docs_block(page: str, mark: str) -> str:
     match = re.match(r"\s*```python\n(.*?)\n```", after, re.DOTALL)
     assert match, f"docs/{page}: no python block after {mark!r}"
     return match.group(1)
+
+
+def micro_api(collector: Collector, route: str, body: Any = None) -> Any:
+    """The Micro REST API of *collector*: GET ``/micro/<route>``, or POST *body* as JSON;
+    asserts a 200 JSON answer and returns it decoded."""
+    url = collector.endpoint + "/micro/" + route
+    response = (requests.get(url, timeout=10) if body is None
+                else requests.post(url, json=body, timeout=10))
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    return response.json()

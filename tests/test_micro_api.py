@@ -15,6 +15,7 @@ from snowplow_threaded import Emitter, SelfDescribing, SelfDescribingJson, Struc
 from snowplow_threaded import Tracker as SnowplowTracker
 from snowplow_threaded.collector import Collector
 from tests.helpers import eventually
+from tests.helpers import micro_api as api
 
 SP = "iglu:com.snowplowanalytics.snowplow/"
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
@@ -30,14 +31,6 @@ def collector(micro_collector: Collector) -> Collector:
     """Every test here runs against the embedded collector (see conftest)."""
     return micro_collector
 
-
-def api(collector: Collector, route: str, body: Any = None) -> Any:
-    url = collector.endpoint + "/micro/" + route
-    response = (requests.get(url, timeout=10) if body is None
-                else requests.post(url, json=body, timeout=10))
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    return response.json()
 
 
 def track_mix(collector: Collector) -> list[str]:

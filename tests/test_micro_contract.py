@@ -25,6 +25,7 @@ from snowplow_threaded.collector.canonical import instant_text
 from snowplow_threaded.collector.iglu import BUNDLED_DIR
 from snowplow_threaded.collector.micro_events import events_page
 from stress.tls import TlsFront, TlsUnavailable, make_self_signed
+from tests.helpers import micro_api as micro
 
 SP = "iglu:com.snowplowanalytics.snowplow/"
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
@@ -38,13 +39,6 @@ ZERO = "00000000-0000-0000-0000-000000000000"
 def collector(micro_collector: Collector) -> Collector:
     return micro_collector
 
-
-def micro(collector: Collector, route: str, body: Any = None) -> Any:
-    url = collector.endpoint + "/micro/" + route
-    response = (requests.get(url, timeout=10) if body is None
-                else requests.post(url, json=body, timeout=10))
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def event(**fields: Any) -> dict[str, str]:

@@ -6,6 +6,8 @@ threads, one clear warning is logged."""
 from __future__ import annotations
 
 import collections
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,15 +23,25 @@ REQUESTS = 40
 RECYCLED = ["--enable-threads", "--max-worker-lifetime", "2", "--min-worker-lifetime", "1"]
 
 
-def _start(collector: Collector, tmp_path: Path, extra: list[str]) -> tuple[Server, int, Path]:
+def _start(collector: Collector, tmp_path: Path, extra: list[str],
+           processes: int = 2) -> tuple[Server, int, Path]:
     port = free_port()
     fifo = tmp_path / "master.fifo"
     argv = [bin_path("uwsgi"), "--http-socket", f"127.0.0.1:{port}", "--master",
-            "--processes", "2", "--module", "tests.apps.flask_app:app", "--need-app",
+            "--processes", str(processes), "--module", "tests.apps.flask_app:app", "--need-app",
             "--master-fifo", str(fifo), "--disable-logging", *extra]
     server = Server(argv, server_env(collector.endpoint), tmp_path / "uwsgi.log")
-    server.wait_log("spawned uWSGI worker 2", timeout=60)
+    server.wait_log(f"spawned uWSGI worker {processes}", timeout=60)
     return server, port, fifo
+
+
+def _wait_exit(server: Server, timeout: float = 60) -> int:
+    """The server's exit code; on a timeout, fails with its log (a worker that did not exit
+    says where it stopped: "Gracefully killing worker N" and no exit line, say)."""
+    try:
+        return server.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"uWSGI still runs {timeout} s after 'q':\n{server.log()}") from None
 
 
 
@@ -59,7 +71,7 @@ def test_uwsgi_graceful_shutdown_delivers_everything_once(
             while server.log().count("(default app)") < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
         fifo.write_text("q")
-        code = server.proc.wait(60)
+        code = _wait_exit(server)
     finally:
         server.kill()
     assert code == 0, server.log()
@@ -93,7 +105,7 @@ def test_uwsgi_without_threads_warns_once_and_still_delivers(
             requests.get(f"http://127.0.0.1:{port}/track", params={"n": n},
                          headers={"Connection": "close"}, timeout=10)
         fifo.write_text("q")
-        code = server.proc.wait(60)
+        code = _wait_exit(server)
     finally:
         server.kill()
     assert code == 0, server.log()
@@ -101,3 +113,40 @@ def test_uwsgi_without_threads_warns_once_and_still_delivers(
     collector.wait_for(11, timeout=15)
     events = accepted_events(collector)
     assert len(events) == 11 and len({e["eid"] for e in events}) == 11, events
+
+
+def test_uwsgi_without_threads_the_stop_signal_is_never_taken_by_a_sender_thread(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """The graceful stop's SIGHUP goes to the worker's main thread, whatever it blocks: with
+    the main thread blocking SIGHUP, the signal stays pending until it unblocks. A sender
+    thread that took it would run uWSGI's C handler, whose exit() waits for the GIL the main
+    thread holds in accept() without --enable-threads: the worker hung until uWSGI's mercy
+    and its events were lost (a CI run once met that without any blocking, Python 3.10)."""
+    server, port, fifo = _start(collector, tmp_path, [], processes=1)
+    try:
+        for n in range(5):
+            pid = int(requests.get(f"http://127.0.0.1:{port}/track", params={"n": n},
+                                   headers={"Connection": "close"}, timeout=10).text.split()[1])
+        requests.get(f"http://127.0.0.1:{port}/hold-sighup", params={"block": "1"},
+                     headers={"Connection": "close"}, timeout=10)
+        fifo.write_text("q")
+        server.wait_log("graceful shutdown triggered", timeout=10)
+        status = Path(f"/proc/{pid}/status")
+        deadline = time.monotonic() + 10
+        while not int(next(line.split()[1] for line in status.read_text().splitlines()
+                           if line.startswith("ShdPnd:")), 16) & 1 << (signal.SIGHUP - 1):
+            assert time.monotonic() < deadline, f"a thread took SIGHUP:\n{server.log()}"
+            time.sleep(0.02)
+        time.sleep(0.3)  # a thread free to take it would have by now
+        assert "Gracefully killing worker" not in server.log(), server.log()
+        requests.get(f"http://127.0.0.1:{port}/hold-sighup", params={"block": "0"},
+                     headers={"Connection": "close"}, timeout=10)
+        code = _wait_exit(server)
+    finally:
+        server.kill()
+    assert code == 0, server.log()
+    assert "Gracefully killing worker 1" in server.log()
+    collector.wait_for(6, timeout=15)
+    events = accepted_events(collector)
+    assert len(events) == 6 and len({e["eid"] for e in events}) == 6, events

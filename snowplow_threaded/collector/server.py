@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from ..threads import start_background
 from .access import AccessPolicy
 from .event_log import EventLog
 from .faults import Faults, serve_tracker
@@ -120,7 +121,7 @@ class Collector:
             failure: list[BaseException] = []
             self._thread = threading.Thread(target=self._run, args=(ready, failure),
                                             name="snowplow-collector", daemon=True)
-            self._thread.start()
+            start_background(self._thread)  # signals go to the application's threads
         if not ready.wait(timeout):
             raise RuntimeError("the collector did not start in time")
         if failure:

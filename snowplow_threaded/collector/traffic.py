@@ -17,13 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
+from .fault import Fault
 from .http_types import Request
-
-if TYPE_CHECKING:
-    from .faults import Fault
 
 __all__ = ["TrackerRequest", "Traffic"]
 

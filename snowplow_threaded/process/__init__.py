@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from ..threads import start_background
 from .celery import CeleryAdapter
 from .handover import Handover
 from .mp_children import MultiprocessingAdapter
@@ -24,4 +25,5 @@ UWSGI = UwsgiAdapter()
 REGISTRY = ProcessRegistry(adapters=(MultiprocessingAdapter(), CeleryAdapter(), UWSGI))
 HANDOVER = Handover()
 
-__all__ = ["HANDOVER", "REGISTRY", "UWSGI", "Managed", "ProcessLock", "ProcessRegistry"]
+__all__ = ["HANDOVER", "REGISTRY", "UWSGI", "Managed", "ProcessLock", "ProcessRegistry",
+           "start_background"]

@@ -9,6 +9,7 @@ each request tracks one event. Endpoint from ``SNOWPLOW_TEST_ENDPOINT``.
 from __future__ import annotations
 
 import os
+import signal
 
 from flask import Flask, request
 
@@ -38,6 +39,15 @@ def track() -> str:
 def ping() -> str:
     """Readiness probe: tracks nothing (a probe may be retried after a client timeout)."""
     return "pong\n"
+
+
+@app.route("/hold-sighup")
+def hold_sighup() -> str:
+    """Block (?block=1) or unblock (?block=0) SIGHUP on the thread serving this request (a
+    uWSGI worker's main thread without --enable-threads), for tests/test_uwsgi.py."""
+    how = signal.SIG_BLOCK if request.args.get("block") == "1" else signal.SIG_UNBLOCK
+    signal.pthread_sigmask(how, {signal.SIGHUP})
+    return f"ok {os.getpid()}\n"
 
 
 application = app  # uWSGI's default callable name
