@@ -58,6 +58,12 @@ ADVICE = {
     "closed": "tracked after close(): close the emitter after the last track()",
     "shutdown_timeout": "close() (or the exit flush) ran out of time: raise "
                         "shutdown_timeout, or flush() earlier",
+    # a DiskEventStore's (docs/disk-buffer.md)
+    "corrupt": "a damaged record on disk could not be read (a torn write or a bad block): "
+               "check the disk; stats().disk['corrupt_bytes']",
+    "unreadable": "a segment file could not be read (an I/O error): check the disk",
+    "disk_unavailable": "events kept in memory after a disk fault were not written by the "
+                        "end: check the directory (stats().disk['last_disk_error'])",
 }
 
 #: The process that logged its first-drop warning (a forked child logs its own).
@@ -325,6 +331,16 @@ class Accounts:
                                          in_flight=in_flight, counts=self.counts,
                                          dropped=[self._dropped_locked()],
                                          last_error=self.last_error)
+
+    def warn_undelivered(self, count: int, kept: bool) -> None:
+        """close() ran out of time with *count* events not delivered (in flight or given
+        up) besides those its store still holds; a store that *kept* them (on disk) holds
+        them for the next process: they are not lost. No lock held."""
+        count += self._store.pending()
+        where = ("its store keeps them for the next process" if kept
+                 else "collector unreachable or too slow within the deadline")
+        logger.warning("emitter %s closed with %d event(s) undelivered (%s; last error: "
+                       "%s)", self.reports.name, count, where, self.last_error)
 
     def say(self, final: bool = False) -> None:
         """Say what was dropped (:meth:`DropReport.report`): by the thread that dropped an

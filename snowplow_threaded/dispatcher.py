@@ -1,5 +1,4 @@
-"""The dispatcher: the one object that owns an emitter's engine — admission, its workers,
-flush, close, fork re-initialisation and stats.
+"""The one object that owns an emitter's engine: admission, workers, flush, close, fork.
 
 :meth:`~Dispatcher.admit` (the caller's thread) puts a record in the store; each sender
 thread runs a :class:`~.worker.Worker` that leases batches (:meth:`~Dispatcher.next_lease`
@@ -16,11 +15,10 @@ silently) are taken inside ``_cond``, never the reverse.
 **Fork**: every entry point calls :meth:`~Dispatcher.ensure_own_process` first: in a
 forked child, the first call re-initialises the dispatcher without acquiring anything the
 parent's threads may have held (the inherited buffer is dropped: the parent sends it). A
-worker from before the fork (a thread that forked from a callback) has an old
-:attr:`~Dispatcher.generation`: it gets nothing and settles nothing.
+worker from before the fork (forked from a callback) has an old generation: it gets and
+settles nothing.
 
-Nothing waits without a deadline: an idle worker sleeps until an event wakes it, or at most
-``flush_interval`` (a safety net for a wake-up lost to racing lock-free appends).
+Nothing waits without a deadline (an idle worker ``flush_interval``: lost wake-ups).
 """
 
 from __future__ import annotations
@@ -67,6 +65,7 @@ class Dispatcher:
         self._request_bytes = transport.request_bytes
         self._accounts = Accounts(name, store, settings, lambda: callbacks()[2])
         self._door = Door(store, settings, self._accounts)
+        self._keeps = bool(getattr(store, "keeps_unsent", False))  # kept, not given up
         self.generation = 0
         self._init_runtime()
 
@@ -255,7 +254,7 @@ class Dispatcher:
             if worker.generation != self.generation:
                 return  # leased before a fork: the parent's
             self._in_flight -= len(lease)
-            if given_up := self._state is CLOSED:
+            if given_up := self._state is CLOSED and not self._keeps:
                 self._accounts.drop("shutdown_timeout", len(lease))
             self.store.settle(lease, retry=not given_up)
             self._changed()
@@ -273,7 +272,7 @@ class Dispatcher:
                 self.trigger.refine(result.nbytes, len(lease))
             self._in_flight -= len(lease)
             rest = len(lease) - verdict.done
-            retry = verdict.retry and self._state is not CLOSED
+            retry = verdict.retry and (self._state is not CLOSED or self._keeps)
             self._accounts.attempt(lease, verdict, retry)
             # a flush()/close() that began while this attempt was in flight waits too
             waiting = max(self._flush_deadline,
@@ -379,14 +378,15 @@ class Dispatcher:
             report_given_up(self._callbacks()[1], given_up)
         self._accounts.say(final=True)
         if not delivered:
-            stats = self.stats()
-            logger.warning("emitter %s closed with %d event(s) undelivered (collector "
-                           "unreachable or too slow within the deadline; last error: %s)",
-                           self._name, stats.in_flight + lost, stats.last_error)
+            self._accounts.warn_undelivered(self._in_flight + lost, self._keeps)
         return delivered and not lost
 
     def close(self, timeout: float) -> bool:
         return self.finish_close(time.monotonic() + max(timeout, 0.0))
+
+    def say_drops(self, final: bool = False) -> None:
+        """The store dropped events on a thread of its own: say so now (no lock held)."""
+        self._accounts.say(final)
 
     @property
     def closed(self) -> bool:

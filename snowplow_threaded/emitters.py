@@ -17,7 +17,7 @@ import requests
 
 from .dispatcher import Dispatcher
 from .endpoint import collector_uri, warn_if_https_by_default
-from .event_store import BatchStore, EventStore, InMemoryEventStore
+from .event_store import BLOCK, BatchStore, EventStore, InMemoryEventStore
 from .legacy_store import LegacyStoreAdapter
 from .process import REGISTRY
 from .record import Record, record_of
@@ -108,7 +108,7 @@ class Emitter:
             store, settings_, self.batch_size, TransportFactory(self.endpoint, method, settings_),
             _weak_callbacks(self), self.endpoint)
         REGISTRY.register(dispatcher)
-        self._spool = _attach_spool(store, dispatcher, settings_.shutdown_timeout)
+        self._spool = _attach_spool(store, dispatcher, settings_)
         # an emitter dropped without close(): drain in the background, then let go
         timeout = settings_.shutdown_timeout
         finalizer = weakref.finalize(
@@ -190,14 +190,17 @@ class Emitter:
         return is_success(status_code)
 
 
-def _attach_spool(store: Any, dispatcher: Dispatcher, shutdown_timeout: float) -> Any:
+def _attach_spool(store: Any, dispatcher: Dispatcher, settings: EmitterSettings) -> Any:
     """A store that writes in the background and keeps what close() leaves for the next
     process (``DiskEventStore``): it wakes the dispatcher when a take found nothing written
-    yet, the process registry closes it at exit, after the deadline its dispatcher drains
-    to (see :meth:`DiskEventStore.finish_close`). None for any other store."""
+    yet (and a track() waiting for room, when it made some), has it say the drops it made
+    on its own thread, and the process registry closes it at exit, after the deadline its
+    dispatcher drains to (see :meth:`DiskEventStore.finish_close`). None for any other
+    store."""
     if not hasattr(store, "set_wakeup"):
         return None
-    store.set_wakeup(lambda: dispatcher.flush(0.0, wait=False), shutdown_timeout)
+    store.set_wakeup(lambda: dispatcher.flush(0.0, wait=False), settings.shutdown_timeout,
+                     dispatcher.say_drops, settings.when_full == BLOCK)
     REGISTRY.register(store)
     return store
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from snowplow_threaded import StructuredEvent, Tracker
 from snowplow_threaded.disk.format import decode_record
-from snowplow_threaded.disk.io_read import Loc
+from snowplow_threaded.disk.state import Loc
 from snowplow_threaded.disk.store import DiskEventStore
 from snowplow_threaded.emitters import Emitter
 from snowplow_threaded.record import Record, payload_of

@@ -89,13 +89,13 @@ class Child:
         self.proc.wait(10)
 
 
-def adopt_and_send(endpoint: str, directory: Path, timeout: float = 20.0
+def adopt_and_send(endpoint: str, directory: Path, timeout: float = 20.0, **settings: Any
                    ) -> tuple[Emitter, bool]:
     """What a new process on *directory* does to send what dead processes left there now:
-    adopt it, then flush (it would also go with its first tracked event). The emitter, and
-    whether the flush saw it all delivered."""
+    adopt it, then flush (it would also go with its first tracked event). The emitter
+    (with *settings*), and whether the flush saw it all delivered."""
     store = DiskEventStore(directory)
-    emitter = Emitter(endpoint, event_store=store)
+    emitter = Emitter(endpoint, event_store=store, **settings)
     store.adopt()
     return emitter, emitter.flush(timeout)
 

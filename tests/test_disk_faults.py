@@ -145,14 +145,18 @@ def test_a_damaged_record_costs_only_itself(micro_collector: Collector, tmp_path
     middle = data.index(b'"c-100"') + 1
     data[middle:middle + 5] = b"XXXXX"  # the crc of that record no longer matches
     segment.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, "snowplow_threaded.disk"):
-        emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    drops: list[tuple[str, int]] = []
+    with caplog.at_level(logging.WARNING, "snowplow_threaded"):
+        emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path,
+                                            on_drop=lambda *call: drops.append(call))
         expected = {f"c-{n}" for n in range(200)} - {"c-100"}
-        assert delivered
-        disk = emitter.stats().disk
+        # the damaged record is lost: counted, said, and the flush says so
+        assert not delivered
+        stats = emitter.stats()
         emitter.close(5)
-    assert "damaged byte(s)" in caplog.text
-    assert disk is not None and 0 < disk["corrupt_bytes"] < 1000
+    assert "damaged byte(s)" in caplog.text and "corrupt" in caplog.text
+    assert stats.dropped == {"corrupt": 1} and drops == [("corrupt", 1)]
+    assert stats.disk is not None and 0 < stats.disk["corrupt_bytes"] < 1000
     assert set(labels(micro_collector)) == expected
 
 
@@ -164,7 +168,8 @@ def test_a_truncated_segment_keeps_every_whole_record(micro_collector: Collector
     last = data.rindex(FRAME_MAGIC)
     segment.write_bytes(data[:last + 20])  # the last record torn in the middle
     emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
-    assert delivered and set(labels(micro_collector)) == {f"t-{n}" for n in range(199)}
+    assert set(labels(micro_collector)) == {f"t-{n}" for n in range(199)}
+    assert not delivered and emitter.stats().dropped == {"corrupt": 1}  # the torn one
     emitter.close(5)
     assert "t-199" not in labels(micro_collector)
     assert sorted(os.listdir(tmp_path)) == ["FORMAT"]

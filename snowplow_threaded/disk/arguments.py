@@ -7,8 +7,8 @@ import os
 
 from ..event_store import DROP_NEWEST, DROP_OLDEST
 
-#: ``when_full`` policies this store implements; ``block`` arrives with the engine's
-#: support for it (the seam: ``DiskEventStore._put_full``).
+#: ``when_full`` policies of the store itself; ``block`` is the emitter's
+#: (``Emitter(..., when_full="block")``: a full directory makes ``track()`` wait).
 WHEN_FULL = (DROP_NEWEST, DROP_OLDEST)
 
 
@@ -35,7 +35,8 @@ def check_arguments(directory: str | os.PathLike[str], max_bytes: int = 256 * 10
             raise ValueError(f"{name} must be a number of seconds greater than 0, "
                              f"got {number!r}")
     if when_full not in WHEN_FULL:
-        hint = " (not yet for a disk store)" if when_full == "block" else ""
+        hint = (" (block is the emitter's: Emitter(..., when_full='block'))"
+                if when_full == "block" else "")
         raise ValueError(f"when_full must be one of {WHEN_FULL}{hint}, got {when_full!r}")
     if on_error not in ("raise", "memory"):
         raise ValueError(f"on_error must be 'raise' or 'memory', got {on_error!r}")

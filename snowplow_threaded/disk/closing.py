@@ -1,5 +1,5 @@
-"""Starting, closing, adopting and the stats of a :class:`~.store.DiskEventStore` (a mixin
-of it, over the I/O thread's :class:`~.io_loop.IOLoop`; the state is the store's).
+"""Starting, closing, adopting and the stats of a :class:`~.store.DiskEventStore` (a layer
+of it, over the I/O thread's :class:`~.io_loop.IOLoop`; the fields: :mod:`.state`).
 
 Closing: the emitter calls :meth:`Closing.begin_close` with its deadline before its
 dispatcher's close, and :meth:`Closing.finish_close` after it (the process registry does
@@ -26,14 +26,7 @@ CLOSE_GRACE = 2.0
 
 
 class Closing(IOLoop):
-    """See the module."""
-
-    shutdown_timeout: float
-    _thread: threading.Thread | None
-    _settled_cond: threading.Condition
-    _close_deadline: float
-    _held: bool
-    _closed: bool
+    """See the module (its fields: :mod:`.state`)."""
 
     def _pending_locked(self) -> int:
         writing = self._writing[1] if self._writing else 0
@@ -57,12 +50,19 @@ class Closing(IOLoop):
             self._thread = thread
 
     # -- what the emitter uses (see Emitter: attach, close, stats) ----------------------------
-    def set_wakeup(self, wakeup: Callable[[], None], shutdown_timeout: float) -> None:
-        """Called by the emitter: *wakeup* asks its dispatcher to take records now (called
-        with no lock held, after a ``take()`` found none written yet, and after adopting
-        events); *shutdown_timeout* is the emitter's, for the exit hook."""
+    def set_wakeup(self, wakeup: Callable[[], None], shutdown_timeout: float,
+                   say: Callable[[bool], None] | None = None, block: bool = False) -> None:
+        """Called by the emitter: *wakeup* asks its dispatcher to take records now, and
+        wakes a ``track()`` waiting for room (called with no lock held, after a ``take()``
+        found none written yet, after adopting events, and when room was made for a
+        refused ``put()``); *shutdown_timeout* is the emitter's, for the exit hook; *say*
+        reports drops this store made on its own thread (``True``: at close, in full);
+        *block*: the emitter's ``when_full="block"`` (a full directory refuses ``put()``,
+        and the emitter waits for room)."""
         self._wakeup = wakeup
         self.shutdown_timeout = shutdown_timeout
+        self._say = say
+        self._block = block
 
     def ensure_own_process(self, pid: int = 0) -> None:
         """For the process registry: the dispatcher re-initialises this store in a forked
@@ -78,8 +78,11 @@ class Closing(IOLoop):
     def finish_close(self, deadline: float) -> bool:
         """Wait until every event is delivered or *deadline* passes, then for the requests
         still in flight (at most :data:`CLOSE_GRACE`), and close the store
-        (:meth:`close_store`). True if nothing was left on disk. Idempotent."""
+        (:meth:`close_store`). True if nothing was left on disk (kept there for the next
+        process: not lost, but not delivered) and nothing dropped meanwhile. Idempotent."""
         self.begin_close(deadline)
+        with self._lock:
+            drops = sum(self._drops.values()) + self._spool.damaged
         with self._settled_cond:
             while (self._pending_locked() or self._leased) and not self._held:
                 remaining = deadline - time.monotonic()
@@ -90,7 +93,10 @@ class Closing(IOLoop):
             grace = time.monotonic() + CLOSE_GRACE
             while self._leased and (remaining := grace - time.monotonic()) > 0:
                 self._settled_cond.wait(remaining)
-        return self.close_store(max(deadline, time.monotonic())) == 0
+        left = self.close_store(max(deadline, time.monotonic()))
+        with self._lock:  # dropped meanwhile (a disk fault): said, and not True
+            dropped = sum(self._drops.values()) + self._spool.damaged > drops
+        return left == 0 and not dropped
 
     def close_store(self, deadline: float) -> int:
         """Write what is queued, record the acks, close the files and let go of the
@@ -119,7 +125,10 @@ class Closing(IOLoop):
         """At the end of the I/O thread's last round (or inline): let go of the files."""
         left = self._spool.close()
         with self._lock:
-            lost = len(self._incoming) + sum(1 for loc in self._ready_locs if loc[1] is None)
+            lost = len(self._incoming) + sum(  # memory only (a disk fault): not kept
+                1 for locs in (self._ready_locs, *(x.locs for x in (*self._retry,
+                                                                   *self._leased)))
+                for loc in locs if loc[1] is None)
             self._stats["left_on_close"] = left
             self._closed = True
             if lost:
@@ -130,6 +139,7 @@ class Closing(IOLoop):
         if lost:
             logger.error("%d event(s) could not be written to %s and are lost", lost,
                          self.directory)
+        self._say_drops(final=True)
 
     def adopt(self, timeout: float = 30.0) -> int:
         """Adopt now what dead processes left in the directory (the I/O thread does so
@@ -165,7 +175,8 @@ class Closing(IOLoop):
                 "corrupt_bytes": self._spool.corrupt_bytes,
                 "bytes_written": self._spool.bytes_written,
                 **{k: self._stats[k] for k in ("written", "memory_only", "disk_errors",
-                                                "last_disk_error", "durable_timeouts")},
+                                                "last_disk_error", "durable_timeouts",
+                                                "left_on_close")},
             }
 
     def _oldest_dtm_locked(self) -> float | None:

@@ -8,43 +8,25 @@ settled, read the next records from disk when the ready window runs low, and eve
 ``scan_interval`` measure the directory and adopt what dead processes left. It sleeps on
 an Event between rounds; producers wake it only when it may be asleep (see ``put``).
 
-State is the store's, guarded by the store's ``_lock`` (taken here only for queue and
-counter updates, never across a system call).
+State (declared in :mod:`.state`) is the store's, guarded by the store's ``_lock`` (taken
+here only for queue and counter updates, never across a system call).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..event_store import Lease
 from .format import encode_frames
-from .io_read import Loc, ReadSide
-from .spool import Spool
+from .io_read import ReadSide
 
 if TYPE_CHECKING:
     from ..record import Record
 
 logger = logging.getLogger("snowplow_threaded.disk")
-
-
-class DiskLease(Lease):
-    """A lease whose records have a place on disk: ``locs[i]`` is ``records[i]``'s. Their
-    sequence numbers rise but may have gaps (what was evicted, damaged or adopted)."""
-
-    __slots__ = ("locs",)
-
-    def __init__(self, records: list[Record], locs: list[Loc]) -> None:
-        super().__init__(records, min(loc[0] for loc in locs))
-        self.locs = locs
-
-    def seq_at(self, index: int) -> int:
-        return self.locs[index][0]
 
 
 #: Most records written with one system call.
@@ -54,48 +36,9 @@ RETRY_DISK = 5.0
 
 
 class IOLoop(ReadSide):
-    """The I/O side of :class:`~.store.DiskEventStore`: the loop and the write path (a
-    mixin: the store owns the state; see the store's docstring for what each field is).
-    Acks, reading back and adopting are in :class:`~.io_read.ReadSide`."""
-
-    directory: str
-    max_bytes: int
-    when_full: str
-    write_interval: float
-    write_events: int
-    memory_events: int
-    durable: bool
-    read_ahead: int
-    scan_interval: float
-    _lock: threading.Lock
-    _synced_cond: threading.Condition
-    _wake: threading.Event
-    _incoming: deque[Record]
-    _in_base: int
-    _writing: tuple[int, int] | None
-    _ready: deque[Record]
-    _ready_locs: deque[Loc]
-    _retry: deque[DiskLease]
-    _leased: set[DiskLease]
-    _acks: list[list[Loc]]
-    _marks: list[tuple[bytes, list[Loc]]]
-    _unread: int
-    _adopt_seq: int
-    _drops: dict[str, int]
-    _spool: Spool
-    _closing: bool
-    _io_idle: bool
-    _io_batching: bool
-    _incoming_since: float | None
-    _write_now: bool
-    _next_scan: float
-    _fallback_until: float
-    _stats: dict[str, Any]
-    _synced: int
-    _adopt_wanted: bool
-    _adopt_done: threading.Event
-    _wakeup: Callable[[], None] | None
-    _warned: set[str]
+    """The I/O side of :class:`~.store.DiskEventStore`: the loop and the write path (its
+    fields: :mod:`.state`). Acks, reading back and adopting are in
+    :class:`~.io_read.ReadSide`."""
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -104,12 +47,14 @@ class IOLoop(ReadSide):
                 now = time.monotonic()
                 # not while a burst waits to be written: the scan's system calls each hand
                 # the GIL to the tracking threads, which could fill memory_events meanwhile
-                if self._adopt_wanted or (now >= self._next_scan
-                                          and len(self._incoming) < self.write_events):
+                if self._adopt_wanted or (now >= self._next_scan and (
+                        len(self._incoming) < self.write_events or self._blocked())):
                     self._scan_step(now)
                 self._write_step(now)
                 self._ack_step()
                 self._refill_step()
+                self._room_now()
+                self._say_drops()
                 if self._closing and not self._incoming and not self._acks:
                     break
                 self._sleep(now)
@@ -127,7 +72,7 @@ class IOLoop(ReadSide):
         self._finish_close()
 
     def _sleep(self, now: float) -> None:
-        waiting = bool(self._incoming)
+        waiting = bool(self._incoming) and not self._blocked()
         if waiting:
             since = self._incoming_since if self._incoming_since is not None else now
             timeout = since + self.write_interval - now
@@ -138,12 +83,34 @@ class IOLoop(ReadSide):
         # the flag is published before this last look: a put() after it sees the flag and
         # wakes this thread, so no wake-up is lost
         if (timeout <= 0 or self._acks or self._marks or self._closing or self._adopt_wanted
-                or self._write_now or self._refill_due() or (not waiting and self._incoming)):
+                or self._write_now or self._refill_due()
+                or (not waiting and self._incoming and not self._blocked())):
             self._io_idle = self._io_batching = False
             return
         self._wake.wait(timeout)
         self._wake.clear()
         self._io_idle = self._io_batching = False
+
+    def _room_now(self) -> None:
+        """With the emitter's ``when_full="block"``: the directory is no longer full once
+        the last write fits again (segments were deleted); a ``put()`` was refused: wake
+        the ``track()`` calls waiting for room (no lock held)."""
+        if self._full and self._spool.dir_bytes + self._last_write <= data_limit(
+                self.max_bytes):
+            self._full = False
+        if self._refused and not self._full and len(self._incoming) < self.memory_events:
+            self._refused = False
+            if self._wakeup is not None:
+                self._wakeup()
+
+    def _say_drops(self, final: bool = False) -> None:
+        """Events were dropped on this thread (a full directory, damage, a disk fault):
+        have the emitter say so now (``stats().dropped``, the WARNING, ``on_drop``), not
+        at its next request or flush. No lock held."""
+        total = sum(self._drops.values()) + self._spool.damaged
+        if (total != self._drops_said or final) and self._say is not None:
+            self._drops_said = total
+            self._say(final)
 
     def _kick(self) -> None:
         self._io_idle = self._io_batching = False
@@ -152,8 +119,9 @@ class IOLoop(ReadSide):
     # -- writing -------------------------------------------------------------------------------
     def _write_step(self, now: float) -> None:
         incoming = self._incoming
-        if not incoming:
+        if not incoming or self._blocked():
             self._incoming_since = None
+            self._write_now = False  # (full: asked again by the next take())
             return
         if self._incoming_since is None:
             self._incoming_since = now
@@ -174,25 +142,38 @@ class IOLoop(ReadSide):
             first = self._in_base
             self._in_base += count
             self._writing = (first, count)
+        back: list[Record] = []
         try:
-            placed = self._persist(records, first)
+            placed = self._persist(records, first, back)
         finally:
             with self._lock:
                 self._writing = None
-                self._synced = first + count
+                if back:  # block: no room on disk; they wait in memory, first in line
+                    self._incoming.extendleft(reversed(back))
+                    self._in_base -= len(back)
+                self._synced = first + count - len(back)
                 self._synced_cond.notify_all()
         if placed:
             self._ready_now()
 
-    def _persist(self, records: list[Record], first: int) -> bool:
+    def _blocked(self) -> bool:
+        """With the emitter's ``when_full="block"``, the directory is full: nothing is
+        written (what waits stays in memory, and ``put()`` refuses) until there is room
+        (:meth:`_room_now`), or the store closes (then what does not fit is dropped)."""
+        return self._block and self._full and not self._closing
+
+    def _persist(self, records: list[Record], first: int, back: list[Record]) -> bool:
         """Write *records* (sequence numbers from *first*) and make them takeable now or
-        later; True if some became takeable now."""
+        later; True if some became takeable now. What does not fit goes to *back* when
+        :meth:`_blocked`, else is dropped (counted)."""
         seqs = list(range(first, first + len(records)))
         if time.monotonic() < self._fallback_until:
             return self._to_memory(records, seqs)
         placed = False
         parts, sizes = encode_frames(records)
         keep = self._fit(sizes)
+        if self._blocked():
+            back.extend(records[keep:])
         del records[keep:], seqs[keep:], sizes[keep:], parts[2 * keep:]
         start, limit = 0, self._spool.max_write
         while start < len(records):  # one append (one segment) per chunk of max_write
@@ -292,23 +273,35 @@ class IOLoop(ReadSide):
         total = sum(sizes)
         spool = self._spool
         limit = data_limit(self.max_bytes)
+        if self._block:  # no room for one more write like this: put() refuses (block)
+            self._last_write = min(total, limit // 4)  # (a backlog: room for a part)
+            self._full = spool.dir_bytes + total + self._last_write > limit
         if spool.dir_bytes + total <= limit:
             return len(sizes)
-        if self.when_full == "drop_oldest":
+        keep = self._fit_count(sizes, limit - spool.dir_bytes)
+        if self._blocked():
+            return keep  # the rest waits in memory for room, never dropped
+        if self.when_full == "drop_oldest" and not self._block:
             self._evict(total, limit)
             if spool.dir_bytes + total <= limit:
                 return len(sizes)
-        room, keep = limit - spool.dir_bytes, 0
-        for size in sizes:
-            room -= size
-            if room < 0:
-                break
-            keep += 1
+        keep = self._fit_count(sizes, limit - spool.dir_bytes)
         with self._lock:
             self._drops["buffer_full"] += len(sizes) - keep
         self._warn_once("full", "the spool directory %s is full (max_bytes=%d): events are "
                         "dropped (%s); raise max_bytes or check the collector", self.directory,
                         self.max_bytes, self.when_full)
+        return keep
+
+    @staticmethod
+    def _fit_count(sizes: list[int], room: int) -> int:
+        """How many of *sizes*, from the first, fit in *room* bytes."""
+        keep = 0
+        for size in sizes:
+            room -= size
+            if room < 0:
+                break
+            keep += 1
         return keep
 
     def _evict(self, need: int, limit: int) -> None:
@@ -339,9 +332,6 @@ class IOLoop(ReadSide):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message, *args)
-
-    def _finish_close(self) -> None:  # defined by the store
-        raise NotImplementedError
 
 
 def data_limit(max_bytes: int) -> int:

@@ -8,47 +8,20 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .format import ACK as ACK_KIND
 from .format import FormatError, ack_entry, decode_record
-from .spool import Segment, Spool
+from .spool import Segment
+from .state import Loc, StoreState
 
 if TYPE_CHECKING:
     from ..record import Record
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
-#: ``(seq, segment, start, end)`` of a record: where it is on disk (segment None: in
-#: memory only, after a disk fault)
-Loc = tuple[int, "Segment | None", int, int]
-
-
-class ReadSide:
-    """A mixin of :class:`~.store.DiskEventStore` (the fields are the store's)."""
-
-    directory: str
-    read_ahead: int
-    scan_interval: float
-    _lock: threading.Lock
-    _ready: deque[Record]
-    _ready_locs: deque[Loc]
-    _acks: list[list[Loc]]
-    _marks: list[tuple[bytes, list[Loc]]]
-    _unread: int
-    _adopt_seq: int
-    _drops: dict[str, int]
-    _spool: Spool
-    _closing: bool
-    _next_scan: float
-    _stats: dict[str, Any]
-    _adopt_wanted: bool
-    _adopt_done: threading.Event
-    _wakeup: Callable[[], None] | None
-    _starved: bool
+class ReadSide(StoreState):
+    """The read side of :class:`~.store.DiskEventStore` (its fields: :mod:`.state`)."""
 
     # -- acks ----------------------------------------------------------------------------------
     def _ack_step(self) -> None:
@@ -134,6 +107,7 @@ class ReadSide:
             if bad:
                 self._acks.append(bad)
                 self._spool.corrupt_bytes += sum(loc[3] - loc[2] for loc in bad)
+                self._drops["corrupt"] = self._drops.get("corrupt", 0) + len(bad)
         if records:
             self._ready_now()
 
@@ -171,9 +145,6 @@ class ReadSide:
         if self._starved and wakeup is not None:
             self._starved = False
             wakeup()
-
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        raise NotImplementedError  # the store's
 
 
 def _ranges(locs: list[Loc]) -> list[tuple[Segment, int, int, int]]:

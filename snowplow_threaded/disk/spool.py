@@ -133,6 +133,7 @@ class Spool:
         self.current: Segment | None = None
         self.dir_bytes = 0
         self.corrupt_bytes = 0
+        self.damaged = 0  # damaged stretches skipped (each lost one record or more)
         self.bytes_written = 0  # records written, framing included
         self.in_flight_adopted = 0  # adopted records a dead owner had in a request
         self.left_alone: set[str] = set()  # segment files that cannot be read: not retried
@@ -249,7 +250,10 @@ class Spool:
         return got, offset
 
     def _damaged(self, seg: Segment, start: int, end: int) -> None:
+        """A damaged stretch, skipped: counted once (``damaged``: the store's ``corrupt``
+        drops; how many records it held cannot be known, so it counts as one)."""
         self.corrupt_bytes += end - start
+        self.damaged += 1
         logger.warning("%s: %d damaged byte(s) at offset %d skipped (a torn write or a "
                        "corrupt file; the events in them are lost)", seg.path, end - start,
                        start)
@@ -334,7 +338,8 @@ class Spool:
             first = -1
             for start, end, body in read_frames(fd, SEGMENT_HEADER_SIZE, size):
                 if body is None:
-                    self._damaged(seg, start, end)
+                    if first < 0:  # after the first record: read (and counted) later
+                        self._damaged(seg, start, end)
                 elif not covered(acked, start, end):
                     seg.live += 1
                     first = start if first < 0 else first

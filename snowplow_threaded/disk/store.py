@@ -10,8 +10,8 @@ lock, as :class:`~..event_store.InMemoryEventStore` does, and touches no file. T
 thread (:mod:`.io_loop`, started by the first ``put()``, or at construction when dead
 processes left events) writes, reads and deletes. ``take()``/``settle()`` (the sender)
 hand out records already in memory and queue acks for the I/O thread. ``_lock`` guards
-every field below except ``_incoming``'s right end (see ``put``); it is never held
-across a system call.
+every field (declared, with who touches it, in :mod:`.state`) except ``_incoming``'s right
+end (see ``put``) and the I/O thread's own flags; it is never held across a system call.
 
 Records are the engine's (:data:`~..record.Record`, bytes) and are written as they are
 (format 2, :mod:`.format`).
@@ -33,10 +33,9 @@ from . import owners
 from .arguments import check_arguments
 from .closing import Closing
 from .format import LEASED, UNLEASED
-from .io_loop import DiskLease
-from .io_read import Loc
 from .owners import DiskStoreError
 from .spool import Spool
+from .state import DiskLease, Loc
 
 logger = logging.getLogger("snowplow_threaded.disk")
 
@@ -55,7 +54,7 @@ class DiskEventStore(Closing):
     :param when_full: ``"drop_newest"`` (default: new events are dropped) or
         ``"drop_oldest"`` (this process's oldest segment is dropped whole); both counted
         in ``stats().dropped``. (The emitter's ``when_full="block"`` makes ``track()``
-        wait while ``memory_events`` wait to be written; a full directory drops.)
+        wait for room instead: see docs/disk-buffer.md.)
     :param write_interval: an event is written within this many seconds of ``track()``
         (0.05) ...
     :param write_events: ... or as soon as this many wait (1 000). Only written events
@@ -76,6 +75,10 @@ class DiskEventStore(Closing):
     A fault later (disk full, a read-only remount, ``ulimit -f``) never raises into
     ``track()``: events are kept in memory (counted) until the disk works again.
     """
+
+    #: What ``close()`` does not deliver stays on disk for the next process: the emitter
+    #: neither gives it up nor counts it as dropped (see ``Dispatcher``).
+    keeps_unsent = True
 
     def __init__(
         self,
@@ -111,6 +114,8 @@ class DiskEventStore(Closing):
         self.segment_bytes = max(64 * 1024, min(segment_bytes, max_bytes // 8))
         self.scan_interval = scan_interval
         self._wakeup: Callable[[], None] | None = None
+        self._say: Callable[[bool], None] | None = None
+        self._block = False  # the emitter's when_full="block" (set_wakeup)
         self.shutdown_timeout = 5.0  # the emitter's (set_wakeup), for the exit hook
         self._lock = threading.Lock()
         self._init_state()
@@ -141,6 +146,10 @@ class DiskEventStore(Closing):
         self._unread = 0  # records on disk not yet read back
         self._adopt_seq = -(1 << 62)  # adopted records come before every own one
         self._drops = {"buffer_full": 0, "evicted_oldest": 0}
+        self._drops_said = 0  # the drops' total when last said (see IOLoop._say_drops)
+        self._full = False  # block: the directory cannot take the next write (I/O thread)
+        self._last_write = 0  # block: the bytes of the last write (I/O thread)
+        self._refused = False  # block: a put() was refused; wake the waiters on room
         self._spool = Spool(self.directory, self.segment_bytes, self.durable, self._lock)
         self._thread: threading.Thread | None = None
         self._closing = self._closed = self._held = False
@@ -165,7 +174,7 @@ class DiskEventStore(Closing):
         incoming = self._incoming
         if self._thread is None:
             self._start()
-        if len(incoming) >= self.memory_events:
+        if len(incoming) >= self.memory_events or (self._block and self._full):
             return self._put_full(record)
         if self.durable:
             return self._put_durable(record)
@@ -180,9 +189,14 @@ class DiskEventStore(Closing):
         return waiting
 
     def _put_full(self, record: Record) -> int:
-        """The memory bound is reached (the I/O thread cannot keep up): *record* is refused
-        (-1: the emitter counts it, or with its ``when_full="block"`` waits and puts it
-        again), or under ``drop_oldest`` the oldest waiting one is dropped (counted here)."""
+        """The memory bound is reached (the I/O thread cannot keep up), or with the
+        emitter's ``when_full="block"`` the directory is full: *record* is refused (-1: the
+        emitter drops and counts it, or with ``block`` waits until :meth:`_room_now` and
+        puts it again), or under ``drop_oldest`` the oldest waiting one is dropped (counted
+        here)."""
+        if self._block:
+            self._refused = True
+            return -1
         if not self._memory_full_warned:  # once, and not per event
             self._memory_full_warned = True
             logger.warning("%d events wait to be written to %s (memory_events): the disk "
@@ -259,17 +273,15 @@ class DiskEventStore(Closing):
             if done:
                 self._acks.append(locs[:done])
             if done < len(locs):
-                if retry or self._held:
+                if retry:  # to send again; after close() gave up, kept for the next process
                     self._marks.append((UNLEASED, locs[done:]))
-                if retry:
                     del lease.records[:done], locs[:done]
                     lease.oldest_seq = min(loc[0] for loc in locs)
                     self._retry.append(lease)
                     if len(self._retry) > 1 and self._retry[-2].oldest_seq > lease.oldest_seq:
                         self._retry = deque(sorted(self._retry, key=lambda x: x.oldest_seq))
-                elif not self._held:  # failed for good: removed
+                else:  # failed for good (refused by the collector): removed
                     self._acks.append(locs[done:])
-                # held (close() gave up): they stay on disk for the next process
             self._settled_cond.notify_all()
         self._kick()
 
@@ -295,10 +307,15 @@ class DiskEventStore(Closing):
 
     def drop_counts(self) -> dict[str, int]:
         """What this store dropped itself: a full directory or memory bound after a disk
-        fault (``buffer_full``), ``drop_oldest`` evictions, unreadable segments. Events it
+        fault (``buffer_full``), ``drop_oldest`` evictions (``evicted_oldest``), damaged
+        records (``corrupt``), unreadable segments (``unreadable``), events kept in memory
+        after a disk fault and not written by the end (``disk_unavailable``). Events it
         refused in ``put()`` are the emitter's to count."""
         with self._lock:
-            return {k: v for k, v in self._drops.items() if v}
+            drops = {k: v for k, v in self._drops.items() if v}
+        if self._spool.damaged:
+            drops["corrupt"] = drops.get("corrupt", 0) + self._spool.damaged
+        return drops
 
     def discard_pending(self) -> int:
         """Drop what is held in memory only (events not written yet, and any kept in
