@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from snowplow_threaded import Emitter, StructuredEvent, Tracker
+from snowplow_threaded import DiskEventStore, Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.threads import BLOCKED, start_background
 
@@ -27,14 +27,19 @@ def _blocked(thread: threading.Thread) -> set[int]:
     return {n for n in range(1, 65) if mask >> (n - 1) & 1}
 
 
-def test_every_sender_thread_blocks_the_asynchronous_signals(collector: Collector) -> None:
-    emitter = Emitter(collector.endpoint, thread_count=2)
+def test_every_library_thread_blocks_the_asynchronous_signals(collector: Collector,
+                                                              tmp_path: Path) -> None:
+    """The senders, the disk store's I/O thread and the embedded collector's threads."""
+    emitter = Emitter(collector.endpoint, thread_count=2,
+                      event_store=DiskEventStore(tmp_path / "spool"))
     try:
         Tracker("t", emitter).track(StructuredEvent("c", "a"))
         assert emitter.flush(timeout=10)
         threads = [t for t in threading.enumerate() if t.name.startswith("snowplow-")
                    and t.is_alive() and t.native_id is not None]
-        assert len(threads) >= 2, threading.enumerate()
+        names = {t.name for t in threads}
+        assert "snowplow-disk-store" in names and "snowplow-collector" in names, names
+        assert len(threads) >= 4, names
         for thread in threads:
             blocked = _blocked(thread)
             for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..process import UWSGI
+from ..process import UWSGI, start_background
 from ..record import Record, payload_of
 from .io_loop import IOLoop
 
@@ -44,7 +44,7 @@ class Closing(IOLoop):
             thread = threading.Thread(target=self._run, name="snowplow-disk-store",
                                       daemon=True)
             try:
-                thread.start()
+                start_background(thread)  # signals go to the application's threads
             except RuntimeError:  # interpreter shutting down: close() writes inline
                 return
             self._thread = thread
