@@ -11,8 +11,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from snowplow_threaded.collector import Collector
-from tests.disk_support import Child, HoldingRelay, labels, wait_labels
+from snowplow_threaded.disk import owners
+from tests.disk_support import Child, HoldingRelay, adopt_and_send, labels, wait_labels
 
 #: How long before a kill an event must have been tracked to be owed: the store writes
 #: within write_interval (0.05 s); the rest is slack for a loaded 2-core machine.
@@ -133,6 +136,43 @@ def test_delivered_events_are_not_sent_again_after_a_kill(micro_collector: Colle
     second = Child(tmp_path, micro_collector.endpoint, "b", 0, "--send")
     assert second.wait() == 0, second.stderr()
     assert second.stats()["disk"]["adopted"] == 0
+    got = labels(micro_collector)
+    assert len(got) == count and max(got.values()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["FORMAT"]
+
+
+def test_what_another_process_settled_meanwhile_leaves_no_lock_file(
+        micro_collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two live processes find one dead owner: the other adopts and settles it all between
+    this one's listing and its try. This one then holds a fresh, empty lock file of that
+    token, and must remove it (a leftover was seen under gunicorn, issue 16)."""
+    count = 50
+    micro_collector.pause(503)
+    dead = Child(tmp_path, micro_collector.endpoint, "dead", count, "--hold")
+    try:
+        dead.wait_line("done")
+        time.sleep(WINDOW)
+        dead.proc.send_signal(signal.SIGKILL)
+        dead.wait()
+    finally:
+        dead.kill()
+    micro_collector.resume()
+    real, tries = owners.try_adopt, []
+
+    def other_process_first(directory: str, token: str) -> owners.Owner | None:
+        if not tries:  # a real process adopts, sends and settles everything first
+            other = Child(tmp_path, micro_collector.endpoint, "other", 0, "--send")
+            tries.append(other.wait())
+            assert other.stats()["disk"]["adopted"] == count, other.stderr()
+        return real(directory, token)
+
+    monkeypatch.setattr(owners, "try_adopt", other_process_first)
+    emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    try:
+        assert tries == [0] and delivered
+        assert emitter.stats().as_dict()["disk"]["adopted"] == 0
+    finally:
+        emitter.close(5)
     got = labels(micro_collector)
     assert len(got) == count and max(got.values()) == 1
     assert sorted(os.listdir(tmp_path)) == ["FORMAT"]

@@ -4,24 +4,51 @@
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
+from kombu.transport import filesystem
+from kombu.utils.json import dumps
 
 
-def make_celery(name: str) -> Celery:
-    """A Celery app on ``CELERY_BROKER_URL``, or on kombu's filesystem transport in
-    ``CELERY_FS_DIR`` (default ``/tmp/snowplow-celery-example``)."""
+class _AtomicChannel(filesystem.Channel):  # type: ignore[misc]
+    """kombu's filesystem channel, each message written under a temporary name and renamed
+    into the queue. kombu writes a message file in place, so a worker polling meanwhile
+    (while a task retries, or a producer sends) can take the file still empty, and its
+    consumer dies on a JSON error; a rename is atomic, so a message is seen whole or not
+    at all. The temporary name starts with a dot: kombu's reader never takes it."""
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        temp = os.path.join(self.data_folder_out, f".{name}.tmp")
+        with open(temp, "wb") as f:
+            f.write(dumps(payload).encode())
+        os.replace(temp, os.path.join(self.data_folder_out, name))
+
+
+class AtomicFilesystemTransport(filesystem.Transport):  # type: ignore[misc]
+    """kombu's filesystem transport with :class:`_AtomicChannel`."""
+
+    Channel = _AtomicChannel
+
+
+def make_celery(name: str, folder: Path | None = None) -> Celery:
+    """A Celery app on ``CELERY_BROKER_URL``, or on a filesystem broker in *folder* (default
+    ``CELERY_FS_DIR``, else ``/tmp/snowplow-celery-example``)."""
     app = Celery(name)
     url = os.environ.get("CELERY_BROKER_URL")
-    if url:
+    if url and folder is None:
         app.conf.broker_url = url
     else:
-        folder = Path(os.environ.get("CELERY_FS_DIR", "/tmp/snowplow-celery-example"))
+        folder = folder or Path(os.environ.get("CELERY_FS_DIR", "/tmp/snowplow-celery-example"))
         for sub in ("queue", "processed"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         app.conf.update(
             broker_url="filesystem://",
+            broker_transport=AtomicFilesystemTransport,
             broker_transport_options={
                 "data_folder_in": str(folder / "queue"),
                 "data_folder_out": str(folder / "queue"),

@@ -308,6 +308,10 @@ class Spool:
             owner = owners.try_adopt(self.directory, token)
             if owner is None:
                 continue
+            # listed again under the token's lock: another process may have adopted and
+            # settled it since the listing (then try_adopt made a new, empty lock file)
+            names = [n for n in owners.tokens(os.listdir(self.directory)).get(token, [])
+                     if n not in self.left_alone]
             segs = [s for s in (self._scan(owner, n) for n in names) if s is not None]
             found.extend(s for s in segs if s.live)
             for seg in segs:
