@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -116,7 +117,8 @@ def wait_labels(collector: Collector, expected: set[str], timeout: float = 60.0)
 
 class HoldingRelay:
     """A TCP relay to *target*: requests go through at once, answers wait while
-    :attr:`hold` is set (:attr:`holding` is set while one waits)."""
+    :attr:`hold` is set (:attr:`holding` is set while one waits; :meth:`held_ports` are
+    the client ports whose answer waits, :func:`socket_owner` finds their process)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -126,6 +128,8 @@ class HoldingRelay:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._stop = False
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -144,12 +148,21 @@ class HoldingRelay:
             threading.Thread(target=self._pipe, args=(upstream, client, True),
                              daemon=True).start()
 
+    def held_ports(self) -> set[int]:
+        with self._held_lock:
+            return set(self._held)
+
     def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if answers and self.hold.is_set():
+                if answers and self.hold.is_set() and not self.release.is_set():
+                    peer = sink.getpeername()[1]
+                    with self._held_lock:
+                        self._held.add(peer)
                     self.holding.set()
                     self.release.wait(30)
+                    with self._held_lock:
+                        self._held.discard(peer)
                 sink.sendall(data)
         for s in (source, sink):
             with contextlib.suppress(OSError):
@@ -159,3 +172,22 @@ class HoldingRelay:
         self._stop = True
         self.release.set()
         self._server.close()
+
+
+def socket_owner(local_port: int) -> int | None:
+    """The pid of the process holding the TCP socket bound to 127.0.0.1:*local_port* (read
+    from /proc), or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == local_port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return int(pid)
+    return None

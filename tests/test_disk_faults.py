@@ -6,6 +6,7 @@ full disk (a small tmpfs) or a file-size limit (``ulimit -f``) never raises into
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -17,12 +18,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from snowplow_threaded import DiskEventStore, DiskStoreError, Emitter, StructuredEvent, Tracker
 from snowplow_threaded.collector import Collector
 from snowplow_threaded.disk.format import FORMAT_VERSION, FRAME_MAGIC, frame, segment_header
+from snowplow_threaded.disk.spool import Segment, Spool
 from tests.disk_support import ROOT, adopt_and_send, labels
 from tests.helpers import require
 
@@ -158,6 +161,39 @@ def test_a_damaged_record_costs_only_itself(micro_collector: Collector, tmp_path
     assert stats.dropped == {"corrupt": 1} and drops == [("corrupt", 1)]
     assert stats.disk is not None and 0 < stats.disk["corrupt_bytes"] < 1000
     assert set(labels(micro_collector)) == expected
+
+
+def test_an_unreadable_segment_is_counted_and_left_for_the_next_process(
+        micro_collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A read that fails with an I/O error (a failing disk; made here by the one stand-in
+    in these tests: this machine has no device-mapper to fail a real read): the events are
+    not sent by this process, counted ``unreadable``, said once, and flush() says so; the
+    segment stays, and a later process whose reads work sends them all, once."""
+    leave_behind(micro_collector, tmp_path, "u", 40)
+
+    def failing_read(self: Spool, seg: Segment, limit: int) -> NoReturn:
+        raise OSError(errno.EIO, "Input/output error", seg.path)
+
+    monkeypatch.setattr(Spool, "read", failing_read)
+    drops: list[tuple[str, int]] = []
+    with caplog.at_level(logging.WARNING, "snowplow_threaded"):
+        emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path, timeout=5,
+                                            on_drop=lambda *call: drops.append(call))
+        stats = emitter.stats()
+        closed = emitter.close(5)
+    assert not delivered and not closed
+    assert stats.dropped == {"unreadable": 40} and drops == [("unreadable", 40)]
+    assert stats.disk is not None and stats.disk["disk_errors"] == 1
+    assert caplog.text.count("Input/output error") == 1, caplog.text
+    assert labels(micro_collector) == {}
+    assert list(tmp_path.glob("*.seg"))  # left there
+    monkeypatch.undo()
+    emitter, delivered = adopt_and_send(micro_collector.endpoint, tmp_path)
+    emitter.close(5)
+    got = labels(micro_collector)
+    assert delivered and set(got) == {f"u-{n}" for n in range(40)} and max(got.values()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["FORMAT"]
 
 
 def test_a_truncated_segment_keeps_every_whole_record(micro_collector: Collector,

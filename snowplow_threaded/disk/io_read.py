@@ -68,8 +68,9 @@ class ReadSide(StoreState):
             got, offset = self._spool.read(seg, room)
         except OSError as exc:
             self._stats["disk_errors"] += 1
-            logger.error("cannot read %s (%s): its %d event(s) are left there, unsent",
-                         seg.path, exc, seg.unread)
+            logger.error("cannot read %s (%s): its %d event(s) are left there, unsent (the "
+                         "next process on this directory tries them again)", seg.path, exc,
+                         seg.unread)
             with self._lock:
                 self._unread -= seg.unread
                 self._drops["unreadable"] = self._drops.get("unreadable", 0) + seg.unread
