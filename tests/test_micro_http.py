@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from snowplow_threaded.collector import Collector, Limits
+from snowplow_threaded.collector.http_connection import Connection
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
@@ -228,10 +229,43 @@ def test_idle_keep_alive_connections_are_closed(collector: Collector) -> None:
         sent = time.monotonic()
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(stream)[0] == 200
-        assert closed_by_server(sock, within=5)
+        assert closed_by_server(sock, within=5), collector.stats()
         # kept for keepalive_timeout after the request, not closed at once (a lower bound
         # the server guarantees however loaded the machine is)
         assert time.monotonic() - sent >= LIMITS.keepalive_timeout
+
+
+def test_a_connection_failing_its_timeout_check_leaves_the_others_timed(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """One connection's timeout check raising (a bug, a socket error while closing) drops
+    that connection alone: the sweep goes on for the rest, so idle clients are still
+    closed and the server still serves."""
+    original = Connection.check_timeouts
+    failed: list[int] = []
+
+    def first_one_fails(self: Connection, now: float) -> None:
+        if not failed:
+            failed.append(id(self))
+            raise OSError(9, "Bad file descriptor")
+        original(self, now)
+
+    with Collector(limits=LIMITS) as collector:
+        doomed, idle = connect(collector), connect(collector)
+        try:
+            deadline = time.monotonic() + 5
+            while collector.stats()["open_connections"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            monkeypatch.setattr(Connection, "check_timeouts", first_one_fails)
+            with caplog.at_level("WARNING", logger="snowplow_threaded"):
+                # whichever was checked first is dropped, the other closed when idle
+                assert closed_by_server(doomed, within=5), collector.stats()
+                assert closed_by_server(idle, within=5), collector.stats()
+                assert failed
+            assert "failed its timeout check" in caplog.text
+            assert requests.get(collector.endpoint + "/health", timeout=5).status_code == 200
+        finally:
+            doomed.close()
+            idle.close()
 
 
 def test_too_many_connections_get_503() -> None:

@@ -187,15 +187,22 @@ class HTTPServer:
 
     def _sweep(self) -> None:
         """Every ``sweep_interval``: refresh the Date header, enforce the timeouts, note
-        how late the loop was."""
+        how late the loop was. The next sweep is planned first and a connection that fails
+        its check is dropped alone: the timeouts (the defence against idle and slow
+        clients) never stop for the whole server."""
+        self._sweeper = asyncio.get_running_loop().call_later(self.sweep_interval, self._sweep)
         now = time.monotonic()
         lag = now - self._last_sweep - self.sweep_interval
         self.stats.loop_lag_max = max(self.stats.loop_lag_max, lag)
         self._last_sweep = now
         self.date = email.utils.formatdate(usegmt=True)
         for conn in list(self.connections | self.refusing):
-            conn.check_timeouts(now)
-        self._sweeper = asyncio.get_running_loop().call_later(self.sweep_interval, self._sweep)
+            try:
+                conn.check_timeouts(now)
+            except Exception as exc:  # a bug, or a socket error closing it: drop it alone
+                _log_limited("a connection failed its timeout check, dropped", exc)
+                with contextlib.suppress(Exception):
+                    conn.abort()
 
 
 _last_warning = [0.0]
@@ -214,11 +221,15 @@ def _quiet_socket_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any
     if not isinstance(exc, OSError):
         loop.default_exception_handler(context)
         return
+    _log_limited(str(context.get("message", "socket error")), exc)
+
+
+def _log_limited(message: str, exc: BaseException) -> None:
+    """*message* and *exc* as a warning, at most one a minute (of all such messages)."""
     now = time.monotonic()
     if now - _last_warning[0] >= 60:
         _last_warning[0] = now
-        logger.warning("%s: %s (such errors are not logged again for a minute)",
-                       context.get("message", "socket error"), exc)
+        logger.warning("%s: %r (such errors are not logged again for a minute)", message, exc)
 
 
 def _settle(done: asyncio.Future[None]) -> None:
