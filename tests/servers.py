@@ -25,7 +25,10 @@ def free_port() -> int:
 
 
 def server_env(endpoint: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "SNOWPLOW_TEST_ENDPOINT": endpoint, **extra}
+    # faulthandler in every server process: a server that does not stop in time is sent
+    # SIGABRT, and each of its processes writes every thread's traceback into the log
+    return {**os.environ, "PYTHONPATH": str(ROOT), "SNOWPLOW_TEST_ENDPOINT": endpoint,
+            "PYTHONFAULTHANDLER": "1", **extra}
 
 
 class Server:
@@ -61,11 +64,22 @@ class Server:
         raise AssertionError(f"{text!r} not seen within {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Send *sig* to the main process and wait for the whole group to finish."""
+        """Send *sig* to the main process and wait for it to exit; then kill what is left
+        of the group. A server that does not exit in time fails the test with the
+        tracebacks of all its processes' threads (SIGABRT to the group, faulthandler)."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for pid in group_pids(self.proc.pid):  # one by one: their tracebacks apart
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGABRT)
+                time.sleep(0.5)
+            self.kill()
+            raise AssertionError(f"{self.proc.args[0]} did not stop within {timeout}s of "
+                                 f"signal {sig}; the log, with each process's threads:\n"
+                                 f"{self.log()[-20000:]}") from None
         finally:
             self.kill()
         return code
@@ -81,6 +95,17 @@ class Server:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of process group *pgid* (from /proc), leader first."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid:  # state, ppid, pgrp, ...
+                pids.append(int(stat.parent.name))
+    return sorted(pids, key=lambda pid: pid != pgid)
 
 
 def bin_path(name: str) -> str:
