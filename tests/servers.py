@@ -72,13 +72,16 @@ class Server:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            for pid in group_pids(self.proc.pid):  # one by one: their tracebacks apart
+            pids = group_pids(self.proc.pid)
+            table = "\n".join(describe_process(pid) for pid in pids)
+            for pid in pids:  # one by one: their tracebacks apart
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGABRT)
                 time.sleep(0.5)
             self.kill()
             raise AssertionError(f"{self.proc.args[0]} did not stop within {timeout}s of "
-                                 f"signal {sig}; the log, with each process's threads:\n"
+                                 f"signal {sig}; its processes then:\n{table}\n"
+                                 f"the log, with each process's threads:\n"
                                  f"{self.log()[-20000:]}") from None
         finally:
             self.kill()
@@ -106,6 +109,18 @@ def group_pids(pgid: int) -> list[int]:
             if int(fields[2]) == pgid:  # state, ppid, pgrp, ...
                 pids.append(int(stat.parent.name))
     return sorted(pids, key=lambda pid: pid != pgid)
+
+
+def describe_process(pid: int) -> str:
+    """One line on process *pid*: state, parent, what the kernel has it wait in, command."""
+    proc = Path("/proc") / str(pid)
+    try:
+        fields = (proc / "stat").read_text().rpartition(")")[2].split()
+        wchan = (proc / "wchan").read_text() if (proc / "wchan").exists() else "?"
+        command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError as exc:
+        return f"pid {pid}: gone ({exc.strerror})"
+    return f"pid {pid} state {fields[0]} ppid {fields[1]} wchan {wchan or '-'}: {command[:200]}"
 
 
 def bin_path(name: str) -> str:
