@@ -62,7 +62,7 @@ def test_example_worker_sends_every_task_event_once(collector: Collector, tmp_pa
     assert code == 0, log[-4000:]
     collector.wait_for(EVENTS, timeout=15)
     events = accepted_events(collector)
-    assert len(events) == EVENTS, (len(events), log[-4000:])
+    assert len(events) == EVENTS, _what_arrived(collector, events, tasks, log)
     assert_unique(events)
     runs: dict[str, list[tuple[str, dict[str, Any]]]] = collections.defaultdict(list)
     for event in sorted(events, key=lambda e: int(e["dtm"])):
@@ -88,6 +88,22 @@ def test_example_worker_sends_every_task_event_once(collector: Collector, tmp_pa
             assert seen[1][1]["exception_type"] == "ConnectionError"
     if "prefork" in pool:  # 18 runs, 3 per child: the pool replaced its children
         assert "ForkPoolWorker-3" in log, log[-3000:]
+
+
+def _what_arrived(collector: Collector, events: list[dict[str, Any]], tasks: dict[str, str],
+                  log: str) -> str:
+    """For a failure: the events each task run sent, the requests, the worker's log."""
+    kinds: dict[str, list[str]] = collections.defaultdict(list)
+    for event in events:
+        name, data = shipped_event(event, VENDOR)
+        kinds[data["task_id"]].append(name)
+    requests = [(r.index, r.connection, r.status, r.outcome, len(r.events))
+                for r in collector.requests()]
+    return (f"{len(events)} of {EVENTS} events\n"
+            + "\n".join(f"{name} {task_id}: {kinds.get(task_id, [])}"
+                         for task_id, name in tasks.items())
+            + f"\nrequests (index, connection, status, outcome, events): {requests}\n"
+            + log[-12000:])
 
 
 def _wait_done(worker: Server, count: int, timeout: float = 60.0) -> None:
