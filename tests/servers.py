@@ -74,11 +74,10 @@ class Server:
         except subprocess.TimeoutExpired:
             pids = group_pids(self.proc.pid)
             table = "\n".join(describe_process(pid) for pid in pids)
-            for pid in pids:  # one by one: their tracebacks apart
+            for pid in pids:  # one by one, each gone before the next: tracebacks apart
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGABRT)
-                time.sleep(0.5)
-            self.kill()
+                    wait_gone(pid, timeout=5)
             raise AssertionError(f"{self.proc.args[0]} did not stop within {timeout}s of "
                                  f"signal {sig}; its processes then:\n{table}\n"
                                  f"the log, with each process's threads:\n"
@@ -109,6 +108,22 @@ def group_pids(pgid: int) -> list[int]:
             if int(fields[2]) == pgid:  # state, ppid, pgrp, ...
                 pids.append(int(stat.parent.name))
     return sorted(pids, key=lambda pid: pid != pgid)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until process *pid* has exited (gone, or a zombie not yet reaped); False if it
+    still runs after *timeout* seconds."""
+    stat = Path("/proc") / str(pid) / "stat"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if stat.read_text().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return True
+        except OSError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def describe_process(pid: int) -> str:

@@ -17,6 +17,7 @@ import requests
 
 from snowplow_threaded.collector import Collector, Limits
 from snowplow_threaded.collector.http_connection import Connection
+from tests.helpers import eventually
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
@@ -252,9 +253,7 @@ def test_a_connection_failing_its_timeout_check_leaves_the_others_timed(
     with Collector(limits=LIMITS) as collector:
         doomed, idle = connect(collector), connect(collector)
         try:
-            deadline = time.monotonic() + 5
-            while collector.stats()["open_connections"] < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            assert eventually(lambda: collector.stats()["open_connections"] >= 2, timeout=5)
             monkeypatch.setattr(Connection, "check_timeouts", first_one_fails)
             with caplog.at_level("WARNING", logger="snowplow_threaded"):
                 # whichever was checked first is dropped, the other closed when idle

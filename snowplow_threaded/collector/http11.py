@@ -205,6 +205,7 @@ class HTTPServer:
                     conn.abort()
 
 
+#: when _log_limited last logged; touched only on the event loop's thread
 _last_warning = [0.0]
 
 
